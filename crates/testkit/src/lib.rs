@@ -1,0 +1,1 @@
+//! Isolated real resources for tests.
