@@ -1,0 +1,133 @@
+//! `.env.example`, generated from the config type so the two cannot disagree.
+
+use std::fmt::Write as _;
+
+use schemars::JsonSchema;
+use serde_json::Value as Json;
+
+use crate::schema::{ConfigSchema, KeySpec, Secrecy, ValueKind};
+
+/// Renders `.env.example` for `T`: every key, with its description, whether it is required, and a
+/// fake but well-formed value. Loading the result in development succeeds; in production the
+/// guard refuses its secret placeholders.
+///
+/// ```
+/// use groundwork_config::{Secret, env_example};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Settings {
+///     /// Signs session tokens.
+///     #[schemars(length(min = 32))]
+///     jwt_secret: Secret,
+/// }
+///
+/// let text = env_example::<Settings>();
+/// assert!(text.contains("# Signs session tokens."));
+/// assert!(text.contains("JWT_SECRET=your_jwt_secret_"));
+/// ```
+pub fn env_example<T: JsonSchema>() -> String {
+    render(&ConfigSchema::of::<T>())
+}
+
+pub(crate) fn render(schema: &ConfigSchema) -> String {
+    let mut out = String::from(
+        "# Generated from the service's config type by `cargo xtask env-example`; do not edit.\n\
+         # Copy to .env for local development. Real values never go into this file or into git.\n\
+         # Any variable can instead be given as NAME_FILE=/path/to/file (Docker/Kubernetes secrets).\n",
+    );
+    for key in schema.keys() {
+        if key.kind == ValueKind::Map {
+            continue;
+        }
+        out.push('\n');
+        if let Some(description) = &key.description {
+            for line in description.lines() {
+                let _ = writeln!(out, "# {line}");
+            }
+        }
+        let _ = writeln!(out, "# {}", notes(key));
+        let _ = writeln!(out, "{}={}", key.env_name(), quote(&example_value(key)));
+    }
+    out
+}
+
+fn notes(key: &KeySpec) -> String {
+    let mut notes = vec![if key.required {
+        "required".to_owned()
+    } else {
+        "optional".to_owned()
+    }];
+    match key.secrecy {
+        Secrecy::Secret => notes.push("secret".to_owned()),
+        Secrecy::Url => notes.push("URL, password is secret".to_owned()),
+        Secrecy::Plain => {}
+    }
+    if let Some(min) = key.min_length {
+        notes.push(format!("at least {min} characters"));
+    }
+    if let ValueKind::OneOf(allowed) = &key.kind {
+        notes.push(format!("one of {}", allowed.join(", ")));
+    }
+    if let Some(default) = key.default.as_ref()
+        && key.secrecy == Secrecy::Plain
+        && !default.is_null()
+    {
+        notes.push(format!("default {}", scalar(default)));
+    }
+    let others: Vec<&str> = key.env_names.iter().skip(1).map(String::as_str).collect();
+    if !others.is_empty() {
+        notes.push(format!("also {}", others.join(", ")));
+    }
+    format!("{} (key `{}`)", notes.join(", "), key.dotted())
+}
+
+/// The placeholder a secret gets in `.env.example`: obviously fake, and long enough to pass the
+/// minimum length in development.
+pub(crate) fn placeholder_for(key: &KeySpec) -> String {
+    let mut value = format!("your_{}_here", key.path.join("_").to_ascii_lowercase());
+    let min = usize::try_from(key.min_length.unwrap_or(0)).unwrap_or(usize::MAX);
+    while value.chars().count() < min {
+        value.push('x');
+    }
+    value
+}
+
+fn example_value(key: &KeySpec) -> String {
+    if let Some(example) = &key.example {
+        return scalar(example);
+    }
+    if key.secrecy == Secrecy::Secret {
+        return placeholder_for(key);
+    }
+    if let Some(default) = key.default.as_ref().filter(|d| !d.is_null()) {
+        return scalar(default);
+    }
+    match &key.kind {
+        ValueKind::Integer { min, .. } | ValueKind::Number { min, .. } => {
+            min.map_or_else(|| "0".to_owned(), |m| m.to_string())
+        }
+        ValueKind::Boolean => "false".to_owned(),
+        ValueKind::OneOf(allowed) => allowed.first().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn scalar(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        Json::Array(items) => items.iter().map(scalar).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Quotes a value when a `.env` parser would otherwise misread it.
+fn quote(value: &str) -> String {
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\'' | '$' | '\\'))
+    {
+        format!("'{}'", value.replace('\'', ""))
+    } else {
+        value.to_owned()
+    }
+}
