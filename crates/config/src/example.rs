@@ -33,7 +33,11 @@ pub(crate) fn render(schema: &ConfigSchema) -> String {
     let mut out = String::from(
         "# Generated from the service's config type by `cargo xtask env-example`; do not edit.\n\
          # Copy to .env for local development. Real values never go into this file or into git.\n\
-         # Any variable can instead be given as NAME_FILE=/path/to/file (Docker/Kubernetes secrets).\n",
+         # Any variable can instead be given as NAME_FILE=/path/to/file (Docker/Kubernetes secrets).\n\
+         \n\
+         # Deployment environment: development, test, staging or production. Selects\n\
+         # config/{env}.toml; .env is read only in development and test.\n\
+         APP_ENV=development\n",
     );
     for key in schema.keys() {
         if key.kind == ValueKind::Map {

@@ -195,7 +195,7 @@ impl Loader {
                 Ok(Some(found)) => match typed_value(key, &found.raw) {
                     Ok(value) => figment = figment.merge(KeyValue::new(key, value, &found)),
                     Err(kind) => {
-                        problems.push(problem_at(key, Some(found.origin.to_string()), kind))
+                        problems.push(problem_at(key, Some(found.origin.to_string()), kind));
                     }
                 },
                 Ok(None) => {}

@@ -559,10 +559,13 @@ fn an_unknown_app_env_is_an_error() {
     );
 }
 
+/// A check on the kind of problem a case must produce.
+type Expect = fn(&ProblemKind) -> bool;
+
 #[test]
 fn production_refuses_weak_secrets_that_development_accepts() -> Result<(), ConfigError> {
     let scene = Scene::new();
-    let cases: [(&str, fn(&ProblemKind) -> bool); 5] = [
+    let cases: [(&str, Expect); 5] = [
         ("", |k| *k == ProblemKind::EmptySecret),
         ("short-key", |k| {
             matches!(k, ProblemKind::TooShort { min: 32, actual: 9 })
