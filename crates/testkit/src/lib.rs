@@ -1,1 +1,37 @@
-//! Isolated real resources for tests.
+#![doc = include_str!("../README.md")]
+
+#[cfg(any(
+    feature = "postgres",
+    feature = "redis",
+    feature = "amqp",
+    feature = "clickhouse",
+    feature = "s3"
+))]
+mod cleanup;
+mod error;
+mod infra_env;
+
+#[cfg(feature = "amqp")]
+mod amqp;
+#[cfg(feature = "clickhouse")]
+mod clickhouse;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "s3")]
+mod s3;
+
+pub use error::TestkitError;
+pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin, parse_env_file, redact_url};
+
+#[cfg(feature = "amqp")]
+pub use amqp::TestAmqp;
+#[cfg(feature = "clickhouse")]
+pub use clickhouse::TestClickHouse;
+#[cfg(feature = "postgres")]
+pub use postgres::TestDatabase;
+#[cfg(feature = "redis")]
+pub use redis::TestRedis;
+#[cfg(feature = "s3")]
+pub use s3::TestBucket;

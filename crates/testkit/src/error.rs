@@ -1,0 +1,122 @@
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::infra_env::Service;
+
+/// Any error a lower layer (a driver, the OS) reported.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong while creating or cleaning up a test resource.
+///
+/// Every `url` field holds the URL with its password replaced by `***`, so the error can be
+/// printed in CI logs as it is.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum TestkitError {
+    /// The server did not answer; usually the local test servers are not running.
+    #[error(
+        "cannot reach {service} at {url}; start the local test servers with `cargo xtask infra up` \
+         or point {env_var} at a running server",
+        env_var = service.env_var()
+    )]
+    Unreachable {
+        service: Service,
+        url: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// The server answered but refused an operation the testkit needs.
+    #[error("{action} failed on {service} at {url}")]
+    Server {
+        service: Service,
+        url: String,
+        action: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// The server URL cannot be used.
+    #[error("invalid {service} url {url}: {reason}")]
+    InvalidUrl {
+        service: Service,
+        url: String,
+        reason: String,
+    },
+
+    /// The file written by `cargo xtask infra up` exists but cannot be read.
+    #[error("cannot read the infra env file {path}")]
+    InfraEnvFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The helper thread or runtime that runs cleanup could not be started.
+    #[error("cannot run cleanup for {what}")]
+    CleanupRuntime {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+#[cfg(any(
+    feature = "postgres",
+    feature = "redis",
+    feature = "amqp",
+    feature = "clickhouse",
+    feature = "s3"
+))]
+impl TestkitError {
+    pub(crate) fn unreachable(service: Service, url: &str, source: impl Into<BoxError>) -> Self {
+        Self::Unreachable {
+            service,
+            url: crate::infra_env::redact_url(url),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn server(
+        service: Service,
+        url: &str,
+        action: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Server {
+            service,
+            url: crate::infra_env::redact_url(url),
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+
+    #[cfg(any(
+        feature = "postgres",
+        feature = "redis",
+        feature = "clickhouse",
+        feature = "s3"
+    ))]
+    pub(crate) fn invalid_url(service: Service, url: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidUrl {
+            service,
+            url: crate::infra_env::redact_url(url),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Shows the message and every cause, because tests that return `Result<(), TestkitError>` or
+/// `Box<dyn Error>` print the error with `{:?}`, and the cause is what tells a developer whether
+/// the server is down or rejected the password.
+impl fmt::Debug for TestkitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
