@@ -264,9 +264,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Turns a string from the environment into a value of the key's type, so `PORT=8080` is a
-/// number and a secret of digits stays a string.
+/// number and a secret of digits stays a string. An empty value for an optional key means "not
+/// set", as `KEY=` lines in `.env` files and compose files are meant.
 fn typed_value(key: &KeySpec, raw: &str) -> Result<Value, ProblemKind> {
-    if key.nullable && raw.is_empty() && key.kind != ValueKind::String {
+    if key.nullable && raw.is_empty() {
         return Ok(Value::Empty(
             figment::value::Tag::Default,
             figment::value::Empty::None,

@@ -159,7 +159,11 @@ impl fmt::Display for Problem {
         }
         if self.kind == ProblemKind::Missing {
             match &self.env_var {
-                Some(var) => write!(f, "; set {var} or `{}` in config/default.toml", self.key)?,
+                Some(var) => write!(
+                    f,
+                    "; set {var} (or {var}_FILE) or `{}` in config/default.toml",
+                    self.key
+                )?,
                 None => write!(f, "; set `{}` in config/default.toml", self.key)?,
             }
         }

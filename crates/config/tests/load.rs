@@ -362,7 +362,10 @@ fn empty_values_are_values() -> Result<(), ConfigError> {
         ),
     )?;
     assert_eq!(settings.service_name, "");
-    assert_eq!(settings.otlp_endpoint.as_deref(), Some(""));
+    assert_eq!(
+        settings.otlp_endpoint, None,
+        "an empty optional value means unset"
+    );
     assert!(settings.canary_tenants.is_empty());
 
     let error = load(&scene, with(base_vars(), &[("PORT", "")]))
