@@ -161,8 +161,15 @@ fn commands_log(dir: &Path) -> PathBuf {
 enum Origin {
     EnvVar,
     StandardPort,
-    EarlierUp { pid: u32 },
-    Started { pid: u32 },
+    /// A server of the right kind answers on our dedicated port but was started elsewhere, e.g. by
+    /// `infra up` in another checkout on the same machine.
+    DedicatedPort,
+    EarlierUp {
+        pid: u32,
+    },
+    Started {
+        pid: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -267,14 +274,16 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
                     origin: Origin::EarlierUp { pid },
                 });
             }
-            Lookup::ForeignOnDedicatedPort => bail!(
-                "127.0.0.1:{} answers, but not a {} server that `infra up` started (no live process in {}); \
-                 stop whatever listens there or point {} at it",
-                spec.dedicated_port,
-                spec.name,
-                dir.join(spec.pid_file).display(),
-                spec.env_var
-            ),
+            Lookup::ForeignOnDedicatedPort => {
+                // The probe checked the protocol, so this is a server of the right kind, most
+                // likely from `infra up` in another checkout (CI clones next to a developer's
+                // tree): share it instead of failing. `down` here will not stop it.
+                running.push(Running {
+                    service,
+                    url: (spec.url)(spec.dedicated_port),
+                    origin: Origin::DedicatedPort,
+                });
+            }
             Lookup::Nothing => to_start.push(service),
         }
     }
@@ -292,6 +301,7 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
         let (origin, pid) = match found.origin {
             Origin::EnvVar => (format!("reused (${})", found.service.spec().env_var), None),
             Origin::StandardPort => ("reused (standard port)".to_owned(), None),
+            Origin::DedicatedPort => ("reused (started elsewhere)".to_owned(), None),
             Origin::EarlierUp { pid } => ("reused (earlier infra up)".to_owned(), Some(pid)),
             Origin::Started { pid } => ("started".to_owned(), Some(pid)),
         };
@@ -523,6 +533,7 @@ fn status(infra_dir: &Path) {
                 let source = match found.origin {
                     Origin::EnvVar => format!("${}", spec.env_var),
                     Origin::StandardPort => "standard port".to_owned(),
+                    Origin::DedicatedPort => "started elsewhere".to_owned(),
                     Origin::EarlierUp { .. } | Origin::Started { .. } => "infra up".to_owned(),
                 };
                 (redact(&found.url).into_owned(), source)
