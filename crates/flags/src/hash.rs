@@ -1,0 +1,138 @@
+//! MurmurHash3 x86 32-bit over two byte strings as one stream, and the rollout bucket.
+
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+#[inline]
+fn mix_k(k: u32) -> u32 {
+    k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
+}
+
+#[inline]
+fn mix_h(h: u32, k: u32) -> u32 {
+    (h ^ mix_k(k))
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+/// MurmurHash3 x86 32-bit with seed 0 of `first` followed by `second`, without concatenating them.
+///
+/// This is the function of the npm `murmurhash` package (2.x, default export) over the UTF-8
+/// bytes of `first + second`: `murmurhash("a") = 1009084850`.
+///
+/// ```
+/// assert_eq!(groundwork_flags::murmur3_32_pair(b"a", b""), 1_009_084_850);
+/// assert_eq!(groundwork_flags::murmur3_32_pair(b"hel", b"lo"), 613_153_351);
+/// ```
+pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    // Whole 4-byte blocks of `first`, then one block stitched from its tail and `second`'s head,
+    // then whole blocks of the rest of `second`.
+    let mut blocks = first.chunks_exact(4);
+    for block in &mut blocks {
+        h = mix_h(
+            h,
+            u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+        );
+    }
+    let head = blocks.remainder();
+    let mut carry = [0u8; 4];
+    carry[..head.len()].copy_from_slice(head);
+    let take = (4 - head.len()).min(second.len());
+    carry[head.len()..head.len() + take].copy_from_slice(&second[..take]);
+    let carried = head.len() + take;
+    let rest = &second[take..];
+    if carried == 4 {
+        h = mix_h(h, u32::from_le_bytes(carry));
+        let mut blocks = rest.chunks_exact(4);
+        for block in &mut blocks {
+            h = mix_h(
+                h,
+                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            );
+        }
+        let tail = blocks.remainder();
+        carry = [0; 4];
+        carry[..tail.len()].copy_from_slice(tail);
+        if !tail.is_empty() {
+            h ^= mix_k(u32::from_le_bytes(carry));
+        }
+    } else if carried > 0 {
+        // Fewer than four bytes in all remain: they are the tail.
+        h ^= mix_k(u32::from_le_bytes(carry));
+    }
+    // Input lengths beyond 4 GiB wrap, as in the reference implementation's 32-bit length.
+    #[allow(clippy::cast_possible_truncation)]
+    let len = (first.len() + second.len()) as u32;
+    h ^= len;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The rollout bucket of a tenant for a flag, `0..100`.
+///
+/// `murmurhash(tenantId + flagName) % 100`, exactly as the platform's TypeScript services compute
+/// it, so a tenant lands in the same bucket in every service.
+///
+/// ```
+/// assert_eq!(groundwork_flags::bucket("tenant-1", "supplier.realtime.sync"), 13);
+/// ```
+pub fn bucket(tenant_id: &str, flag_name: &str) -> u32 {
+    murmur3_32_pair(tenant_id.as_bytes(), flag_name.as_bytes()) % 100
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(bytes: &[u8]) -> u32 {
+        murmur3::murmur3_32(&mut std::io::Cursor::new(bytes), 0)
+            .unwrap_or_else(|e| panic!("hashing a slice cannot fail: {e}"))
+    }
+
+    #[test]
+    fn every_split_of_a_string_hashes_like_the_whole() {
+        let text = "tenant-東京-1supplier.realtime.sync🚀";
+        let bytes = text.as_bytes();
+        let whole = reference(bytes);
+        for split in 0..=bytes.len() {
+            assert_eq!(
+                murmur3_32_pair(&bytes[..split], &bytes[split..]),
+                whole,
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_implementation_for_all_short_lengths() {
+        let data: Vec<u8> = (0u8..64)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        for len in 0..data.len() {
+            for split in [0, len / 2, len] {
+                let (a, b) = data[..len].split_at(split);
+                assert_eq!(
+                    murmur3_32_pair(a, b),
+                    reference(&data[..len]),
+                    "len {len} split {split}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn known_values_of_the_npm_package() {
+        assert_eq!(murmur3_32_pair(b"", b""), 0);
+        assert_eq!(murmur3_32_pair(b"a", b""), 1_009_084_850);
+        assert_eq!(murmur3_32_pair(b"", b"hello"), 613_153_351);
+        assert_eq!(
+            murmur3_32_pair(b"tenant-1", b"supplier.realtime.sync"),
+            2_091_043_913
+        );
+    }
+}
