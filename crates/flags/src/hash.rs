@@ -27,8 +27,6 @@ fn mix_h(h: u32, k: u32) -> u32 {
 /// ```
 pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
     let mut h: u32 = 0;
-    // Whole 4-byte blocks of `first`, then one block stitched from its tail and `second`'s head,
-    // then whole blocks of the rest of `second`.
     let mut blocks = first.chunks_exact(4);
     for block in &mut blocks {
         h = mix_h(
@@ -36,15 +34,32 @@ pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
             u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
         );
     }
-    let head = blocks.remainder();
-    let mut carry = [0u8; 4];
-    carry[..head.len()].copy_from_slice(head);
-    let take = (4 - head.len()).min(second.len());
-    carry[head.len()..head.len() + take].copy_from_slice(&second[..take]);
-    let carried = head.len() + take;
-    let rest = &second[take..];
-    if carried == 4 {
-        h = mix_h(h, u32::from_le_bytes(carry));
+    // Up to three bytes of `first` are left; they start a block that `second` completes. Bytes are
+    // shifted into place one by one: for the short keys flags hash, that is faster than copying
+    // slices of varying length into a buffer.
+    let mut pending: u32 = 0;
+    let mut count = 0;
+    for &byte in blocks.remainder() {
+        pending |= u32::from(byte) << (8 * count);
+        count += 1;
+    }
+    let mut rest = second;
+    if count > 0 {
+        while count < 4 {
+            let Some((&byte, tail)) = rest.split_first() else {
+                break;
+            };
+            pending |= u32::from(byte) << (8 * count);
+            count += 1;
+            rest = tail;
+        }
+        if count == 4 {
+            h = mix_h(h, pending);
+            pending = 0;
+            count = 0;
+        }
+    }
+    if count == 0 {
         let mut blocks = rest.chunks_exact(4);
         for block in &mut blocks {
             h = mix_h(
@@ -52,15 +67,13 @@ pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
                 u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
             );
         }
-        let tail = blocks.remainder();
-        carry = [0; 4];
-        carry[..tail.len()].copy_from_slice(tail);
-        if !tail.is_empty() {
-            h ^= mix_k(u32::from_le_bytes(carry));
+        for &byte in blocks.remainder() {
+            pending |= u32::from(byte) << (8 * count);
+            count += 1;
         }
-    } else if carried > 0 {
-        // Fewer than four bytes in all remain: they are the tail.
-        h ^= mix_k(u32::from_le_bytes(carry));
+    }
+    if count > 0 {
+        h ^= mix_k(pending);
     }
     // Input lengths beyond 4 GiB wrap, as in the reference implementation's 32-bit length.
     #[allow(clippy::cast_possible_truncation)]

@@ -1,0 +1,86 @@
+//! The `feature_flags` table: its migrations and hot reload through `groundwork-live`.
+
+use sqlx::PgPool;
+
+use crate::{Flag, FlagSet, Flags};
+
+/// The NOTIFY channel the table's trigger announces changes on.
+pub const CHANNEL: &str = "groundwork_feature_flags";
+
+/// The migrations that create the `feature_flags` table, its history and its NOTIFY trigger, as
+/// `(file name, SQL)` pairs in order. The same files are in the crate's `migrations/` directory
+/// for migration tools that read a directory.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_feature_flags.up.sql",
+        include_str!("../migrations/0001_feature_flags.up.sql"),
+    ),
+    (
+        "0001_feature_flags.down.sql",
+        include_str!("../migrations/0001_feature_flags.down.sql"),
+    ),
+];
+
+/// The directory holding the migrations, for `groundwork-migrate --dir` and similar tools.
+pub fn migrations_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+}
+
+/// The columns `name, enabled, rollout_pct, whitelist, description` of a flag.
+pub(crate) type FlagRow = (String, bool, i32, Option<Vec<String>>, Option<String>);
+
+pub(crate) fn flag_from_row((name, enabled, rollout_pct, whitelist, description): FlagRow) -> Flag {
+    Flag {
+        name,
+        enabled,
+        rollout_pct,
+        whitelist,
+        description,
+    }
+}
+
+/// Loads every flag from the table.
+pub async fn load_all(pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
+    let rows: Vec<FlagRow> =
+        sqlx::query_as("SELECT name, enabled, rollout_pct, whitelist, description FROM feature_flags ORDER BY name")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(flag_from_row).collect())
+}
+
+struct FlagTable;
+
+impl groundwork_live::Table for FlagTable {
+    type Row = Flag;
+
+    fn name(&self) -> &'static str {
+        "feature_flags"
+    }
+
+    fn channel(&self) -> &'static str {
+        CHANNEL
+    }
+
+    async fn load(&self, pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
+        load_all(pool).await
+    }
+}
+
+/// Live flags that follow the `feature_flags` table: loaded at start, reloaded within
+/// milliseconds of any change (including plain SQL), polled as a safety net, kept through
+/// database outages, and started from the snapshot file when the database is down at start.
+///
+/// Keep the returned [`groundwork_live::Feed`] alive for as long as the flags should follow the
+/// table; its status is what a health check reports.
+pub async fn watch(
+    pool: PgPool,
+    options: groundwork_live::FeedOptions,
+) -> Result<(Flags, groundwork_live::Feed), groundwork_live::FeedError> {
+    let flags = Flags::default();
+    let target = flags.clone();
+    let feed = groundwork_live::start(pool, FlagTable, options, move |rows: &[Flag]| {
+        target.replace(FlagSet::new(rows.iter().cloned()));
+    })
+    .await?;
+    Ok((flags, feed))
+}

@@ -1,0 +1,166 @@
+//! The file source and the demo data, and the admin CLI against a real database.
+
+#![cfg(all(feature = "file", feature = "cli"))]
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use groundwork_flags::{FileSource, load_file, store};
+use groundwork_testkit::TestDatabase;
+
+const SEED_FLAGS: [&str; 5] = [
+    "supplier.realtime.sync",
+    "risk.auto.reject",
+    "matching.ai.boost",
+    "settlement.auto.reconcile",
+    "admin.v2",
+];
+
+fn demo(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/quickstart/demo")
+        .join(file)
+}
+
+#[test]
+fn the_demo_file_holds_the_five_seed_flags_all_off() -> Result<()> {
+    let set = load_file(&demo("flags.toml"))?;
+    assert_eq!(set.len(), 5);
+    for name in SEED_FLAGS {
+        let flag = set
+            .get(name)
+            .with_context(|| format!("{name} is missing"))?;
+        assert!(!flag.enabled, "{name} must start off");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_file_source_reloads_edits_and_keeps_the_last_good_set_on_errors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, r#"[{"name":"admin.v2","enabled":false}]"#)?;
+    let mut source = FileSource::open(&path)?;
+    let flags = source.flags();
+    assert!(!flags.is_enabled("admin.v2", "t"));
+    assert!(!source.reload_if_changed()?, "unchanged file, no reload");
+
+    std::fs::write(&path, r#"{"flags":[{"name":"admin.v2","enabled":true}]}"#)?;
+    bump_mtime(&path)?;
+    assert!(source.reload_if_changed()?);
+    assert!(flags.is_enabled("admin.v2", "t"));
+
+    std::fs::write(&path, "{ not json")?;
+    bump_mtime(&path)?;
+    let error = source
+        .reload_if_changed()
+        .err()
+        .context("a broken file must be reported")?;
+    assert!(error.to_string().contains("flags.json"), "{error}");
+    assert!(flags.is_enabled("admin.v2", "t"), "the last good set stays");
+    Ok(())
+}
+
+/// Sets the modification time a second ahead, so a change is visible on coarse file systems.
+fn bump_mtime(path: &std::path::Path) -> Result<()> {
+    let file = std::fs::File::options().write(true).open(path)?;
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+    file.set_modified(later)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_seed_sql_inserts_the_five_flags_off_and_is_idempotent() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(store::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+    let seed = std::fs::read_to_string(demo("feature_flags.sql"))?;
+    for _ in 0..2 {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(seed.clone()))
+            .execute(db.pool())
+            .await?;
+    }
+    let flags = store::load_all(db.pool()).await?;
+    let mut names: Vec<&str> = flags.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    let mut expected = SEED_FLAGS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(flags.iter().all(|f| !f.enabled));
+    Ok(())
+}
+
+fn cli(db: &TestDatabase, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+        .env("DATABASE_URL", db.url())
+        .env("USER", "cli-test")
+        .args(args)
+        .output()?)
+}
+
+#[tokio::test]
+async fn the_cli_creates_changes_evaluates_and_rolls_back() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(store::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+
+    let ok = |output: std::process::Output| -> Result<String> {
+        let stdout = String::from_utf8(output.stdout)?;
+        anyhow::ensure!(
+            output.status.success(),
+            "failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(stdout)
+    };
+    ok(cli(
+        &db,
+        &["create", "supplier.realtime.sync", "--description", "push"],
+    )?)?;
+    ok(cli(&db, &["rollout", "supplier.realtime.sync", "14"])?)?;
+    let enabled = ok(cli(&db, &["enable", "supplier.realtime.sync"])?)?;
+    assert!(
+        enabled.contains("enabled") && enabled.contains("14%"),
+        "{enabled}"
+    );
+    let eval = ok(cli(&db, &["eval", "supplier.realtime.sync", "tenant-1"])?)?;
+    assert!(eval.contains(": on (Split, bucket 13)"), "{eval}");
+
+    let history = ok(cli(&db, &["history", "supplier.realtime.sync"])?)?;
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(history.contains("by cli-test"), "{history}");
+    let first: i64 = history
+        .lines()
+        .last()
+        .and_then(|line| line.split_whitespace().next())
+        .context("a revision column")?
+        .parse()?;
+    let rolled = ok(cli(
+        &db,
+        &[
+            "rollback",
+            "supplier.realtime.sync",
+            "--to",
+            &first.to_string(),
+        ],
+    )?)?;
+    assert!(
+        rolled.contains("disabled") && rolled.contains("100%"),
+        "{rolled}"
+    );
+
+    let unknown = cli(&db, &["enable", "no.such.flag"])?;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no feature flag named `no.such.flag`")
+    );
+    let usage = cli(&db, &["rollout", "supplier.realtime.sync", "150"])?;
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "an out-of-range rollout is a usage error"
+    );
+    Ok(())
+}
