@@ -59,7 +59,11 @@ fn load(c: &mut Criterion) {
     group.bench_function("figment_by_hand", |b| {
         b.iter(|| {
             let figment = VARS.iter().fold(Figment::new(), |figment, (name, value)| {
-                figment.merge((name.to_ascii_lowercase(), *value))
+                // What `figment::providers::Env` does with each variable: lowercase the name, parse
+                // the value as a figment `Value` ("8080" becomes a number).
+                let parsed: figment::value::Value =
+                    value.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+                figment.merge((name.to_ascii_lowercase(), parsed))
             });
             let settings: HandWritten = figment.extract().unwrap_or_else(|e| panic!("{e}"));
             black_box(settings)
