@@ -21,6 +21,22 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The tracking table of this crate's migrations, separate from the application's
+/// `schema_migrations` so both sets share one database without interfering.
+pub const MIGRATIONS_TABLE: &str = "groundwork_flags_migrations";
+
+/// Applies the pending `feature_flags` migrations under `groundwork-migrate`'s advisory lock, so
+/// replicas starting together apply them exactly once. Call it at start-up before [`watch`].
+pub async fn migrate(
+    pool: &PgPool,
+) -> Result<groundwork_migrate::Report, groundwork_migrate::MigrateError> {
+    let set = groundwork_migrate::MigrationSet::from_files(MIGRATIONS.iter().copied())?;
+    let mut options = groundwork_migrate::MigrateOptions::default();
+    options.table = groundwork_migrate::TableName::new(MIGRATIONS_TABLE)?;
+    let migrator = groundwork_migrate::Migrator::new(set).with_options(options);
+    groundwork_migrate::migrate_on_startup_with(pool, migrator).await
+}
+
 /// The directory holding the migrations, for `groundwork-migrate --dir` and similar tools.
 pub fn migrations_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")

@@ -14,12 +14,31 @@ use sqlx::PgPool;
 
 async fn migrated() -> Result<TestDatabase> {
     let db = TestDatabase::create().await?;
-    let (_, up) = store::MIGRATIONS[0];
-    sqlx::raw_sql(up)
-        .execute(db.pool())
+    store::migrate(db.pool())
         .await
-        .context("applying 0001 up")?;
+        .context("applying the flags migrations")?;
     Ok(db)
+}
+
+#[tokio::test]
+async fn migrations_run_once_under_groundwork_migrate_and_then_find_nothing_to_do() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let (first, second) = tokio::join!(store::migrate(db.pool()), store::migrate(db.pool()));
+    let applied = first?.steps.len() + second?.steps.len();
+    assert_eq!(
+        applied, 1,
+        "one of two concurrent runs applies 0001, the other finds nothing"
+    );
+    let again = store::migrate(db.pool()).await?;
+    assert!(again.steps.is_empty());
+    let tracked: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}",
+        store::MIGRATIONS_TABLE
+    )))
+    .fetch_one(db.pool())
+    .await?;
+    assert_eq!(tracked, 1);
+    Ok(())
 }
 
 /// Waits, without sleeping, until `check` holds: re-checks whenever the feed publishes.
