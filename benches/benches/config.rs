@@ -61,8 +61,9 @@ fn load(c: &mut Criterion) {
             let figment = VARS.iter().fold(Figment::new(), |figment, (name, value)| {
                 // What `figment::providers::Env` does with each variable: lowercase the name, parse
                 // the value as a figment `Value` ("8080" becomes a number).
-                let parsed: figment::value::Value =
-                    value.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+                let parsed: figment::value::Value = value
+                    .parse()
+                    .unwrap_or_else(|e: std::convert::Infallible| match e {});
                 figment.merge((name.to_ascii_lowercase(), parsed))
             });
             let settings: HandWritten = figment.extract().unwrap_or_else(|e| panic!("{e}"));

@@ -378,6 +378,10 @@ impl<T: Table> Worker<T> {
                         Ok(None) => signal.send_modify(|n| *n += 1),
                         Err(error) => {
                             tracing::warn!(table = table.name(), %error, "listener connection failed; reconnecting");
+                            // The database may be gone: reload now, so that the status turns
+                            // stale at once instead of at the next poll, and the worker's retry
+                            // loop picks the database up again as soon as it is back.
+                            signal.send_modify(|n| *n += 1);
                             break;
                         }
                     }

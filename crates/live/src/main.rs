@@ -1,0 +1,229 @@
+//! `groundwork-live`: inspect and change the platform's `platform_config` values.
+//!
+//! ```text
+//! groundwork-live --env production list
+//! groundwork-live --env production get matching.algorithm.weights
+//! groundwork-live --env production set order.expiry.minutes 30 --create --description "unpaid orders expire"
+//! groundwork-live --env production set order.expiry.minutes 45 --if-revision 17
+//! groundwork-live --env production history order.expiry.minutes
+//! groundwork-live --env production rollback order.expiry.minutes --to 17 --if-revision 18
+//! groundwork-live --env production delete order.expiry.minutes --if-revision 19
+//! ```
+//! Values are JSON: `30`, `true`, `'"text"'`, `'{"price_weight": 0.4}'`.
+//!
+//! Exit codes: 0 done, 1 failed, 2 usage, 3 refused because the key changed since it was read
+//! (or exists already): read it again and retry.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use groundwork_live::config::admin::{AdminError, ConfigAdmin, ConfigItem, Expect, NewValue};
+
+/// A write was refused to protect a concurrent change.
+const EXIT_CONFLICT: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "groundwork-live",
+    version,
+    about = "Inspect and change platform_config values"
+)]
+struct Cli {
+    /// PostgreSQL URL of the database holding `platform_config`
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// The environment whose values to show or change, e.g. production, staging
+    #[arg(long, env = "APP_ENV")]
+    env: String,
+    /// Who is making the change, recorded in the history (default: $USER)
+    #[arg(
+        long,
+        env = "USER",
+        hide_env_values = true,
+        default_value = "groundwork-live"
+    )]
+    by: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every key of the environment
+    List,
+    /// Show one key with its revision
+    Get { key: String },
+    /// Set a key's value (JSON); say what you expect to find
+    Set {
+        key: String,
+        #[arg(help = r#"The value as JSON, e.g. 30, true, '"text"', '{"price_weight": 0.4}'"#)]
+        value: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        expect: WriteExpectation,
+    },
+    /// Delete a key; services fall back to their defaults
+    Delete {
+        key: String,
+        #[command(flatten)]
+        expect: ChangeExpectation,
+    },
+    /// Show a key's changes, newest first
+    History { key: String },
+    /// Restore a key's value to what it was right after a revision
+    Rollback {
+        key: String,
+        #[arg(long)]
+        to: i64,
+        #[command(flatten)]
+        expect: ChangeExpectation,
+    },
+}
+
+/// What a write expects to find: one is required, so no change is lost by accident.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct WriteExpectation {
+    /// Change the key only if it is still at this revision (from `get`)
+    #[arg(long, value_name = "REVISION")]
+    if_revision: Option<i64>,
+    /// Create the key; refused if it exists
+    #[arg(long)]
+    create: bool,
+    /// Write whatever is there (last writer wins)
+    #[arg(long)]
+    force: bool,
+}
+
+impl WriteExpectation {
+    fn expect(&self) -> Expect {
+        match (self.if_revision, self.create) {
+            (Some(revision), _) => Expect::Revision(revision),
+            (None, true) => Expect::Absent,
+            (None, false) => Expect::Any,
+        }
+    }
+}
+
+/// What a change to an existing key expects to find.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ChangeExpectation {
+    /// Change the key only if it is still at this revision (from `get`)
+    #[arg(long, value_name = "REVISION")]
+    if_revision: Option<i64>,
+    /// Change whatever is there (last writer wins)
+    #[arg(long)]
+    force: bool,
+}
+
+impl ChangeExpectation {
+    fn expect(&self) -> Expect {
+        self.if_revision.map_or(Expect::Any, Expect::Revision)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let refused = matches!(
+                error.downcast_ref::<AdminError>(),
+                Some(AdminError::Conflict { .. } | AdminError::Exists { .. })
+            );
+            if refused {
+                ExitCode::from(EXIT_CONFLICT)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn print_item(item: &ConfigItem) {
+    println!(
+        "{:<40} rev {:<8} {}  by {} at {}{}",
+        item.key,
+        item.revision,
+        item.value,
+        item.updated_by.as_deref().unwrap_or("-"),
+        item.updated_at.as_deref().unwrap_or("-"),
+        item.description
+            .as_deref()
+            .map(|d| format!("  # {d}"))
+            .unwrap_or_default()
+    );
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cli.database_url)
+        .await
+        .context("cannot connect to the database given by --database-url / DATABASE_URL")?;
+    let admin = ConfigAdmin::new(pool);
+    let (env, by) = (cli.env.as_str(), cli.by.as_str());
+    match cli.command {
+        Command::List => {
+            for item in admin.list(env).await? {
+                print_item(&item);
+            }
+        }
+        Command::Get { key } => print_item(&admin.get(env, &key).await?),
+        Command::Set {
+            key,
+            value,
+            description,
+            expect,
+        } => {
+            let value: serde_json::Value = serde_json::from_str(&value).with_context(|| {
+                format!("the value for `{key}` is not JSON; quote text as '\"text\"'")
+            })?;
+            let new = NewValue {
+                env,
+                key: &key,
+                value: &value,
+                description: description.as_deref(),
+            };
+            print_item(&admin.set(&new, expect.expect(), by).await?);
+        }
+        Command::Delete { key, expect } => {
+            admin.delete(env, &key, expect.expect(), by).await?;
+            println!("deleted {key} from {env}");
+        }
+        Command::History { key } => {
+            for change in admin.history(env, &key).await? {
+                let value = change
+                    .value
+                    .as_ref()
+                    .map_or_else(|| "(deleted)".to_owned(), ToString::to_string);
+                println!(
+                    "{:>8}  {}  {:<6}  by {:<20}  {}",
+                    change.revision,
+                    change.changed_at,
+                    change.op,
+                    change.changed_by.as_deref().unwrap_or("-"),
+                    value
+                );
+            }
+        }
+        Command::Rollback { key, to, expect } => {
+            print_item(&admin.rollback(env, &key, to, expect.expect(), by).await?);
+        }
+    }
+    Ok(())
+}

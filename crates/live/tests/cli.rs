@@ -1,0 +1,108 @@
+//! The `groundwork-live` binary against a real PostgreSQL, as an operator runs it.
+
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+use groundwork_live::config;
+use groundwork_testkit::TestDatabase;
+
+fn run(db: &TestDatabase, args: &[&str]) -> Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .env("DATABASE_URL", db.url())
+        .env_remove("APP_ENV")
+        .args(["--env", "production", "--by", "ops"])
+        .args(args)
+        .output()
+        .context("running groundwork-live")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The revision printed by `get` (`<key> rev <n> ...`).
+fn revision(output: &Output) -> Result<String> {
+    let text = stdout(output);
+    let mut words = text.split_whitespace().skip_while(|w| *w != "rev").skip(1);
+    words
+        .next()
+        .map(str::to_owned)
+        .context("no revision in output")
+}
+
+#[tokio::test]
+async fn the_cli_sets_values_and_refuses_a_lost_update() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(config::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+
+    let created = run(&db, &["set", "order.expiry.minutes", "30", "--create"])?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let first = revision(&created)?;
+
+    let unguarded = run(&db, &["set", "order.expiry.minutes", "45"])?;
+    assert_eq!(
+        unguarded.status.code(),
+        Some(2),
+        "an expectation is required"
+    );
+
+    let not_json = run(&db, &["set", "order.expiry.minutes", "soon", "--force"])?;
+    assert_eq!(not_json.status.code(), Some(1));
+    assert!(
+        stderr(&not_json).contains("not JSON"),
+        "{}",
+        stderr(&not_json)
+    );
+
+    let updated = run(
+        &db,
+        &["set", "order.expiry.minutes", "45", "--if-revision", &first],
+    )?;
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let stale = run(
+        &db,
+        &["set", "order.expiry.minutes", "20", "--if-revision", &first],
+    )?;
+    assert_eq!(stale.status.code(), Some(3), "{}", stderr(&stale));
+    assert!(
+        stderr(&stale).contains("changed since you read it"),
+        "{}",
+        stderr(&stale)
+    );
+
+    let got = run(&db, &["get", "order.expiry.minutes"])?;
+    assert!(stdout(&got).contains(" 45 "), "{}", stdout(&got));
+    assert!(stdout(&got).contains("by ops"), "{}", stdout(&got));
+
+    let history = run(&db, &["history", "order.expiry.minutes"])?;
+    assert_eq!(stdout(&history).lines().count(), 2, "{}", stdout(&history));
+
+    let rolled_back = run(
+        &db,
+        &[
+            "rollback",
+            "order.expiry.minutes",
+            "--to",
+            &first,
+            "--force",
+        ],
+    )?;
+    assert!(rolled_back.status.success(), "{}", stderr(&rolled_back));
+    let listed = run(&db, &["list"])?;
+    assert!(stdout(&listed).contains(" 30 "), "{}", stdout(&listed));
+
+    let missing = run(&db, &["get", "no.such.key"])?;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no config key"),
+        "{}",
+        stderr(&missing)
+    );
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Config values from a JSON file, without a database.
+
+use anyhow::Result;
+use groundwork_live::config::{FileError, FileSource};
+
+#[test]
+fn a_file_source_follows_edits_and_keeps_values_through_a_broken_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"order.expiry.minutes": 30, "matching.algorithm.weights": {"price_weight": 0.4}}"#,
+    )?;
+    let mut source = FileSource::open(&path, "development")?;
+    let config = source.config();
+    let expiry = config.setting("order.expiry.minutes", 15_u32);
+    assert_eq!(*expiry.get(), 30);
+    assert_eq!(config.snapshot().env(), "development");
+    assert!(!source.reload_if_changed()?, "unchanged file, no reload");
+
+    // A new modification time, set explicitly: two writes within the file system's timestamp
+    // granularity would otherwise look unchanged.
+    let bump = |seconds| -> Result<()> {
+        let file = std::fs::File::options().write(true).open(&path)?;
+        file.set_modified(
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+        )?;
+        Ok(())
+    };
+    std::fs::write(&path, r#"{"order.expiry.minutes": 45}"#)?;
+    bump(1)?;
+    assert!(source.reload_if_changed()?);
+    assert_eq!(*expiry.get(), 45);
+    assert_eq!(config.value("matching.algorithm.weights"), None);
+
+    std::fs::write(&path, r#"{"order.expiry.minutes": "#)?;
+    bump(2)?;
+    let error = source.reload_if_changed().err();
+    assert!(matches!(error, Some(FileError::Parse { .. })), "{error:?}");
+    assert_eq!(*expiry.get(), 45, "a broken file keeps the previous values");
+
+    std::fs::write(&path, r#"["not", "an", "object"]"#)?;
+    bump(3)?;
+    assert!(matches!(
+        source.reload_if_changed(),
+        Err(FileError::Parse { .. })
+    ));
+    assert!(matches!(
+        FileSource::open(dir.path().join("missing.json"), "development"),
+        Err(FileError::Read { .. })
+    ));
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `LiveConfig` in memory, as a source drives it: typed reads, bad values, settings, key watches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use groundwork_live::config::{ConfigEntry, ConfigSnapshot, LiveConfig};
+use serde_json::{Value, json};
+
+fn snapshot(values: &[(&str, Value, i64)]) -> ConfigSnapshot {
+    ConfigSnapshot::new(
+        "production",
+        values.iter().map(|(key, value, revision)| ConfigEntry {
+            key: (*key).to_owned(),
+            value: value.clone(),
+            revision: *revision,
+            description: None,
+            updated_by: None,
+        }),
+    )
+}
+
+#[test]
+fn stale_value_is_kept_when_new_value_does_not_decode() {
+    let config = LiveConfig::new(snapshot(&[("order.expiry.minutes", json!(30), 1)]));
+    assert_eq!(config.get_or("order.expiry.minutes", 15_u32), 30);
+    let as_text = config.setting("order.expiry.minutes", String::new());
+    assert!(
+        as_text.get().is_empty(),
+        "a number is not a String: default"
+    );
+
+    config.replace(snapshot(&[(
+        "order.expiry.minutes",
+        json!("45 minutes"),
+        2,
+    )]));
+    assert_eq!(config.get_or("order.expiry.minutes", 15_u32), 30, "kept");
+    assert_eq!(*as_text.get(), "45 minutes", "now decodes as a String");
+    let problems = config.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (
+            problems[0].revision,
+            problems[0].expected,
+            problems[0].serving
+        ),
+        (2, "u32", Some(1))
+    );
+
+    // Still bad, and another key changes: still kept, still reported.
+    config.replace(snapshot(&[
+        ("order.expiry.minutes", json!("45 minutes"), 2),
+        ("other", json!(1), 3),
+    ]));
+    assert_eq!(config.get_or("order.expiry.minutes", 15_u32), 30);
+    assert_eq!(config.problems().len(), 1);
+
+    config.replace(snapshot(&[("order.expiry.minutes", json!(45), 4)]));
+    assert_eq!(config.get_or("order.expiry.minutes", 15_u32), 45);
+    assert!(config.problems().len() == 1 && config.problems()[0].expected.contains("String"));
+
+    config.replace(snapshot(&[]));
+    assert_eq!(
+        config.get_or("order.expiry.minutes", 15_u32),
+        15,
+        "deleted: default"
+    );
+    assert!(config.problems().is_empty());
+    assert!(as_text.get().is_empty());
+}
+
+#[test]
+fn a_type_first_read_after_a_bad_edit_still_finds_the_last_good_value() {
+    let config = LiveConfig::new(snapshot(&[("limit", json!(10), 1)]));
+    let before = config.snapshot();
+    assert_eq!(before.get::<u64>("limit").as_deref(), Some(&10));
+    config.replace(snapshot(&[("limit", json!(-1), 2)]));
+    // `u64` was decoded when the value changed; `i8` never read before: it decodes fine.
+    assert_eq!(config.get::<u64>("limit").as_deref(), Some(&10));
+    assert_eq!(config.get::<i8>("limit").as_deref(), Some(&-1));
+    // The old snapshot is a consistent view: it still says 10.
+    assert_eq!(before.get::<i64>("limit").as_deref(), Some(&10));
+}
+
+#[tokio::test]
+async fn a_slow_key_watcher_gets_the_newest_value_and_never_blocks_the_updater() -> Result<()> {
+    let config = LiveConfig::new(snapshot(&[("limit", json!(0), 1)]));
+    let mut slow = config.watch("limit");
+    let mut other = config.watch("other");
+    // Nobody reads for 1,000 replacements: none of them waits.
+    for i in 2..1_002 {
+        config.replace(snapshot(&[("limit", json!(i), i)]));
+    }
+    let entry = tokio::time::timeout(Duration::from_secs(5), slow.changed())
+        .await?
+        .context("the key exists")?;
+    assert_eq!(entry.value, json!(1_001), "intermediate values are skipped");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), other.changed())
+            .await
+            .is_err(),
+        "an unrelated key does not wake its watcher"
+    );
+
+    let waiting = tokio::spawn(async move { slow.changed().await });
+    config.replace(snapshot(&[]));
+    let deleted = tokio::time::timeout(Duration::from_secs(5), waiting).await??;
+    assert!(deleted.is_none(), "a deleted key reports None");
+    Ok(())
+}
+
+#[test]
+fn readers_never_see_a_partial_snapshot() -> Result<()> {
+    let config = LiveConfig::new(snapshot(&[("a", json!(0), 1), ("b", json!(0), 1)]));
+    let reader = config.clone();
+    let handle = std::thread::spawn(move || {
+        (0..100_000).all(|_| {
+            let view = reader.snapshot();
+            view.get::<i64>("a") == view.get::<i64>("b")
+        })
+    });
+    for i in 2..2_000 {
+        config.replace(snapshot(&[("a", json!(i), i), ("b", json!(i), i)]));
+    }
+    let consistent = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    assert!(consistent);
+    let _: Option<Arc<i64>> = config.get("a");
+    Ok(())
+}
