@@ -52,6 +52,14 @@ pub enum TestkitError {
         source: std::io::Error,
     },
 
+    /// A throwaway PostgreSQL cluster could not be created, started or stopped.
+    #[error("cannot {action} the throwaway PostgreSQL cluster in {}: {detail}", dir.display())]
+    Cluster {
+        action: &'static str,
+        dir: PathBuf,
+        detail: String,
+    },
+
     /// The helper thread or runtime that runs cleanup could not be started.
     #[error("cannot run cleanup for {what}")]
     CleanupRuntime {

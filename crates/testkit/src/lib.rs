@@ -16,6 +16,8 @@ mod amqp;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "postgres")]
+mod cluster;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
@@ -29,6 +31,8 @@ pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin, parse_env_file,
 pub use amqp::TestAmqp;
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::TestClickHouse;
+#[cfg(feature = "postgres")]
+pub use cluster::TestCluster;
 #[cfg(feature = "postgres")]
 pub use postgres::TestDatabase;
 #[cfg(feature = "redis")]
