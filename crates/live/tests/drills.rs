@@ -85,7 +85,7 @@ async fn restarting_postgres_while_updates_stream_in_converges_to_the_table() ->
 
     let client_pool = pool(&cluster.url()).await?;
     // A long poll: recovery must come from reconnecting and resynchronising, not the safety net.
-    let options = FeedOptions::default().poll_interval(Duration::from_secs(3600));
+    let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
     let (live, feed) = config::watch(client_pool, ENV, options).await?;
 
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0);
@@ -115,7 +115,7 @@ async fn a_stopped_database_makes_the_client_stale_and_a_restart_makes_it_fresh(
         .execute(&admin)
         .await?;
     drop(admin);
-    let options = FeedOptions::default().poll_interval(Duration::from_secs(3600));
+    let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
     let (_live, feed) = config::watch(pool(&cluster.url()).await?, ENV, options).await?;
     let mut statuses = feed.statuses();
 
@@ -128,7 +128,7 @@ async fn a_stopped_database_makes_the_client_stale_and_a_restart_makes_it_fresh(
     .context("the client never reported stale")??;
     cluster.resume().await?;
     tokio::time::timeout(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         statuses.wait_for(groundwork_live::FeedStatus::is_fresh),
     )
     .await
