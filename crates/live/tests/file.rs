@@ -1,4 +1,4 @@
-//! Config values from a JSON file, without a database.
+//! Config values from a JSON or TOML file, without a database.
 
 use anyhow::Result;
 use groundwork_live::config::{FileError, FileSource};
@@ -48,6 +48,45 @@ fn a_file_source_follows_edits_and_keeps_values_through_a_broken_file() -> Resul
     assert!(matches!(
         FileSource::open(dir.path().join("missing.json"), "development"),
         Err(FileError::Read { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_toml_file_is_reloaded_by_its_background_reloader() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "\"order.expiry.minutes\" = 30\n\n[\"matching.algorithm.weights\"]\nprice_weight = 0.4\n",
+    )?;
+    let source = FileSource::open(&path, "development")?;
+    let config = source.config();
+    let expiry = config.setting("order.expiry.minutes", 15_u32);
+    assert_eq!(*expiry.get(), 30);
+    assert_eq!(
+        config.value("matching.algorithm.weights"),
+        Some(serde_json::json!({"price_weight": 0.4}))
+    );
+
+    let mut updates = config.updates();
+    let reloader = source.spawn_reloader(std::time::Duration::from_millis(10));
+    std::fs::write(&path, "\"order.expiry.minutes\" = 45\n")?;
+    let file = std::fs::File::options().write(true).open(&path)?;
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7))?;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while *expiry.get() != 45 {
+            updates.changed().await?;
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    reloader.abort();
+
+    std::fs::write(dir.path().join("bad.toml"), "\"order.expiry.minutes\" = \n")?;
+    assert!(matches!(
+        FileSource::open(dir.path().join("bad.toml"), "development"),
+        Err(FileError::Parse { format: "TOML", .. })
     ));
     Ok(())
 }

@@ -122,7 +122,7 @@ impl Drop for TestCluster {
 
 fn pg_ctl_start(dir: &Path, bin: &Path, port: u16) -> Result<(), TestkitError> {
     let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=250",
         dir.join("sock").display()
     );
     let data = dir.join("data");

@@ -1,4 +1,4 @@
-//! Config values from a JSON file, for development and tests without a database.
+//! Config values from a JSON or TOML file, for development and tests without a database.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -17,19 +17,23 @@ pub enum FileError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not a JSON object of keys and values.
+    /// The file is not an object (JSON) or table (TOML) of keys and values.
     #[error(
-        "config file {path} is not a JSON object of keys and values (`{{\"matching.algorithm.weights\": {{...}}}}`): {message}"
+        "config file {path} is not a {format} object of keys and values (`{{\"matching.algorithm.weights\": {{...}}}}`): {message}"
     )]
     Parse {
         /// The file.
         path: PathBuf,
+        /// `JSON` or `TOML`, from the file's extension.
+        format: &'static str,
         /// The parser's message.
         message: String,
     },
 }
 
-/// Reads a JSON file holding one object whose members are the keys and their values:
+/// Reads a JSON file holding one object whose members are the keys and their values, or a TOML
+/// file (extension `.toml`) whose top-level entries are (quote keys that contain dots:
+/// `"order.expiry.minutes" = 30`):
 ///
 /// ```json
 /// {
@@ -46,11 +50,23 @@ pub fn load_file(path: &Path, env: &str, revision: i64) -> Result<ConfigSnapshot
         path: path.to_owned(),
         source,
     })?;
+    let parse_error = |format, message: String| FileError::Parse {
+        path: path.to_owned(),
+        format,
+        message,
+    };
     let values: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| FileError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| parse_error("TOML", e.message().to_owned()))?;
+            match serde_json::to_value(table) {
+                Ok(serde_json::Value::Object(map)) => map,
+                Ok(_) => return Err(parse_error("TOML", "not a table".to_owned())),
+                Err(e) => return Err(parse_error("TOML", e.to_string())),
+            }
+        } else {
+            serde_json::from_str(&text).map_err(|e| parse_error("JSON", e.to_string()))?
+        };
     let entries = values.into_iter().map(|(key, value)| ConfigEntry {
         key,
         value,
@@ -104,6 +120,25 @@ impl FileSource {
         self.config.replace(snapshot);
         self.modified = now;
         Ok(true)
+    }
+}
+
+impl FileSource {
+    /// Checks the file every `interval` on a background task and reloads it when it changed, so
+    /// edits reach the application like database changes do. A file that stops parsing keeps the
+    /// previous values and logs the error. The task ends when the returned handle is aborted or
+    /// the runtime shuts down.
+    pub fn spawn_reloader(mut self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = self.reload_if_changed() {
+                    tracing::error!(%error, "config file changed but cannot be used; keeping the previous values");
+                }
+            }
+        })
     }
 }
 

@@ -1,0 +1,184 @@
+//! How fast a `platform_config` change reaches many services: 50 `LiveConfig` clients in one
+//! process, each with its own change feed (its own LISTEN connection), watching the same key on
+//! a private PostgreSQL cluster from the test kit (fsync off; the floor is measured on it too).
+//! Each round issues one `UPDATE` and records, for every client, the time from issuing it until the client's `Setting` shows the new value; the raw
+//! floor is a bare `sqlx::PgListener` receiving the trigger's NOTIFY for the same kind of update.
+//!
+//! Percentiles need every sample, which criterion does not expose, so this bench prints its own
+//! table: `cargo bench -p groundwork-benches --bench live_propagation`.
+
+use std::time::{Duration, Instant};
+
+use groundwork_live::FeedOptions;
+use groundwork_live::config::{self, LiveConfig};
+use groundwork_testkit::TestCluster;
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+
+const CLIENTS: usize = 50;
+const ROUNDS: usize = 40;
+const KEY: &str = "order.expiry.minutes";
+
+fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => {
+            eprintln!("live_propagation: {what}: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn update(pool: &PgPool, value: i64) {
+    or_exit(
+        sqlx::query("UPDATE platform_config SET value = to_jsonb($1::BIGINT) WHERE env = 'production' AND key = $2")
+            .bind(value)
+            .bind(KEY)
+            .execute(pool)
+            .await,
+        "update",
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    // Nearest-rank percentile over at most a few thousand samples.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+/// Waits until `client` shows `value` and returns when it did.
+async fn seen(client: LiveConfig, value: i64) -> Instant {
+    let setting = client.setting(KEY, 0_i64);
+    let mut updates = client.updates();
+    while *setting.get() != value {
+        or_exit(updates.changed().await, "a feed stopped");
+    }
+    Instant::now()
+}
+
+async fn run() {
+    // A private cluster: 50 clients hold about 100 connections, the shared server's whole budget.
+    let cluster = or_exit(
+        TestCluster::start().await,
+        "cannot start a PostgreSQL cluster",
+    );
+    let url = cluster.url();
+    let pool = or_exit(
+        PgPoolOptions::new().max_connections(4).connect(&url).await,
+        "pool",
+    );
+    or_exit(
+        sqlx::raw_sql(config::MIGRATIONS[0].1).execute(&pool).await,
+        "migration",
+    );
+    for i in 0..998 {
+        or_exit(
+            sqlx::query(
+                "INSERT INTO platform_config (env, key, value) VALUES ('production', $1, '1')",
+            )
+            .bind(format!("service{}.setting{}", i / 20, i % 20))
+            .execute(&pool)
+            .await,
+            "seeding",
+        );
+    }
+    or_exit(
+        sqlx::query("INSERT INTO platform_config (env, key, value) VALUES ('production', $1, '0')")
+            .bind(KEY)
+            .execute(&pool)
+            .await,
+        "seeding",
+    );
+
+    // Each client as a separate service would run it: its own small pool and feed.
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let mut feeds = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let client_pool = or_exit(
+            PgPoolOptions::new().max_connections(2).connect(&url).await,
+            "client pool",
+        );
+        let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
+        let (live, feed) = or_exit(
+            config::watch(client_pool, "production", options).await,
+            "watch",
+        );
+        clients.push(live);
+        feeds.push(feed);
+    }
+
+    let mut samples = Vec::with_capacity(CLIENTS * ROUNDS);
+    let mut value = 0_i64;
+    for _ in 0..ROUNDS {
+        value += 1;
+        let waiting: Vec<_> = clients
+            .iter()
+            .map(|c| tokio::spawn(seen(c.clone(), value)))
+            .collect();
+        let start = Instant::now();
+        update(&pool, value).await;
+        for task in waiting {
+            let at = or_exit(task.await, "a waiting task");
+            samples.push(at.saturating_duration_since(start));
+        }
+    }
+
+    // The floor: a bare listener on the trigger's channel, same kind of UPDATE.
+    let mut listener = or_exit(PgListener::connect_with(&pool).await, "listener");
+    or_exit(listener.listen(config::CHANNEL).await, "listen");
+    let mut floor = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        value += 1;
+        let start = Instant::now();
+        update(&pool, value).await;
+        or_exit(listener.recv().await, "notification");
+        floor.push(start.elapsed());
+    }
+
+    samples.sort_unstable();
+    floor.sort_unstable();
+    let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+    let (f50, f99) = (percentile(&floor, 50.0), percentile(&floor, 99.0));
+    println!("live_propagation: {CLIENTS} clients x {ROUNDS} updates, 1,000 keys");
+    println!("| measurement | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| UPDATE issued → visible in all {CLIENTS} clients' `Setting` | {:.2} ms | {:.2} ms |",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "| UPDATE issued → NOTIFY received by a bare `PgListener` (floor) | {:.2} ms | {:.2} ms |",
+        ms(f50),
+        ms(f99)
+    );
+    println!(
+        "ratio to the floor: p50 {:.1}x, p99 {:.1}x",
+        ms(p50) / ms(f50),
+        ms(p99) / ms(f99)
+    );
+
+    for feed in feeds {
+        feed.shutdown().await;
+    }
+}
+
+fn main() {
+    let runtime = or_exit(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        "runtime",
+    );
+    runtime.block_on(run());
+}

@@ -1,0 +1,128 @@
+//! RabbitMQ through lapin.
+
+use std::sync::Arc;
+
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::check::{CheckResult, Component, ComponentType, HealthCheck};
+use crate::output::error_chain;
+
+/// Checks that a connection is open, opens a channel on it and closes the channel again.
+/// A connection the broker blocked (a memory or disk alarm stops publishing) is a warning.
+/// Component name `rabbitmq`.
+///
+/// [`RabbitMqCheck::new`] watches the application's own connection, which is what its
+/// publishers and consumers depend on; [`RabbitMqCheck::connect`] keeps a connection of the
+/// check's own and reconnects it when it is lost, for services that connect per use.
+pub struct RabbitMqCheck {
+    source: Source,
+}
+
+enum Source {
+    Shared(Arc<Connection>),
+    Own {
+        uri: String,
+        connection: Box<Mutex<Option<Connection>>>,
+    },
+}
+
+impl RabbitMqCheck {
+    /// A check on the application's `connection`.
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Self {
+            source: Source::Shared(connection),
+        }
+    }
+
+    /// A check with its own connection to `uri` (`amqp://user:password@host:5672/%2f`), made at
+    /// the first check and again whenever it is found closed.
+    pub fn connect(uri: impl Into<String>) -> Self {
+        Self {
+            source: Source::Own {
+                uri: uri.into(),
+                connection: Box::new(Mutex::new(None)),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for RabbitMqCheck {
+    // The URI holds the password; say only which kind of source this is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match self.source {
+            Source::Shared(_) => "shared connection",
+            Source::Own { .. } => "own connection",
+        };
+        f.debug_struct("RabbitMqCheck")
+            .field("source", &source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthCheck for RabbitMqCheck {
+    fn component(&self) -> Component {
+        Component::new("rabbitmq", ComponentType::Component)
+    }
+
+    async fn check(&self) -> CheckResult {
+        match &self.source {
+            Source::Shared(connection) => check_connection(connection).await,
+            Source::Own { uri, connection } => {
+                // Checks of one `Health` never overlap (single-flight), so this lock only
+                // serialises direct callers.
+                let mut slot = connection.lock().await;
+                if !slot.as_ref().is_some_and(|c| c.status().connected()) {
+                    match Connection::connect(uri, ConnectionProperties::default()).await {
+                        Ok(connected) => *slot = Some(connected),
+                        Err(error) => {
+                            *slot = None;
+                            return CheckResult::fail(format!(
+                                "cannot connect: {}",
+                                error_chain(&error)
+                            ));
+                        }
+                    }
+                }
+                match slot.as_ref() {
+                    Some(connection) => check_connection(connection).await,
+                    None => CheckResult::fail("no connection"),
+                }
+            }
+        }
+    }
+}
+
+async fn check_connection(connection: &Connection) -> CheckResult {
+    let state = connection.status();
+    if !state.connected() {
+        let condition = if state.connecting() || state.reconnecting() {
+            "connecting"
+        } else if state.closing() {
+            "closing"
+        } else if state.errored() {
+            "failed"
+        } else {
+            "closed"
+        };
+        return CheckResult::fail(format!("the connection is {condition}"));
+    }
+    let channel = match connection.create_channel().await {
+        Ok(channel) => channel,
+        Err(error) => {
+            return CheckResult::fail(format!("cannot open a channel: {}", error_chain(&error)));
+        }
+    };
+    if let Err(error) = channel.close(200, "health check done".into()).await {
+        return CheckResult::fail(format!(
+            "cannot close the check's channel: {}",
+            error_chain(&error)
+        ));
+    }
+    if state.blocked() {
+        return CheckResult::warn(
+            "the broker blocked this connection (a memory or disk alarm stops publishing)",
+        );
+    }
+    CheckResult::pass()
+}
