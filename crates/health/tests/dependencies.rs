@@ -56,6 +56,7 @@ fn checks_on_port(port: u16) -> anyhow::Result<Vec<(&'static str, Health)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_dependencies_pass_and_report_their_pools() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let database = TestDatabase::create().await?;
     let redis = TestRedis::create().await?;
     let amqp = TestAmqp::create().await?;
@@ -129,6 +130,7 @@ async fn real_dependencies_pass_and_report_their_pools() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dependency_down_fails_its_endpoint_and_readiness_within_the_timeout_not_liveness()
 -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let port = closed_port().await?;
     for (component, health) in checks_on_port(port)? {
         let server = Server::start(health.router()).await?;
@@ -171,6 +173,7 @@ async fn dependency_down_fails_its_endpoint_and_readiness_within_the_timeout_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_dependency_fails_at_the_timeout_and_the_probe_answers_within_100_ms_of_it()
 -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let hung = HungListener::start().await?;
     for (component, health) in checks_on_port(hung.addr.port())? {
         let server = Server::start(health.router()).await?;
@@ -256,6 +259,7 @@ async fn probe_concurrently(server: &Server, count: usize) -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_probes_cost_one_query_per_dependency() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     // A TTL longer than the test: every probe must be answered by the one run.
     let counted = counted_checks(Duration::from_mins(10)).await?;
     let server = Server::start(counted.health.router()).await?;
@@ -268,6 +272,7 @@ async fn thousand_concurrent_probes_cost_one_query_per_dependency() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_probes_cost_at_most_one_query_per_dependency_per_ttl() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let ttl = Duration::from_millis(200);
     let counted = counted_checks(ttl).await?;
     let server = Server::start(counted.health.router()).await?;

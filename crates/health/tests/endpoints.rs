@@ -77,6 +77,7 @@ const LIVENESS: [&str; 2] = ["/livez", "/health/live"];
 
 #[tokio::test]
 async fn readiness_passes_when_every_check_passes() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let health = Health::builder().check(Fixed::pass("database")).build()?;
     let server = Server::start(health.router()).await?;
     for path in READINESS {
@@ -95,6 +96,7 @@ async fn readiness_passes_when_every_check_passes() -> anyhow::Result<()> {
 #[tokio::test]
 async fn failing_critical_check_makes_readiness_503_and_leaves_liveness_200() -> anyhow::Result<()>
 {
+    let _serial = common::serial().await;
     let health = Health::builder()
         .check(Fixed::pass("redis"))
         .check(Fixed::fail("database", "connection refused"))
@@ -118,6 +120,7 @@ async fn failing_critical_check_makes_readiness_503_and_leaves_liveness_200() ->
 
 #[tokio::test]
 async fn failing_non_critical_check_warns_and_stays_ready() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let health = Health::builder()
         .check(Fixed::pass("database"))
         .check_with(
@@ -151,6 +154,7 @@ async fn failing_non_critical_check_warns_and_stays_ready() -> anyhow::Result<()
 
 #[tokio::test]
 async fn readiness_is_503_until_startup_work_is_done() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let mut builder = Health::builder()
         .check(Fixed::pass("database"))
         .details(Details::Always);
@@ -181,6 +185,7 @@ async fn readiness_is_503_until_startup_work_is_done() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn startup_task_dropped_without_done_keeps_the_service_not_ready() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let mut builder = Health::builder();
     drop(builder.startup_task("migrations"));
     let health = builder.build()?;
@@ -190,6 +195,7 @@ async fn startup_task_dropped_without_done_keeps_the_service_not_ready() -> anyh
 
 #[tokio::test]
 async fn readiness_turns_503_at_once_on_shutdown() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     // A long TTL: the cached `pass` must not outlive the shutdown.
     let health = Health::builder()
         .check(Fixed::pass("database"))
@@ -210,6 +216,7 @@ async fn readiness_turns_503_at_once_on_shutdown() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn head_requests_answer_with_status_and_no_body() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let health = Health::builder()
         .check(Fixed::pass("database"))
         .check(Fixed::fail("redis", "down"))
@@ -239,6 +246,7 @@ async fn head_requests_answer_with_status_and_no_body() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn hung_check_fails_at_its_timeout_and_the_probe_answers_just_after() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let timeout = Duration::from_millis(300);
     let health = Health::builder()
         .check(Fixed::pass("database"))
@@ -267,6 +275,7 @@ async fn hung_check_fails_at_its_timeout_and_the_probe_answers_just_after() -> a
 
 #[tokio::test]
 async fn panicking_check_fails_alone() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let health = Health::builder()
         .check(Fixed::pass("database"))
         .check(Panicking)
@@ -295,6 +304,7 @@ async fn panicking_check_fails_alone() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn results_are_reused_within_the_ttl_and_renewed_after_it() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let ttl = Duration::from_millis(200);
     let (check, runs) = Counting::new(Fixed::pass("database"));
     let health = Health::builder().check(check).ttl(ttl).build()?;
@@ -315,6 +325,7 @@ async fn results_are_reused_within_the_ttl_and_renewed_after_it() -> anyhow::Res
 
 #[tokio::test]
 async fn details_are_shown_only_as_configured() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let header = HeaderName::from_static("x-health-token");
     let token = "s3cret-token";
     let cases = [
@@ -355,6 +366,7 @@ async fn details_are_shown_only_as_configured() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn output_never_contains_a_url_or_password() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let leaky =
         "cannot connect to postgres://app:hunter2@db.internal:5432/app with password=hunter2";
     let health = Health::builder()
@@ -377,6 +389,7 @@ async fn output_never_contains_a_url_or_password() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn names_that_collide_or_cannot_be_paths_are_refused() {
+    let _serial = common::serial().await;
     let duplicate = Health::builder()
         .check(Fixed::pass("database"))
         .check(Fixed::pass("database"))
@@ -403,6 +416,7 @@ async fn names_that_collide_or_cannot_be_paths_are_refused() {
 
 #[tokio::test]
 async fn unknown_component_is_404() -> anyhow::Result<()> {
+    let _serial = common::serial().await;
     let health = Health::builder().check(Fixed::pass("database")).build()?;
     let server = Server::start(health.router()).await?;
     assert_eq!(server.get("/health/rabbitmq").await?.status, 404);
@@ -415,6 +429,7 @@ async fn router_merges_into_an_application_with_state() -> anyhow::Result<()> {
     struct AppState {
         greeting: &'static str,
     }
+    let _serial = common::serial().await;
     let health = Health::builder().check(Fixed::pass("database")).build()?;
     let app = axum::Router::new()
         .route(

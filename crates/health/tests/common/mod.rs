@@ -171,3 +171,12 @@ impl<C: HealthCheck> HealthCheck for Counting<C> {
         self.inner.check().await
     }
 }
+
+/// Tests that time the endpoints run one at a time within a test binary: on a two-core CI
+/// machine, other tests of the same binary running alongside would add their CPU time to the
+/// measured answer and make the "timeout + 100 ms" bounds flaky.
+#[allow(dead_code)] // Not every test binary that includes this module times anything.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
