@@ -360,6 +360,9 @@ impl<T: Table> Worker<T> {
                     Ok(listener) => listener,
                     Err(error) => {
                         tracing::warn!(table = table.name(), %error, "cannot listen for changes; retrying");
+                        // Without a listener nothing else would reload before the next poll: ask
+                        // for a reload, so a database that is down shows as stale at once.
+                        signal.send_modify(|n| *n += 1);
                         tokio::time::sleep(jittered(backoff)).await;
                         backoff = (backoff * 2).min(options.max_backoff);
                         continue;
