@@ -134,8 +134,10 @@ impl SecretUrl {
     }
 }
 
-/// Replaces the password of any URL-shaped string with `***`; strings that are not URLs come back
-/// unchanged. Used wherever a value of unknown origin is about to be printed.
+/// Replaces the password of any URL-shaped string with `***`. A string with `://` that does not
+/// parse as a URL (a password with a space, say) keeps only its scheme, since where its password
+/// ends cannot be told; other strings come back unchanged. Used wherever a value of unknown origin
+/// is about to be printed.
 pub fn redact_url(raw: &str) -> Cow<'_, str> {
     match url::Url::parse(raw) {
         Ok(mut url) if url.password().is_some() => {
@@ -143,7 +145,11 @@ pub fn redact_url(raw: &str) -> Cow<'_, str> {
             let _ = url.set_password(Some("***"));
             Cow::Owned(url.to_string())
         }
-        _ => Cow::Borrowed(raw),
+        Ok(_) => Cow::Borrowed(raw),
+        Err(_) => match raw.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => Cow::Owned(format!("{scheme}://***")),
+            _ => Cow::Borrowed(raw),
+        },
     }
 }
 
@@ -201,5 +207,24 @@ impl JsonSchema for SecretUrl {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "type": "string", "format": "uri", "x-secret-url": true })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_masked_even_in_urls_that_do_not_parse() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr3t@db/app"),
+            "postgres://app:***@db/app"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pass word@db:99999/app"),
+            "postgres://***"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }
