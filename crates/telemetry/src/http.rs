@@ -1,0 +1,342 @@
+//! HTTP: server spans that continue the caller's trace, `X-Request-ID`, Prometheus metrics, and
+//! context injection for outgoing requests.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
+//!
+//! let metrics = HttpMetrics::new();
+//! let app: Router = Router::new()
+//!     .route("/v1/orders/{id}", get(|| async { "order" }))
+//!     .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+//!     // Mounted after the layer, so scrapes are not counted as traffic.
+//!     .route("/metrics", metrics.handler());
+//! ```
+//!
+//! Add the layer with `Router::layer` so it runs after routing: the span and the metrics are then
+//! named by the matched route (`/v1/orders/{id}`), not the raw path, which keeps label cardinality
+//! bounded.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use metrics::{Gauge, Histogram, Key, Label, Recorder as _};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The request id header nginx and the platform's gateways set.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request duration histogram, named as Prometheus sees OpenTelemetry's
+/// `http.server.request.duration`.
+pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+/// Requests being served right now.
+pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
+
+/// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The longest incoming `X-Request-ID` that is kept; longer or non-printable ids are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request id of the current request, in the request's extensions for handlers to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// The id as sent in `X-Request-ID`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Prometheus metrics for HTTP servers: a duration histogram by method, route and status, and the
+/// number of requests in flight. Cheap to clone; clones share one registry.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    recorder: Arc<PrometheusRecorder>,
+    active: Gauge,
+}
+
+impl fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpMetrics {
+    /// A fresh registry with the HTTP server metrics.
+    pub fn new() -> Self {
+        // Setting buckets only fails for an empty bucket list, which ours is not.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(REQUEST_DURATION.to_owned()),
+                &DURATION_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = Arc::new(builder.build_recorder());
+        let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
+        Self { recorder, active }
+    }
+
+    /// Makes this registry the process-wide `metrics` recorder, so the service's own
+    /// `metrics::counter!` and friends appear on the same `/metrics` page. Returns `false` when
+    /// another recorder was installed first.
+    pub fn install_global(&self) -> bool {
+        metrics::set_global_recorder(Arc::clone(&self.recorder)).is_ok()
+    }
+
+    /// The Prometheus text exposition of every metric in the registry.
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+
+    /// A handler serving [`render`](Self::render) as `text/plain; version=0.0.4`; mount it where
+    /// the service wants it, usually `/metrics`.
+    pub fn handler<S>(&self) -> axum::routing::MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let metrics = self.clone();
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        })
+    }
+
+    fn duration(&self, method: &str, route: &str, status: u16) -> Histogram {
+        let labels = [
+            Label::new("method", method.to_owned()),
+            Label::new("route", route.to_owned()),
+            Label::new("status", status.to_string()),
+        ];
+        self.recorder.register_histogram(
+            &Key::from_parts(REQUEST_DURATION, labels.to_vec()),
+            &METADATA,
+        )
+    }
+}
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The tower layer: one server span per request, continuing the caller's trace.
+///
+/// For each request it
+/// - extracts `traceparent`/`tracestate` with the configured propagators, so the server span is a
+///   child of the caller's span (or the root of a new trace);
+/// - takes `X-Request-ID` or generates one, records it as `requestId` on the span (so every log
+///   line of the request carries it), puts a [`RequestId`] in the request's extensions and echoes
+///   the header in the response;
+/// - names the span `{method} {route}` with OpenTelemetry's HTTP attributes
+///   (`http.request.method`, `http.route`, `url.path`, `http.response.status_code`); 5xx responses
+///   mark the span as an error;
+/// - with [`with_metrics`](Self::with_metrics), records the duration histogram and in-flight gauge.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryLayer {
+    metrics: Option<HttpMetrics>,
+}
+
+impl TelemetryLayer {
+    /// A layer with tracing and request ids, without metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also records HTTP server metrics into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: HttpMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for TelemetryLayer {
+    type Service = TelemetryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TelemetryService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service [`TelemetryLayer`] wraps around a handler or router.
+#[derive(Debug, Clone)]
+pub struct TelemetryService<S> {
+    inner: S,
+    metrics: Option<HttpMetrics>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for TelemetryService<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().as_str().to_owned();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| path.as_str().to_owned());
+        let request_id = request_id(request.headers());
+        let span_name = match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.clone(),
+        };
+        let span = tracing::info_span!(
+            "http.server.request",
+            otel.name = %span_name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %method,
+            http.route = route.as_deref(),
+            url.path = %request.uri().path(),
+            http.response.status_code = Empty,
+            requestId = %request_id,
+        );
+        // Only fails when no OpenTelemetry layer is installed, and then there are no ids to continue.
+        let _ = span.set_parent(crate::extract(&HeaderExtractor(request.headers())));
+
+        if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+            request.headers_mut().insert(REQUEST_ID, value);
+        }
+        request.extensions_mut().insert(request_id.clone());
+
+        let active = self.metrics.as_ref().map(|metrics| {
+            metrics.active.increment(1.0);
+            ActiveRequest(metrics.active.clone())
+        });
+        let metrics = self.metrics.clone();
+        let future = self.inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let result = future.await;
+            drop(active);
+            let status = match &result {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 500,
+            };
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+            if let Some(metrics) = metrics {
+                metrics
+                    .duration(&method, route.as_deref().unwrap_or(""), status)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            result.map(|mut response| {
+                if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+                    response.headers_mut().insert(REQUEST_ID, value);
+                }
+                response
+            })
+        })
+    }
+}
+
+/// Decrements the in-flight gauge when the request ends, also when its future is dropped.
+struct ActiveRequest(Gauge);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> RequestId {
+    let incoming = headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        });
+    match incoming {
+        Some(id) => RequestId(Arc::from(id)),
+        None => RequestId(Arc::from(
+            format!("{}", RandomIdGenerator::default().new_trace_id()).as_str(),
+        )),
+    }
+}
+
+/// Writes the current span's context into outgoing request headers (`traceparent`, `tracestate`),
+/// so the next service continues this trace.
+pub fn inject_current(headers: &mut HeaderMap) {
+    crate::inject(&crate::current_context(), &mut HeaderInjector(headers));
+}
+
+/// Reads context from HTTP headers, for [`crate::extract`].
+#[derive(Debug)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes context into HTTP headers, for [`crate::inject`].
+#[derive(Debug)]
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}

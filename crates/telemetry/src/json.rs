@@ -1,0 +1,449 @@
+//! The JSON log line formatter: a `tracing-subscriber` [`Layer`] that writes the platform's log line
+//! contract straight into a reused per-thread buffer.
+//!
+//! ```text
+//! {"timestamp":"2025-01-15T08:30:15.123Z","level":"INFO","service":"query-engine",
+//!  "traceId":"…32 hex…","spanId":"…16 hex…","message":"…","context":{…}}
+//! ```
+//!
+//! Span fields are serialized once, when the span is created or records a value, and kept in the
+//! span's extensions; an event only copies those fragments. Nothing on the event path allocates once
+//! the thread's buffers have grown to the size of the largest line.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::TraceContextExt as _;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Writes one JSON object per event, in the platform's log line format.
+///
+/// `traceId` and `spanId` are the W3C ids of the OpenTelemetry span that is current when the event
+/// is recorded: [`crate::init`] installs the OpenTelemetry layer that makes every entered `tracing`
+/// span current. Outside a span both keys are absent. `context` holds the event's fields followed by
+/// the fields of its enclosing spans, innermost first; a name already written is skipped, so the
+/// innermost value wins.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let subscriber = tracing_subscriber::registry()
+///     .with(groundwork_telemetry::JsonLayer::new("billing").with_writer(std::io::sink));
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(invoices = 3, "invoices sent");
+/// });
+/// ```
+#[derive(Debug)]
+pub struct JsonLayer<W = fn() -> std::io::Stdout> {
+    /// The service name, already escaped as the inside of a JSON string.
+    service: Box<str>,
+    make_writer: W,
+}
+
+impl JsonLayer {
+    /// A layer that writes lines for `service` to standard output.
+    pub fn new(service: &str) -> Self {
+        let mut escaped = String::with_capacity(service.len());
+        escape_into(&mut escaped, service);
+        Self {
+            service: escaped.into_boxed_str(),
+            make_writer: std::io::stdout,
+        }
+    }
+}
+
+impl<W> JsonLayer<W> {
+    /// The same layer writing to another destination (a file, a test buffer, `std::io::sink`).
+    pub fn with_writer<W2>(self, make_writer: W2) -> JsonLayer<W2>
+    where
+        W2: for<'w> MakeWriter<'w> + 'static,
+    {
+        JsonLayer {
+            service: self.service,
+            make_writer,
+        }
+    }
+}
+
+/// The fields a span recorded, each already serialized as a JSON value.
+#[derive(Debug, Default)]
+struct SpanFields {
+    entries: Vec<(&'static str, String)>,
+}
+
+impl SpanFields {
+    fn set(&mut self, name: &'static str, write: impl FnOnce(&mut String)) {
+        // `otel.*` fields instruct the OpenTelemetry bridge (span name, kind, status); they are not
+        // the application's context.
+        if name.starts_with("otel.") {
+            return;
+        }
+        if let Some((_, value)) = self.entries.iter_mut().find(|(n, _)| *n == name) {
+            value.clear();
+            write(value);
+        } else {
+            let mut value = String::new();
+            write(&mut value);
+            self.entries.push((name, value));
+        }
+    }
+}
+
+impl Visit for SpanFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field.name(), |out| write_f64(out, value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field.name(), |out| write_display(out, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field.name(), |out| write_display(out, value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.set(field.name(), |out| write_display(out, value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.set(field.name(), |out| write_display(out, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field.name(), |out| {
+            out.push_str(if value { "true" } else { "false" })
+        });
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field.name(), |out| write_json_str(out, value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.set(field.name(), |out| write_json_display(out, value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.set(field.name(), |out| write_json_debug(out, value));
+    }
+}
+
+/// Per-thread buffers for one line; reused so that steady-state events do not allocate.
+#[derive(Debug, Default)]
+struct LineBuffers {
+    line: String,
+    message: String,
+    context: String,
+    names: Vec<&'static str>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<LineBuffers> = RefCell::new(LineBuffers::default());
+}
+
+/// Collects an event's fields: `message` apart, the others into `context`.
+struct EventVisitor<'a> {
+    buffers: &'a mut LineBuffers,
+}
+
+impl EventVisitor<'_> {
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut String)) {
+        let name = field.name();
+        if name == "message" {
+            write(&mut self.buffers.message);
+            return;
+        }
+        // `log` records bridged into tracing carry their metadata as fields; the line has its own.
+        if name.starts_with("log.") || self.buffers.names.contains(&name) {
+            return;
+        }
+        let context = &mut self.buffers.context;
+        if !self.buffers.names.is_empty() {
+            context.push(',');
+        }
+        self.buffers.names.push(name);
+        write_json_str(context, name);
+        context.push(':');
+        write(context);
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |out| write_f64(out, value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| write_display(out, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| write_display(out, value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.field(field, |out| write_display(out, value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.field(field, |out| write_display(out, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| {
+            out.push_str(if value { "true" } else { "false" })
+        });
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            escape_into(&mut self.buffers.message, value);
+        } else {
+            self.field(field, |out| write_json_str(out, value));
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if field.name() == "message" {
+            let _ = write!(Escaper(&mut self.buffers.message), "{value}");
+        } else {
+            self.field(field, |out| write_json_display(out, value));
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            // `message` is recorded as `format_args!`, whose Debug is its Display.
+            let _ = write!(Escaper(&mut self.buffers.message), "{value:?}");
+        } else {
+            self.field(field, |out| write_json_debug(out, value));
+        }
+    }
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            values.record(fields);
+        } else {
+            let mut fields = SpanFields::default();
+            values.record(&mut fields);
+            extensions.insert(fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        BUFFERS.with(|cell| {
+            if let Ok(mut buffers) = cell.try_borrow_mut() {
+                self.write_event(&mut buffers, event, &ctx);
+            } else {
+                // A writer that logs while we format lands here: format into a fresh buffer.
+                self.write_event(&mut LineBuffers::default(), event, &ctx);
+            }
+        });
+    }
+}
+
+impl<W> JsonLayer<W>
+where
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn write_event<S>(&self, buffers: &mut LineBuffers, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        buffers.message.clear();
+        buffers.context.clear();
+        buffers.names.clear();
+        event.record(&mut EventVisitor {
+            buffers: &mut *buffers,
+        });
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<SpanFields>() else {
+                    continue;
+                };
+                for (name, value) in &fields.entries {
+                    if buffers.names.contains(name) {
+                        continue;
+                    }
+                    if !buffers.names.is_empty() {
+                        buffers.context.push(',');
+                    }
+                    buffers.names.push(name);
+                    write_json_str(&mut buffers.context, name);
+                    buffers.context.push(':');
+                    buffers.context.push_str(value);
+                }
+            }
+        }
+
+        let line = &mut buffers.line;
+        line.clear();
+        line.push_str("{\"timestamp\":\"");
+        write_timestamp(line, SystemTime::now());
+        line.push_str("\",\"level\":\"");
+        line.push_str(event.metadata().level().as_str());
+        line.push_str("\",\"service\":\"");
+        line.push_str(&self.service);
+        line.push('"');
+        opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let span_context = span.span_context();
+            if span_context.is_valid() {
+                let _ = write!(
+                    line,
+                    ",\"traceId\":\"{}\",\"spanId\":\"{}\"",
+                    span_context.trace_id(),
+                    span_context.span_id()
+                );
+            }
+        });
+        line.push_str(",\"message\":\"");
+        line.push_str(&buffers.message);
+        line.push_str("\",\"context\":{");
+        line.push_str(&buffers.context);
+        line.push_str("}}\n");
+
+        let mut writer = self.make_writer.make_writer_for(event.metadata());
+        // A log line that cannot be written has nowhere to be reported; dropping it is the only
+        // choice that cannot fail the caller.
+        let _ = writer.write_all(line.as_bytes());
+    }
+}
+
+/// Writes `value` as a JSON string, quotes included.
+fn write_json_str(out: &mut String, value: &str) {
+    out.push('"');
+    escape_into(out, value);
+    out.push('"');
+}
+
+fn write_json_debug(out: &mut String, value: &dyn fmt::Debug) {
+    out.push('"');
+    let _ = write!(Escaper(out), "{value:?}");
+    out.push('"');
+}
+
+fn write_json_display(out: &mut String, value: &dyn fmt::Display) {
+    out.push('"');
+    let _ = write!(Escaper(out), "{value}");
+    out.push('"');
+}
+
+fn write_display(out: &mut String, value: impl fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+/// JSON has no NaN or infinities; they are written as strings so the line stays valid JSON.
+fn write_f64(out: &mut String, value: f64) {
+    if value.is_finite() {
+        let _ = write!(out, "{value}");
+    } else {
+        let _ = write!(out, "\"{value}\"");
+    }
+}
+
+/// Escapes `value` for the inside of a JSON string.
+pub(crate) fn escape_into(out: &mut String, value: &str) {
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &str = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[start..index]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = index + 1;
+    }
+    out.push_str(&value[start..]);
+}
+
+/// A `fmt::Write` that escapes everything written through it into a JSON string's inside.
+struct Escaper<'a>(&'a mut String);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds and `Z`: `2025-01-15T08:30:15.123Z`.
+fn write_timestamp(out: &mut String, now: SystemTime) {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let millis = since_epoch.subsec_millis();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_736_929_815_123, "2025-01-15T08:30:15.123Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (4_107_542_399_999, "2100-02-28T23:59:59.999Z"),
+        ];
+        for (millis, expected) in cases {
+            let mut out = String::new();
+            write_timestamp(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
+            assert_eq!(out, expected, "{millis} ms after the epoch");
+        }
+    }
+
+    #[test]
+    fn escaping_produces_strings_a_json_parser_reads_back() -> Result<(), serde_json::Error> {
+        let nasty = "quote \" backslash \\ newline \n tab \t bell \u{7} unicode é 漢字 🎉";
+        let mut out = String::new();
+        write_json_str(&mut out, nasty);
+        let parsed: String = serde_json::from_str(&out)?;
+        assert_eq!(parsed, nasty);
+        Ok(())
+    }
+}

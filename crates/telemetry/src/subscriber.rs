@@ -1,0 +1,216 @@
+//! Putting the pieces together: filter, OpenTelemetry bridge and log formatter in one subscriber.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Dispatch;
+use tracing_core::subscriber::Interest;
+use tracing_core::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Filter, Layer, Layered, SubscriberExt as _};
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+use crate::json::JsonLayer;
+use crate::level::{LogLevelHandle, parse_filter};
+use crate::settings::{LogFormat, TelemetrySettings};
+use crate::{TelemetryError, export, propagation};
+
+/// How long [`Telemetry::shutdown`] and drop wait for the last spans to reach the collector.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+type Bridged = Layered<
+    tracing_subscriber::filter::Filtered<
+        tracing_opentelemetry::OpenTelemetryLayer<Filtered, opentelemetry_sdk::trace::SdkTracer>,
+        ExportedToSpans,
+        Filtered,
+    >,
+    Filtered,
+>;
+
+/// Sets up telemetry from `settings` and installs it for the whole process: the global `tracing`
+/// subscriber, OpenTelemetry's global tracer provider and propagator.
+///
+/// Call it once, at the start of `main`, inside the Tokio runtime when spans go out over gRPC. Keep
+/// the returned [`Telemetry`] alive for the life of the service: dropping it (or calling
+/// [`Telemetry::shutdown`]) flushes the spans not yet exported, waiting at most 5 seconds.
+pub fn init(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
+    Telemetry::builder(settings).build()?.install()
+}
+
+/// Builds a [`Telemetry`] without installing it globally; for tests and for services that scope
+/// subscribers themselves.
+#[derive(Debug)]
+#[must_use]
+pub struct TelemetryBuilder<'a, W = fn() -> std::io::Stdout> {
+    settings: &'a TelemetrySettings,
+    make_writer: W,
+    shutdown_timeout: Duration,
+}
+
+impl<'a> TelemetryBuilder<'a> {
+    fn new(settings: &'a TelemetrySettings) -> Self {
+        Self {
+            settings,
+            make_writer: std::io::stdout,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl<'a, W> TelemetryBuilder<'a, W>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    /// Writes log lines somewhere other than stdout.
+    pub fn writer<W2>(self, make_writer: W2) -> TelemetryBuilder<'a, W2>
+    where
+        W2: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        TelemetryBuilder {
+            settings: self.settings,
+            make_writer,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    /// How long shutdown waits for unexported spans (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Validates the settings and builds the subscriber. Sets OpenTelemetry's global propagator,
+    /// which [`crate::inject`] and [`crate::extract`] use.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let settings = self.settings;
+        let filter = parse_filter(&settings.log_directives()?)?;
+        propagation::install(&settings.propagator_list()?);
+        let provider = export::tracer_provider(settings)?;
+
+        let (filter, reload_handle) = reload::Layer::new(filter);
+        let bridge = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("groundwork-telemetry"))
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(ExportedToSpans);
+        let formatter: Box<dyn Layer<Bridged> + Send + Sync> = match settings.log_format {
+            LogFormat::Pretty => Box::new(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(self.make_writer),
+            ),
+            LogFormat::Json => {
+                Box::new(JsonLayer::new(settings.service()).with_writer(self.make_writer))
+            }
+        };
+        let subscriber = Registry::default()
+            .with(filter)
+            .with(bridge)
+            .with(formatter);
+        Ok(Telemetry {
+            dispatch: Dispatch::new(subscriber),
+            provider,
+            level: LogLevelHandle::new(reload_handle),
+            shutdown_timeout: self.shutdown_timeout,
+            shut_down: false,
+        })
+    }
+}
+
+/// Live telemetry: the subscriber, the span pipeline and the log level handle.
+///
+/// Dropping it flushes unexported spans (bounded by the shutdown timeout).
+#[derive(Debug)]
+pub struct Telemetry {
+    dispatch: Dispatch,
+    provider: SdkTracerProvider,
+    level: LogLevelHandle,
+    shutdown_timeout: Duration,
+    shut_down: bool,
+}
+
+impl Telemetry {
+    /// Starts building telemetry from `settings`.
+    pub fn builder(settings: &TelemetrySettings) -> TelemetryBuilder<'_> {
+        TelemetryBuilder::new(settings)
+    }
+
+    /// Installs this telemetry for the whole process, as [`init`] does: the global `tracing`
+    /// subscriber and OpenTelemetry's global tracer provider.
+    pub fn install(self) -> Result<Self, TelemetryError> {
+        tracing::dispatcher::set_global_default(self.dispatch.clone())
+            .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        opentelemetry::global::set_tracer_provider(self.provider.clone());
+        Ok(self)
+    }
+
+    /// The subscriber, for `tracing::dispatcher::with_default` or `set_default`.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// The handle that changes the log level at run time.
+    pub fn log_level(&self) -> &LogLevelHandle {
+        &self.level
+    }
+
+    /// Sends the spans finished so far to the collector now, waiting for the export.
+    ///
+    /// This blocks; from async code call it through `tokio::task::spawn_blocking` when the runtime
+    /// has a single thread, since the gRPC exporter needs the runtime to make progress.
+    pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        self.provider
+            .force_flush()
+            .map_err(|error| TelemetryError::Shutdown {
+                reason: error.to_string(),
+            })
+    }
+
+    /// Flushes unexported spans and stops the span pipeline, waiting at most the shutdown timeout.
+    /// Log lines keep being written; new spans are no longer exported.
+    pub fn shutdown(mut self) -> Result<(), TelemetryError> {
+        self.shut_down = true;
+        self.provider
+            .shutdown_with_timeout(self.shutdown_timeout)
+            .map_err(|error| TelemetryError::Shutdown {
+                reason: error.to_string(),
+            })
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if !self.shut_down {
+            // Nothing can be reported from a drop; `shutdown()` returns the error instead.
+            let _ = self.provider.shutdown_with_timeout(self.shutdown_timeout);
+        }
+    }
+}
+
+/// What reaches the OpenTelemetry bridge: spans, and WARN/ERROR events as span events. Lower events
+/// are log lines only, which keeps the per-event path free of allocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExportedToSpans;
+
+impl ExportedToSpans {
+    fn wants(metadata: &Metadata<'_>) -> bool {
+        metadata.is_span() || *metadata.level() <= Level::WARN
+    }
+}
+
+impl<S> Filter<S> for ExportedToSpans {
+    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        Self::wants(metadata)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if Self::wants(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Shared by the telemetry test binaries: a writer that captures log lines, and line parsing.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Collects everything written to it; clones share the buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Every line written so far, parsed as JSON; a line that does not parse fails the test.
+    pub fn lines(&self) -> anyhow::Result<Vec<Map<String, Value>>> {
+        let bytes = self
+            .0
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        let text = String::from_utf8(bytes)?;
+        text.lines()
+            .map(|line| match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(other) => Err(anyhow::anyhow!("line is not an object: {other}")),
+                Err(error) => Err(anyhow::anyhow!("line is not JSON ({error}): {line}")),
+            })
+            .collect()
+    }
+
+    /// The raw text written so far.
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The lines whose message equals `message`.
+    pub fn with_message(&self, message: &str) -> anyhow::Result<Vec<Map<String, Value>>> {
+        Ok(self
+            .lines()?
+            .into_iter()
+            .filter(|line| line.get("message").and_then(Value::as_str) == Some(message))
+            .collect())
+    }
+}
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The string at `key` of a line.
+pub fn str_at<'a>(line: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    line.get(key).and_then(Value::as_str)
+}

@@ -1,0 +1,423 @@
+//! The log line contract, span field flattening, secrets, run-time level changes and the HTTP
+//! layer, with no collector configured.
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use common::{Captured, str_at};
+use groundwork_config::Secret;
+use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
+use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use http::Request;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+fn settings() -> TelemetrySettings {
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("query-engine".into());
+    settings
+}
+
+fn telemetry(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Captured)> {
+    let captured = Captured::default();
+    let telemetry = Telemetry::builder(settings)
+        .writer(captured.clone())
+        .build()?;
+    Ok((telemetry, captured))
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+#[test]
+fn every_line_has_exactly_the_contract_keys_with_their_types() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::warn!(attempt = 2, "outside any span");
+        let outer = tracing::info_span!("request", tenant = "acme", supplierCount = 5);
+        let _outer = outer.enter();
+        let inner = tracing::info_span!("query", supplierCount = 7, cached = false);
+        let _inner = inner.enter();
+        tracing::info!(
+            resultCount = 12,
+            durationMs = 342.5,
+            ok = true,
+            "Query completed successfully"
+        );
+    });
+
+    let lines = captured.lines()?;
+    assert_eq!(lines.len(), 2, "{}", captured.text());
+
+    let outside = &lines[0];
+    let mut keys: Vec<&str> = outside.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["context", "level", "message", "service", "timestamp"],
+        "outside a span there are no trace keys at all"
+    );
+    assert_eq!(str_at(outside, "level"), Some("WARN"));
+    assert_eq!(outside["context"]["attempt"], Value::from(2));
+
+    let inside = &lines[1];
+    let mut keys: Vec<&str> = inside.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "context",
+            "level",
+            "message",
+            "service",
+            "spanId",
+            "timestamp",
+            "traceId"
+        ]
+    );
+    let timestamp = str_at(inside, "timestamp").unwrap_or_default();
+    assert_eq!(
+        timestamp.len(),
+        "2025-01-15T08:30:15.123Z".len(),
+        "{timestamp}"
+    );
+    assert!(
+        timestamp.ends_with('Z') && timestamp.as_bytes()[19] == b'.',
+        "{timestamp}"
+    );
+    assert!(
+        humantime::parse_rfc3339(timestamp).is_ok(),
+        "{timestamp} is RFC 3339"
+    );
+    assert_eq!(str_at(inside, "level"), Some("INFO"));
+    assert_eq!(str_at(inside, "service"), Some("query-engine"));
+    assert_eq!(
+        str_at(inside, "message"),
+        Some("Query completed successfully")
+    );
+    assert!(
+        is_hex(str_at(inside, "traceId").unwrap_or_default(), 32),
+        "{inside:?}"
+    );
+    assert!(
+        is_hex(str_at(inside, "spanId").unwrap_or_default(), 16),
+        "{inside:?}"
+    );
+
+    let context = inside["context"].as_object().cloned().unwrap_or_default();
+    assert_eq!(context["resultCount"], Value::from(12));
+    assert_eq!(context["durationMs"], Value::from(342.5));
+    assert_eq!(context["ok"], Value::Bool(true));
+    assert_eq!(context["cached"], Value::Bool(false));
+    assert_eq!(context["tenant"], Value::from("acme"));
+    assert_eq!(
+        context["supplierCount"],
+        Value::from(7),
+        "the innermost span wins a name clash"
+    );
+    assert_eq!(context.len(), 6, "{context:?}");
+    Ok(())
+}
+
+#[test]
+fn nested_spans_share_the_trace_and_each_has_its_own_span_id() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        let outer = tracing::info_span!("outer");
+        let _outer = outer.enter();
+        tracing::info!("in outer");
+        let inner = tracing::info_span!("inner");
+        inner.in_scope(|| tracing::info!("in inner"));
+    });
+    let outer = captured.with_message("in outer")?;
+    let inner = captured.with_message("in inner")?;
+    assert_eq!(str_at(&outer[0], "traceId"), str_at(&inner[0], "traceId"));
+    assert_ne!(str_at(&outer[0], "spanId"), str_at(&inner[0], "spanId"));
+    Ok(())
+}
+
+#[test]
+fn span_fields_recorded_later_appear_in_the_context() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        let span = tracing::info_span!("job", rows = tracing::field::Empty, stage = "load");
+        let _entered = span.enter();
+        span.record("rows", 1000_u64);
+        span.record("stage", "store");
+        tracing::info!("recorded");
+    });
+    let line = &captured.with_message("recorded")?[0];
+    assert_eq!(line["context"]["rows"], Value::from(1000));
+    assert_eq!(line["context"]["stage"], Value::from("store"));
+    Ok(())
+}
+
+#[test]
+fn secrets_never_reach_the_output() -> anyhow::Result<()> {
+    let planted = "pl4nted-s3cret-value";
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        let secret = Secret::from(planted);
+        let span = tracing::info_span!("login", password = ?secret);
+        let _entered = span.enter();
+        tracing::info!(token = %secret, debug_token = ?secret, "signed in");
+        tracing::error!(message = %format_args!("{secret}"), "display in message");
+    });
+    let text = captured.text();
+    assert!(!text.contains(planted), "secret leaked: {text}");
+    let line = &captured.with_message("signed in")?[0];
+    assert_eq!(line["context"]["token"], Value::from("[REDACTED]"));
+    assert_eq!(line["context"]["debug_token"], Value::from("[REDACTED]"));
+    assert_eq!(line["context"]["password"], Value::from("[REDACTED]"));
+    Ok(())
+}
+
+#[test]
+fn strings_that_need_escaping_stay_valid_json() -> anyhow::Result<()> {
+    let nasty = "line\nbreak \"quoted\" back\\slash \u{1} 漢字";
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info!(payload = nasty, debug = ?nasty, "{nasty}");
+    });
+    let line = &captured.lines()?[0];
+    assert_eq!(str_at(line, "message"), Some(nasty));
+    assert_eq!(line["context"]["payload"], Value::from(nasty));
+    Ok(())
+}
+
+#[test]
+fn the_level_changes_at_run_time_and_a_bad_filter_changes_nothing() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || -> anyhow::Result<()> {
+        tracing::debug!("hidden at info");
+        telemetry.log_level().set("debug")?;
+        tracing::debug!("visible at debug");
+        let error = telemetry
+            .log_level()
+            .set("info,[[[")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("invalid log filter"), "{error}");
+        tracing::debug!("still visible");
+        telemetry.log_level().set("warn")?;
+        tracing::info!("hidden at warn");
+        Ok(())
+    })?;
+    let messages: Vec<String> = captured
+        .lines()?
+        .iter()
+        .filter_map(|line| str_at(line, "message").map(str::to_owned))
+        .collect();
+    assert_eq!(messages, ["visible at debug", "still visible"]);
+    assert_eq!(telemetry.log_level().current()?, "warn");
+    Ok(())
+}
+
+#[test]
+fn rust_log_directives_filter_by_target() -> anyhow::Result<()> {
+    let mut settings = settings();
+    settings.log_level = Some("debug".into());
+    settings.rust_log = Some("warn,log_lines=info".into());
+    let (telemetry, captured) = telemetry(&settings)?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info!("from this target");
+        tracing::info!(target: "noisy_dependency", "from another target");
+        tracing::debug!("debug from this target");
+    });
+    let messages: Vec<String> = captured
+        .lines()?
+        .iter()
+        .filter_map(|line| str_at(line, "message").map(str::to_owned))
+        .collect();
+    assert_eq!(messages, ["from this target"]);
+    Ok(())
+}
+
+#[test]
+fn invalid_settings_are_refused_with_the_variable_named() {
+    let mut bad = settings();
+    bad.log_level = Some("loud".into());
+    let error = Telemetry::builder(&bad)
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("LOG_LEVEL")),
+        "{error:?}"
+    );
+
+    let mut bad = settings();
+    bad.propagators = Some("xray".into());
+    let error = Telemetry::builder(&bad)
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("OTEL_PROPAGATORS")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn pretty_format_is_human_readable_not_json() -> anyhow::Result<()> {
+    let mut settings = settings();
+    settings.log_format = groundwork_telemetry::LogFormat::Pretty;
+    let (telemetry, captured) = telemetry(&settings)?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info!(orders = 3, "pretty line");
+    });
+    let text = captured.text();
+    assert!(
+        text.contains("pretty line") && text.contains("orders=3"),
+        "{text}"
+    );
+    assert!(
+        serde_json::from_str::<Value>(text.trim()).is_err(),
+        "{text}"
+    );
+    Ok(())
+}
+
+fn app(metrics: &HttpMetrics) -> Router {
+    Router::new()
+        .route(
+            "/v1/orders/{id}",
+            get(|| async {
+                tracing::info!(step = "lookup", "handling order");
+                "ok"
+            }),
+        )
+        .route(
+            "/v1/fail",
+            get(|| async { (http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+        .route("/metrics", metrics.handler())
+}
+
+#[tokio::test]
+async fn http_requests_continue_the_callers_trace_and_carry_the_request_id() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+    let metrics = HttpMetrics::new();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+
+    let response = app(&metrics)
+        .oneshot(
+            Request::get("/v1/orders/42")
+                .header("traceparent", format!("00-{trace_id}-{parent_span}-01"))
+                .header("x-request-id", "req-abc-123")
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-abc-123")
+    );
+
+    let line = &captured.with_message("handling order")?[0];
+    assert_eq!(str_at(line, "traceId"), Some(trace_id));
+    assert_ne!(
+        str_at(line, "spanId"),
+        Some(parent_span),
+        "the server span is a new child span"
+    );
+    assert_eq!(line["context"]["requestId"], Value::from("req-abc-123"));
+    assert_eq!(line["context"]["step"], Value::from("lookup"));
+    assert_eq!(
+        line["context"]["http.route"],
+        Value::from("/v1/orders/{id}")
+    );
+    assert_eq!(line["context"]["http.request.method"], Value::from("GET"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_without_an_id_or_trace_gets_new_ones() -> anyhow::Result<()> {
+    let (telemetry, captured) = telemetry(&settings())?;
+    let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+    let metrics = HttpMetrics::new();
+    let response = app(&metrics)
+        .oneshot(
+            Request::get("/v1/orders/7")
+                .header("x-request-id", "bad id with spaces")
+                .body(Body::empty())?,
+        )
+        .await?;
+    let echoed = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        is_hex(&echoed, 32),
+        "a fresh id replaces an unusable one: {echoed}"
+    );
+    let line = &captured.with_message("handling order")?[0];
+    assert_eq!(line["context"]["requestId"], Value::from(echoed.as_str()));
+    assert!(is_hex(str_at(line, "traceId").unwrap_or_default(), 32));
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()> {
+    let metrics = HttpMetrics::new();
+    let app = app(&metrics);
+    for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
+        app.clone()
+            .oneshot(Request::get(path).body(Body::empty())?)
+            .await?;
+    }
+    let response = app
+        .oneshot(Request::get("/metrics").body(Body::empty())?)
+        .await?;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    let text = String::from_utf8(body.to_vec())?;
+    assert!(
+        text.contains(
+            r#"http_server_request_duration_seconds_count{method="GET",route="/v1/orders/{id}",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"http_server_request_duration_seconds_count{method="GET",route="/v1/fail",status="503"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/v1/fail",status="503",le="0.005"}"#),
+        "semantic-convention buckets: {text}"
+    );
+    assert!(text.contains("http_server_active_requests 0"), "{text}");
+    assert!(
+        !text.contains("route=\"/metrics\""),
+        "scrapes are not traffic: {text}"
+    );
+    Ok(())
+}
