@@ -260,7 +260,8 @@ where
                 Ok(response) => response.status().as_u16(),
                 Err(_) => 500,
             };
-            span.record("http.response.status_code", status);
+            // As i64: the OpenTelemetry bridge turns unsigned fields into strings.
+            span.record("http.response.status_code", i64::from(status));
             if status >= 500 {
                 span.record("otel.status_code", "ERROR");
             }

@@ -114,7 +114,7 @@ impl Visit for SpanFields {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.set(field.name(), |out| {
-            out.push_str(if value { "true" } else { "false" })
+            out.push_str(if value { "true" } else { "false" });
         });
     }
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -186,7 +186,7 @@ impl Visit for EventVisitor<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.field(field, |out| {
-            out.push_str(if value { "true" } else { "false" })
+            out.push_str(if value { "true" } else { "false" });
         });
     }
     fn record_str(&mut self, field: &Field, value: &str) {

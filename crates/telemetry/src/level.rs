@@ -1,19 +1,31 @@
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{EnvFilter, reload};
 
 use crate::TelemetryError;
+use crate::subscriber::Formatted;
 
 /// Changes the log filter of a running service without a restart.
 ///
 /// Cheap to clone; hand it to whatever drives the level, e.g. a `groundwork-live` watch on the
 /// `log.level` key. Changing the level rebuilds `tracing`'s callsite cache, so a disabled event stays
 /// a single load and branch.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogLevelHandle {
-    inner: reload::Handle<EnvFilter, Registry>,
+    inner: reload::Handle<EnvFilter, Formatted>,
+}
+
+impl std::fmt::Debug for LogLevelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("LogLevelHandle");
+        match self.current() {
+            Ok(directives) => debug.field("directives", &directives),
+            Err(_) => debug.field("directives", &"<subscriber dropped>"),
+        };
+        debug.finish()
+    }
 }
 
 impl LogLevelHandle {
-    pub(crate) fn new(inner: reload::Handle<EnvFilter, Registry>) -> Self {
+    pub(crate) fn new(inner: reload::Handle<EnvFilter, Formatted>) -> Self {
         Self { inner }
     }
 

@@ -10,7 +10,7 @@ use tracing_core::subscriber::Interest;
 use tracing_core::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer, Layered, SubscriberExt as _};
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{Registry, reload};
 
 use crate::json::JsonLayer;
 use crate::level::{LogLevelHandle, parse_filter};
@@ -20,15 +20,17 @@ use crate::{TelemetryError, export, propagation};
 /// How long [`Telemetry::shutdown`] and drop wait for the last spans to reach the collector.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+/// The registry with the OpenTelemetry bridge.
 type Bridged = Layered<
     tracing_subscriber::filter::Filtered<
-        tracing_opentelemetry::OpenTelemetryLayer<Filtered, opentelemetry_sdk::trace::SdkTracer>,
+        tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::SdkTracer>,
         ExportedToSpans,
-        Filtered,
+        Registry,
     >,
-    Filtered,
+    Registry,
 >;
+/// Everything below the level filter: bridge and formatter.
+pub(crate) type Formatted = Layered<Box<dyn Layer<Bridged> + Send + Sync>, Bridged>;
 
 /// Sets up telemetry from `settings` and installs it for the whole process: the global `tracing`
 /// subscriber, OpenTelemetry's global tracer provider and propagator.
@@ -106,10 +108,13 @@ where
                 Box::new(JsonLayer::new(settings.service()).with_writer(self.make_writer))
             }
         };
+        // The level filter is the outermost layer on purpose: a global filter below a per-layer
+        // filter (the bridge's) cannot mark disabled callsites `never`, and a disabled event would
+        // then cost a filter evaluation instead of one cached check.
         let subscriber = Registry::default()
-            .with(filter)
             .with(bridge)
-            .with(formatter);
+            .with(formatter)
+            .with(filter);
         Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
             provider,

@@ -1,0 +1,140 @@
+//! Per-event cost of a JSON log line: groundwork-telemetry's layer against tracing-subscriber's
+//! `fmt().json()` and the `json-subscriber` crate, in one run.
+//!
+//! Every subscriber sees the same thing: an INFO event with three fields inside two nested spans,
+//! an `info` level filter, the same OpenTelemetry bridge (spans only, so ids exist) and output to
+//! `io::sink`. The peers are configured to carry the same information as far as they can:
+//! timestamp, level, service, message, event and span fields; `json-subscriber` also prints the
+//! OpenTelemetry ids, `fmt().json()` cannot.
+//!
+//! ```text
+//! cargo bench -p groundwork-benches --bench telemetry -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Dispatch, Level, Metadata};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Filter, Layer as _, SubscriberExt as _};
+
+/// The bridge filter `groundwork-telemetry` uses: spans, and WARN/ERROR events.
+struct SpansAndWarnings;
+
+impl<S> Filter<S> for SpansAndWarnings {
+    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        metadata.is_span() || *metadata.level() <= Level::WARN
+    }
+
+    fn callsite_enabled(
+        &self,
+        metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.is_span() || *metadata.level() <= Level::WARN {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+}
+
+fn ours() -> (Dispatch, Telemetry) {
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("query-engine".into());
+    let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
+        Ok(telemetry) => telemetry,
+        Err(error) => panic!("benchmark setup: {error}"),
+    };
+    (telemetry.dispatch().clone(), telemetry)
+}
+
+fn tracing_subscriber_json(provider: &SdkTracerProvider) -> Dispatch {
+    let bridge = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(SpansAndWarnings);
+    let formatter = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(true)
+        .with_writer(std::io::sink);
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(bridge)
+            .with(formatter),
+    )
+}
+
+fn json_subscriber(provider: &SdkTracerProvider) -> Dispatch {
+    let bridge = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(SpansAndWarnings);
+    let mut formatter = json_subscriber::JsonLayer::new(std::io::sink);
+    formatter
+        .with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
+        .with_level("level")
+        .with_opentelemetry_ids(true)
+        .with_event("context")
+        .with_flattened_span_fields("spans");
+    formatter.add_static_field("service", serde_json::Value::from("query-engine"));
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(bridge)
+            .with(formatter),
+    )
+}
+
+fn event_in_two_spans(c: &mut Criterion, name: &str, dispatch: &Dispatch) {
+    tracing::dispatcher::with_default(dispatch, || {
+        let outer = tracing::info_span!("request", tenant = "acme", requestId = "req-1");
+        let _outer = outer.enter();
+        let inner = tracing::info_span!("query", supplierCount = 5);
+        let _inner = inner.enter();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                tracing::info!(
+                    resultCount = black_box(12),
+                    durationMs = black_box(342),
+                    cached = black_box(false),
+                    "Query completed successfully"
+                );
+            });
+        });
+    });
+}
+
+fn per_event(c: &mut Criterion) {
+    let provider = SdkTracerProvider::builder().build();
+    let (dispatch, _telemetry) = ours();
+    event_in_two_spans(c, "telemetry/info_event/groundwork", &dispatch);
+    event_in_two_spans(
+        c,
+        "telemetry/info_event/tracing_subscriber_fmt_json",
+        &tracing_subscriber_json(&provider),
+    );
+    event_in_two_spans(
+        c,
+        "telemetry/info_event/json_subscriber",
+        &json_subscriber(&provider),
+    );
+
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = tracing::info_span!("request");
+        let _entered = span.enter();
+        c.bench_function("telemetry/disabled_debug_event/groundwork", |b| {
+            b.iter(|| tracing::debug!(value = black_box(1), "not written at info"));
+        });
+    });
+}
+
+criterion_group!(benches, per_event);
+criterion_main!(benches);
