@@ -8,6 +8,7 @@
 
 mod env_example;
 mod infra;
+mod stack;
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +31,25 @@ enum Task {
     /// Start, stop or inspect the local servers the integration tests talk to
     #[command(subcommand)]
     Infra(infra::InfraCommand),
-    /// Bring up the local stack; today the infrastructure only (same as `infra up`)
-    Up {
-        /// Do not install missing packages; fail instead
-        #[arg(long)]
-        no_install: bool,
+    /// Bring up the whole local stack: infrastructure, demo data and the three example services
+    Up(stack::UpOptions),
+    /// Stop the services `up` started (by PID)
+    Down(stack::DownOptions),
+    /// Show each service's URL, health, PID and log file
+    Status,
+    /// Show (or follow) the services' logs
+    Logs(stack::LogsOptions),
+    /// Hot-reload config of the stack: the `groundwork-live` admin CLI (`config list`, `config set KEY VALUE`, ...)
+    Config {
+        /// Arguments for `groundwork-live`, e.g. `list` or `set log.level '"debug"' --force`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Feature flags of the stack: the `groundwork-flags` admin CLI (`flags list`, `flags enable NAME`, ...)
+    Flags {
+        /// Arguments for `groundwork-flags`, e.g. `list` or `enable risk.auto.reject`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Write `.env.example` from the quickstart's config type, or check it is up to date
     EnvExample {
@@ -48,7 +63,12 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Infra(command) => infra::run(&command),
-        Task::Up { no_install } => infra::run(&infra::InfraCommand::Up { no_install }),
+        Task::Up(options) => stack::up(&options),
+        Task::Down(options) => stack::down(&options),
+        Task::Status => stack::status(),
+        Task::Logs(options) => stack::logs(&options),
+        Task::Config { args } => stack::config(&args),
+        Task::Flags { args } => stack::flags(&args),
         Task::EnvExample { check } => env_example::run(&project_root(), check),
     }
 }

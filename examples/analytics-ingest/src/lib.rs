@@ -1,0 +1,512 @@
+//! The analytics-ingest example service: `order.processed` events into ClickHouse, per-tenant
+//! stats out.
+//!
+//! - **Batches.** Events are buffered and written with one `RowBinary` `INSERT` when the batch is
+//!   full (`BATCH_SIZE`) or its oldest event is `BATCH_MAX_WAIT_MS` old, and on shutdown.
+//!   ClickHouse wants few large inserts, not many small ones.
+//! - **Ack after the insert.** The batch's messages are acked only once ClickHouse has the rows;
+//!   a failed insert returns them to the queue (after a back-off) and, past the delivery limit,
+//!   to the dead-letter queue. An event that does not decode goes there at once.
+//! - **Duplicates.** At-least-once delivery can store an event twice; the table is a
+//!   `ReplacingMergeTree` keyed by order, and `GET /v1/stats` counts each order once.
+//! - **Old and new servers.** Only types and syntax Debian's ClickHouse 18.16 knows (no
+//!   `DateTime64`, `Bool` or server-side parameters), and the client's schema validation is off
+//!   because 18.16 lacks `RowBinaryWithNamesAndTypes`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clickhouse::Row;
+use futures_lite::StreamExt as _;
+use groundwork_config::{ExposeSecret as _, SecretUrl};
+use groundwork_health::{ClickHouseCheck, Health, RabbitMqCheck};
+use groundwork_service::Shutdown;
+use groundwork_service::amqp::WorkQueue;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Routing key consumed.
+pub const ORDER_PROCESSED: &str = "order.processed";
+
+/// The ClickHouse table events are written to.
+pub const TABLE: &str = "order_events";
+
+/// The table's DDL: types and syntax that ClickHouse 18.16 and current versions both accept.
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS order_events (
+    order_id     Int64,
+    tenant       String,
+    amount       Float64,
+    processed_at DateTime
+) ENGINE = ReplacingMergeTree() ORDER BY (tenant, order_id)";
+
+/// Configuration of the analytics-ingest.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct Settings {
+    /// Name of this service in logs, traces and health responses.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Address the HTTP server binds to.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port the HTTP server listens on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// ClickHouse HTTP endpoint, `http://[user[:password]@]host:port`.
+    #[schemars(example = "http://localhost:8123")]
+    pub clickhouse_url: SecretUrl,
+    /// ClickHouse database holding the events table; must exist.
+    #[serde(default = "default_clickhouse_database")]
+    pub clickhouse_database: String,
+    /// RabbitMQ connection string.
+    #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
+    pub rabbitmq_url: SecretUrl,
+    /// Topic exchange `order.processed` arrives on.
+    #[serde(default = "default_analytics_exchange")]
+    pub analytics_exchange: String,
+    /// The ingest's quorum queue.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Exchange that receives messages given up on.
+    #[serde(default = "default_dead_letter_exchange")]
+    pub dead_letter_exchange: String,
+    /// Queue where messages given up on wait for a human.
+    #[serde(default = "default_dead_letter_queue")]
+    pub dead_letter_queue: String,
+    /// Deliveries of one message before it is dead-lettered.
+    #[serde(default = "default_delivery_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub delivery_limit: u32,
+    /// Events per insert, at most; also the prefetch limit.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub batch_size: u16,
+    /// Longest an event waits for its batch to fill, in milliseconds.
+    #[serde(default = "default_batch_max_wait_ms")]
+    pub batch_max_wait_ms: u64,
+    /// Back-off before a failed batch is returned to the queue, in milliseconds.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+}
+
+fn default_service_name() -> String {
+    "analytics-ingest".to_owned()
+}
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    8082
+}
+fn default_clickhouse_database() -> String {
+    "default".to_owned()
+}
+fn default_analytics_exchange() -> String {
+    "analytics".to_owned()
+}
+fn default_queue() -> String {
+    "analytics-ingest.order-processed".to_owned()
+}
+fn default_dead_letter_exchange() -> String {
+    "analytics-ingest.dlx".to_owned()
+}
+fn default_dead_letter_queue() -> String {
+    "analytics-ingest.order-processed.dlq".to_owned()
+}
+fn default_delivery_limit() -> u32 {
+    5
+}
+fn default_batch_size() -> u16 {
+    500
+}
+fn default_batch_max_wait_ms() -> u64 {
+    1000
+}
+fn default_retry_backoff_ms() -> u64 {
+    1000
+}
+
+/// The `order.processed` event (JSON), as the order-worker publishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderProcessed {
+    /// The order's id.
+    pub order_id: i64,
+    /// The tenant that placed it.
+    pub tenant: String,
+    /// Its amount.
+    pub amount: f64,
+    /// When it was processed, in seconds since the Unix epoch.
+    pub processed_at: i64,
+}
+
+/// One row of `order_events`, written as `RowBinary` in column order.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+struct EventRow {
+    order_id: i64,
+    tenant: String,
+    amount: f64,
+    /// `DateTime`: seconds since the epoch as a `UInt32`.
+    processed_at: u32,
+}
+
+/// Orders per tenant, as `GET /v1/stats` answers them.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TenantStats {
+    /// The tenant.
+    pub tenant: String,
+    /// Distinct orders processed.
+    pub orders: u64,
+    /// Their total amount.
+    pub amount: f64,
+}
+
+/// What the ingest has done since it started; follow it with [`Ingest::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Events written to ClickHouse.
+    pub rows: u64,
+    /// Inserts that succeeded.
+    pub batches: u64,
+    /// Inserts that failed (their messages were returned to the queue).
+    pub failed_batches: u64,
+    /// Messages that did not decode and went to the dead-letter queue.
+    pub rejected: u64,
+}
+
+/// A started ingest: consuming until the [`Shutdown`] it was given fires.
+pub struct Ingest {
+    /// `GET /v1/stats` and the health endpoints.
+    pub router: axum::Router,
+    /// The health state.
+    pub health: Health,
+    stats: watch::Receiver<IngestStats>,
+    consumer: JoinHandle<anyhow::Result<()>>,
+    amqp: Arc<Connection>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+/// A ClickHouse client for `url` and `database`, with user and password taken out of the URL
+/// and schema validation off (ClickHouse 18.16 cannot describe its columns to the client).
+pub fn clickhouse_client(url: &SecretUrl, database: &str) -> anyhow::Result<clickhouse::Client> {
+    let mut parsed = url::Url::parse(url.expose_secret())
+        .with_context(|| format!("CLICKHOUSE_URL {url} is not a URL"))?;
+    let user = parsed.username().to_owned();
+    let password = parsed.password().map(str::to_owned);
+    // Infallible for http(s) URLs; anything else is refused by the client on first use.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let mut client = clickhouse::Client::default()
+        .with_url(parsed.as_str().trim_end_matches('/'))
+        .with_database(database)
+        .with_validation(false);
+    if !user.is_empty() {
+        client = client.with_user(user);
+    }
+    if let Some(password) = password {
+        client = client.with_password(password);
+    }
+    Ok(client)
+}
+
+/// Connects, creates the table, declares the queues, and starts consuming.
+pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ingest> {
+    let clickhouse = clickhouse_client(&settings.clickhouse_url, &settings.clickhouse_database)?;
+    clickhouse
+        .query(CREATE_TABLE)
+        .execute()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create table {TABLE} in ClickHouse database {} at {}",
+                settings.clickhouse_database, settings.clickhouse_url
+            )
+        })?;
+
+    let amqp = Arc::new(
+        Connection::connect(
+            settings.rabbitmq_url.expose_secret(),
+            ConnectionProperties::default(),
+        )
+        .await
+        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+    );
+    let channel = amqp
+        .create_channel()
+        .await
+        .context("cannot open a RabbitMQ channel")?;
+    WorkQueue {
+        exchange: settings.analytics_exchange.clone(),
+        routing_key: ORDER_PROCESSED.to_owned(),
+        queue: settings.queue.clone(),
+        dead_letter_exchange: settings.dead_letter_exchange.clone(),
+        dead_letter_queue: settings.dead_letter_queue.clone(),
+        delivery_limit: settings.delivery_limit,
+    }
+    .declare(&channel)
+    .await
+    .with_context(|| format!("cannot declare queue {}", settings.queue))?;
+    channel
+        .basic_qos(settings.batch_size, BasicQosOptions::default())
+        .await
+        .context("cannot set the prefetch limit")?;
+    let consumer_tag = format!("{}-{}", settings.service_name, std::process::id());
+    let consumer = channel
+        .basic_consume(
+            settings.queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot consume from {}", settings.queue))?;
+
+    let health = Health::builder()
+        .service_id(settings.service_name.clone())
+        .version(env!("CARGO_PKG_VERSION"))
+        .check(ClickHouseCheck::new(clickhouse.clone()))
+        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .build()
+        .context("building the health checks")?;
+
+    let (stats, stats_receiver) = watch::channel(IngestStats::default());
+    let batcher = Batcher {
+        clickhouse: clickhouse.clone(),
+        batch_size: usize::from(settings.batch_size),
+        max_wait: Duration::from_millis(settings.batch_max_wait_ms),
+        retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
+        stats,
+    };
+    let consumer = tokio::spawn(batcher.run(channel, consumer, consumer_tag, shutdown));
+    let router = axum::Router::new()
+        .route("/v1/stats", get(stats_handler))
+        .with_state(clickhouse)
+        .merge(health.router());
+    tracing::info!(queue = %settings.queue, batch_size = settings.batch_size, "consuming");
+    Ok(Ingest {
+        router,
+        health,
+        stats: stats_receiver,
+        consumer,
+        amqp,
+    })
+}
+
+impl Ingest {
+    /// Counters of what the ingest has done; `changed()` wakes after every batch.
+    pub fn stats(&self) -> watch::Receiver<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// Waits for the consumer to write what it holds (after the shutdown signal), then closes
+    /// the connection. An error says the consumer stopped because the broker went away.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let consumed = self.consumer.await.context("the consumer task panicked");
+        if let Err(error) = self
+            .amqp
+            .close(200, "analytics-ingest shutting down".into())
+            .await
+        {
+            tracing::debug!(%error, "closing the RabbitMQ connection failed");
+        }
+        consumed?
+    }
+}
+
+/// Orders and amount per tenant, each order counted once even if its event was stored twice.
+pub async fn tenant_stats(
+    clickhouse: &clickhouse::Client,
+) -> clickhouse::error::Result<Vec<TenantStats>> {
+    clickhouse
+        .query(
+            "SELECT tenant, count() AS orders, sum(amount) AS amount FROM (
+                 SELECT tenant, order_id, any(amount) AS amount FROM order_events
+                 GROUP BY tenant, order_id
+             ) GROUP BY tenant ORDER BY tenant",
+        )
+        .fetch_all::<TenantStats>()
+        .await
+}
+
+/// `GET /v1/stats`: `{"tenants":[{"tenant":..,"orders":..,"amount":..}, ...]}`.
+async fn stats_handler(State(clickhouse): State<clickhouse::Client>) -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        tenants: Vec<TenantStats>,
+    }
+    let (status, body) = match tenant_stats(&clickhouse).await {
+        Ok(tenants) => (StatusCode::OK, serde_json::to_vec(&Body { tenants })),
+        Err(error) => {
+            tracing::error!(%error, "reading stats from ClickHouse failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::to_vec(&serde_json::json!({
+                    "error": "cannot read stats from ClickHouse right now; retry later"
+                })),
+            )
+        }
+    };
+    match body {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+struct Batcher {
+    clickhouse: clickhouse::Client,
+    batch_size: usize,
+    max_wait: Duration,
+    retry_backoff: Duration,
+    stats: watch::Sender<IngestStats>,
+}
+
+impl Batcher {
+    async fn run(
+        self,
+        channel: Channel,
+        mut consumer: lapin::Consumer,
+        consumer_tag: String,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let mut batch: Vec<(Delivery, EventRow)> = Vec::with_capacity(self.batch_size);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let stopped = shutdown.triggered();
+        tokio::pin!(stopped);
+        let outcome = loop {
+            let due = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut stopped => break Ok(()),
+                () = due => {
+                    self.flush(&mut batch).await;
+                    deadline = None;
+                }
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let Some(row) = self.decode(&delivery).await else { continue };
+                        batch.push((delivery, row));
+                        if batch.len() == 1 {
+                            deadline = Some(tokio::time::Instant::now() + self.max_wait);
+                        }
+                        if batch.len() >= self.batch_size {
+                            self.flush(&mut batch).await;
+                            deadline = None;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        break Err(anyhow::Error::new(error).context("the RabbitMQ consumer failed"));
+                    }
+                    None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+                },
+            }
+        };
+        if outcome.is_err() {
+            shutdown.trigger();
+        } else if let Err(error) = channel
+            .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(%error, "cancelling the consumer failed");
+        }
+        // Write what we hold; a failure returns it to the queue for the next start.
+        self.flush(&mut batch).await;
+        outcome
+    }
+
+    async fn decode(&self, delivery: &Delivery) -> Option<EventRow> {
+        let event = serde_json::from_slice::<OrderProcessed>(&delivery.data)
+            .map_err(|error| error.to_string())
+            .and_then(|event| {
+                let processed_at = u32::try_from(event.processed_at).map_err(|_| {
+                    format!(
+                        "processed_at {} is outside DateTime's range",
+                        event.processed_at
+                    )
+                })?;
+                Ok(EventRow {
+                    order_id: event.order_id,
+                    tenant: event.tenant,
+                    amount: event.amount,
+                    processed_at,
+                })
+            });
+        match event {
+            Ok(row) => Some(row),
+            Err(error) => {
+                tracing::warn!(%error, "order.processed message does not decode; dead-lettering it");
+                if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+                    tracing::warn!(%error, "rejecting a delivery failed; the broker will redeliver it");
+                }
+                self.stats.send_modify(|stats| stats.rejected += 1);
+                None
+            }
+        }
+    }
+
+    /// Inserts the batch in one `RowBinary` `INSERT`, then acks it (one `multiple` ack up to the
+    /// last delivery); on failure, backs off and returns it to the queue.
+    async fn flush(&self, batch: &mut Vec<(Delivery, EventRow)>) {
+        let Some((last, _)) = batch.last() else {
+            return;
+        };
+        let rows = batch.len() as u64;
+        match self.insert(batch).await {
+            Ok(()) => {
+                if let Err(error) = last.ack(BasicAckOptions { multiple: true }).await {
+                    tracing::warn!(%error, "acking a batch failed; the broker will redeliver it");
+                }
+                tracing::info!(rows, "batch written to ClickHouse");
+                self.stats.send_modify(|stats| {
+                    stats.rows += rows;
+                    stats.batches += 1;
+                });
+            }
+            Err(error) => {
+                tracing::warn!(
+                    rows,
+                    error = format!("{error:#}"),
+                    "batch insert failed; returning it to the queue"
+                );
+                tokio::time::sleep(self.retry_backoff).await;
+                let options = BasicNackOptions {
+                    multiple: true,
+                    requeue: true,
+                };
+                if let Err(error) = last.nack(options).await {
+                    tracing::warn!(%error, "returning a batch failed; the broker will redeliver it");
+                }
+                self.stats.send_modify(|stats| stats.failed_batches += 1);
+            }
+        }
+        batch.clear();
+    }
+
+    async fn insert(&self, batch: &[(Delivery, EventRow)]) -> anyhow::Result<()> {
+        let mut insert = self.clickhouse.insert::<EventRow>(TABLE).await?;
+        for (_, row) in batch {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+}

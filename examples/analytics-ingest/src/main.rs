@@ -1,0 +1,44 @@
+//! The analytics-ingest binary: load config, start consuming, serve `/v1/stats` and health until
+//! SIGTERM or Ctrl-C, write the last batch, exit.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use groundwork_example_analytics_ingest::Settings;
+use groundwork_service::{ServeOptions, Shutdown};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_telemetry();
+    let settings: Settings = groundwork_config::load_or_exit();
+    let address = format!("{}:{}", settings.host, settings.port);
+
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+    let ingest = groundwork_example_analytics_ingest::start(settings, shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {address}; is another process using the port?")
+        })?;
+    tracing::info!(%address, "analytics-ingest listening");
+
+    let options = ServeOptions {
+        drain_delay: Duration::ZERO,
+    };
+    groundwork_service::serve(
+        listener,
+        ingest.router.clone(),
+        &ingest.health,
+        shutdown,
+        options,
+    )
+    .await?;
+    ingest.shutdown().await?;
+    tracing::info!("analytics-ingest stopped");
+    Ok(())
+}
+
+/// Where logging and tracing are set up. Until `groundwork-telemetry` is wired in, events go
+/// nowhere; this is the one place that changes.
+fn init_telemetry() {}

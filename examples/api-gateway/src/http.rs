@@ -1,0 +1,101 @@
+//! Routes, the read-only handlers, and the JSON answers every handler shares.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::{AppState, WEIGHTS_KEY};
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/matching/weights", get(matching_weights))
+        .route("/v1/features", get(features))
+        .route("/v1/orders", post(crate::orders::create_order))
+        .with_state(state)
+}
+
+/// `200` with `value` as JSON.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    json(
+        status,
+        &ErrorBody {
+            error: message.into(),
+        },
+    )
+}
+
+/// `GET /v1/matching/weights`: the current value of `matching.algorithm.weights`, as stored.
+async fn matching_weights(State(state): State<AppState>) -> Response {
+    match state.config.value(WEIGHTS_KEY) {
+        Some(value) => json(StatusCode::OK, &value),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "config key {WEIGHTS_KEY} is not set for environment {}; set it with `cargo xtask config set`",
+                state.settings.config_env
+            ),
+        ),
+    }
+}
+
+/// The answer of `GET /v1/features`.
+#[derive(Serialize)]
+struct Features<'a> {
+    tenant: &'a str,
+    flags: BTreeMap<&'a str, bool>,
+}
+
+/// `GET /v1/features?tenant=T`: every known flag, evaluated for the tenant.
+async fn features(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let tenant = query.as_deref().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "tenant")
+            .map(|(_, value)| value.into_owned())
+    });
+    let tenant = match tenant {
+        Some(tenant) if !tenant.is_empty() => tenant,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "query parameter tenant is missing: call /v1/features?tenant=<tenant id>",
+            );
+        }
+    };
+    let set = state.flags.snapshot();
+    let flags: BTreeMap<&str, bool> = set
+        .iter()
+        .map(|flag| {
+            (
+                flag.name.as_str(),
+                state.flags.is_enabled(&flag.name, &tenant),
+            )
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &Features {
+            tenant: &tenant,
+            flags,
+        },
+    )
+}

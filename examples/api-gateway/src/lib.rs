@@ -1,0 +1,260 @@
+//! The api-gateway example service: the platform's HTTP front door.
+//!
+//! It composes Groundwork's crates the way a real service would: typed config with secrets
+//! (`groundwork-config`), migrations at start-up under the lock (`groundwork-migrate`), the
+//! hot-reload config centre (`groundwork-live`), feature flags (`groundwork-flags`), health
+//! endpoints (`groundwork-health`) and graceful shutdown (`groundwork-service`).
+//!
+//! | Endpoint | What it does |
+//! |---|---|
+//! | `GET /v1/matching/weights` | the current value of config key `matching.algorithm.weights` |
+//! | `GET /v1/features?tenant=T` | `{"tenant":T,"flags":{name: bool, ...}}` for every known flag |
+//! | `POST /v1/orders` | stores an order, publishes `order.created`, answers 201 with the id |
+//! | `/health`, `/health/ready`, `/livez`, ... | see `groundwork-health` |
+//!
+//! [`start`] does the start-up work and returns a [`Gateway`] whose router can be served; the
+//! binary serves it on `PORT`, tests on `127.0.0.1:0`.
+
+mod http;
+mod orders;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use groundwork_config::ExposeSecret as _;
+use groundwork_flags::Flags;
+use groundwork_health::{
+    CheckOptions, ConfigFreshnessCheck, Health, PostgresCheck, RabbitMqCheck, RedisCheck,
+};
+use groundwork_live::config::{LiveConfig, Setting};
+use groundwork_live::{Feed, FeedOptions};
+use groundwork_migrate::{MigrateOptions, MigrationSet, Migrator, TableName};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub use orders::{ORDER_CREATED, OrderCreated};
+pub use settings::Settings;
+
+/// The gateway's own migrations (the `orders` table), tracked in `schema_migrations`.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_orders.up.sql",
+        include_str!("../migrations/0001_orders.up.sql"),
+    ),
+    (
+        "0001_orders.down.sql",
+        include_str!("../migrations/0001_orders.down.sql"),
+    ),
+];
+
+/// Tracking table of `groundwork-live`'s `platform_config` migrations in the gateway's database.
+pub const LIVE_MIGRATIONS_TABLE: &str = "groundwork_live_migrations";
+
+/// Config key read by `GET /v1/matching/weights`.
+pub const WEIGHTS_KEY: &str = "matching.algorithm.weights";
+/// Flag that turns risk rejection on per tenant.
+pub const RISK_FLAG: &str = "risk.auto.reject";
+/// Config key holding the amount above which a flagged tenant's orders are rejected.
+pub const RISK_THRESHOLD_KEY: &str = "risk.auto.reject.threshold";
+/// Threshold used while [`RISK_THRESHOLD_KEY`] is absent or does not decode as a number.
+pub const DEFAULT_RISK_THRESHOLD: f64 = 10_000.0;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) db: PgPool,
+    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) publisher: Channel,
+    pub(crate) config: LiveConfig,
+    pub(crate) flags: Flags,
+    pub(crate) risk_threshold: Setting<f64>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// A started gateway: connections open, migrations applied, config and flags followed.
+pub struct Gateway {
+    /// The API and health endpoints.
+    pub router: axum::Router,
+    /// The health state; `groundwork_service::serve` turns readiness off on shutdown.
+    pub health: Health,
+    /// The live config, for tests and admin code.
+    pub config: LiveConfig,
+    /// The live flags.
+    pub flags: Flags,
+    db: PgPool,
+    amqp: Arc<Connection>,
+    config_feed: Feed,
+    flags_feed: Feed,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Applies every migration the gateway's database needs, each set under its own advisory lock:
+/// the `orders` table, `platform_config` (hot-reload config) and `feature_flags`.
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    let orders = Migrator::new(MigrationSet::from_files(MIGRATIONS.iter().copied())?);
+    groundwork_migrate::migrate_on_startup_with(db, orders)
+        .await
+        .context("applying the gateway's migrations (orders)")?;
+
+    let mut options = MigrateOptions::default();
+    options.table = TableName::new(LIVE_MIGRATIONS_TABLE)?;
+    let live = Migrator::new(MigrationSet::from_files(
+        groundwork_live::config::MIGRATIONS.iter().copied(),
+    )?)
+    .with_options(options);
+    groundwork_migrate::migrate_on_startup_with(db, live)
+        .await
+        .context("applying groundwork-live's migrations (platform_config)")?;
+
+    groundwork_flags::store::migrate(db)
+        .await
+        .context("applying groundwork-flags' migrations (feature_flags)")?;
+    Ok(())
+}
+
+/// Connects to PostgreSQL, Redis and RabbitMQ, applies migrations, starts following config and
+/// flags, and builds the router. Fails with a message naming what could not be reached.
+pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
+    let settings = Arc::new(settings);
+    let db = PgPoolOptions::new()
+        .max_connections(settings.database_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(settings.database_url.expose_secret())
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", settings.database_url))?;
+    migrate(&db).await?;
+
+    let feed_options = |name: &str| {
+        let options = FeedOptions::default();
+        match &settings.snapshot_dir {
+            Some(dir) => {
+                options.snapshot_path(dir.join(format!("{}.{name}.json", settings.service_name)))
+            }
+            None => options,
+        }
+    };
+    let (config, config_feed) =
+        groundwork_live::config::watch(db.clone(), &settings.config_env, feed_options("config"))
+            .await
+            .context("loading hot-reload config from platform_config")?;
+    let (flags, flags_feed) = groundwork_flags::store::watch(db.clone(), feed_options("flags"))
+        .await
+        .context("loading feature flags from feature_flags")?;
+
+    let redis = deadpool_redis::Config::from_url(settings.redis_url.expose_secret())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .context("cannot build the Redis pool from REDIS_URL")?;
+    // A pool connects lazily; take one connection now so a wrong URL fails start-up, not the first order.
+    drop(
+        redis
+            .get()
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", settings.redis_url))?,
+    );
+
+    let amqp = Arc::new(
+        Connection::connect(
+            settings.rabbitmq_url.expose_secret(),
+            ConnectionProperties::default(),
+        )
+        .await
+        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+    );
+    let publisher = amqp
+        .create_channel()
+        .await
+        .context("cannot open a RabbitMQ channel")?;
+    publisher
+        .exchange_declare(
+            settings.orders_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot declare exchange {}", settings.orders_exchange))?;
+    // Publisher confirms: an order is only reported created once the broker has the event.
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
+
+    let poll = FeedOptions::default().poll_interval;
+    let health = Health::builder()
+        .service_id(settings.service_name.clone())
+        .version(env!("CARGO_PKG_VERSION"))
+        .check(PostgresCheck::new(db.clone()))
+        .check(RedisCheck::new(redis.clone()))
+        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .check_with(
+            ConfigFreshnessCheck::new(config_feed.statuses(), poll),
+            CheckOptions::default().non_critical(),
+        )
+        .check_with(
+            ConfigFreshnessCheck::new(flags_feed.statuses(), poll),
+            CheckOptions::default().non_critical().name("flags"),
+        )
+        .build()
+        .context("building the health checks")?;
+
+    let state = AppState {
+        db: db.clone(),
+        redis,
+        publisher,
+        risk_threshold: config.setting(RISK_THRESHOLD_KEY, DEFAULT_RISK_THRESHOLD),
+        config: config.clone(),
+        flags: flags.clone(),
+        settings,
+    };
+    let router = http::router(state).merge(health.router());
+    Ok(Gateway {
+        router,
+        health,
+        config,
+        flags,
+        db,
+        amqp,
+        config_feed,
+        flags_feed,
+    })
+}
+
+impl Gateway {
+    /// The feed following `platform_config`; its `generations()` tick on every reload.
+    pub fn config_feed(&self) -> &Feed {
+        &self.config_feed
+    }
+
+    /// The feed following `feature_flags`; its `generations()` tick on every reload.
+    pub fn flags_feed(&self) -> &Feed {
+        &self.flags_feed
+    }
+
+    /// The shutdown hooks, run after the server has stopped: stop following config and flags,
+    /// close the RabbitMQ connection (unconfirmed publishes were already answered) and the pool.
+    pub async fn shutdown(self) {
+        self.config_feed.shutdown().await;
+        self.flags_feed.shutdown().await;
+        if let Err(error) = self
+            .amqp
+            .close(200, "api-gateway shutting down".into())
+            .await
+        {
+            tracing::warn!(%error, "closing the RabbitMQ connection failed");
+        }
+        self.db.close().await;
+    }
+}

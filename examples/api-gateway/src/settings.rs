@@ -1,0 +1,92 @@
+//! The gateway's typed configuration, read once at start-up by `groundwork-config`.
+
+use std::path::PathBuf;
+
+use groundwork_config::SecretUrl;
+use serde::Deserialize;
+
+/// Configuration of the api-gateway. Every key can be set by its upper-case environment variable
+/// (`DATABASE_URL`, `PORT`, ...), in `.env` during development, or in `config/*.toml`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct Settings {
+    /// Name of this service in logs, traces and health responses.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Address the HTTP server binds to.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port the HTTP server listens on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// PostgreSQL connection string: `orders`, `platform_config` and `feature_flags` live here.
+    #[schemars(example = "postgres://app:app@localhost:5432/app")]
+    pub database_url: SecretUrl,
+    /// Connections in the PostgreSQL pool.
+    #[serde(default = "default_pool_size")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub database_pool_size: u32,
+    /// Redis connection string; idempotency keys are kept here.
+    #[schemars(example = "redis://localhost:6379")]
+    pub redis_url: SecretUrl,
+    /// Prefix of every Redis key this service writes.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// How long an `Idempotency-Key` is remembered, in seconds.
+    #[serde(default = "default_idempotency_ttl_secs")]
+    #[schemars(range(min = 1))]
+    pub idempotency_ttl_secs: u64,
+    /// RabbitMQ connection string.
+    #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
+    pub rabbitmq_url: SecretUrl,
+    /// Topic exchange `order.created` is published to.
+    #[serde(default = "default_orders_exchange")]
+    pub orders_exchange: String,
+    /// The `env` column of `platform_config` this service reads (development, test, staging,
+    /// production).
+    #[serde(default = "default_config_env")]
+    pub config_env: String,
+    /// Directory for the config and flag snapshot files that serve a cold start while
+    /// PostgreSQL is down; no snapshots when unset.
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
+    /// How long the listener keeps accepting after readiness turned 503 on shutdown, in
+    /// milliseconds.
+    #[serde(default = "default_drain_ms")]
+    pub shutdown_drain_ms: u64,
+}
+
+fn default_service_name() -> String {
+    "api-gateway".to_owned()
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+
+fn default_port() -> u16 {
+    8080
+}
+
+fn default_pool_size() -> u32 {
+    10
+}
+
+fn default_redis_key_prefix() -> String {
+    "api-gateway:".to_owned()
+}
+
+fn default_idempotency_ttl_secs() -> u64 {
+    24 * 60 * 60
+}
+
+fn default_orders_exchange() -> String {
+    "orders".to_owned()
+}
+
+fn default_config_env() -> String {
+    "development".to_owned()
+}
+
+fn default_drain_ms() -> u64 {
+    500
+}

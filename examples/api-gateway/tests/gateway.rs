@@ -1,0 +1,523 @@
+//! The api-gateway against real PostgreSQL, Redis and RabbitMQ: started in-process on
+//! `127.0.0.1:0`, each test with its own database, key prefix and exchange.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use groundwork_config::Loader;
+use groundwork_example_api_gateway::{Gateway, ORDER_CREATED, OrderCreated, Settings};
+use groundwork_service::{ServeOptions, Shutdown};
+use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::task::JoinHandle;
+
+const SEED: &str = include_str!("../../demo/seed.sql");
+
+/// A running gateway and the resources it owns. Dropping it removes the resources.
+struct TestGateway {
+    address: std::net::SocketAddr,
+    gateway: Gateway,
+    shutdown: Shutdown,
+    server: JoinHandle<std::io::Result<()>>,
+    db: TestDatabase,
+    amqp: TestAmqp,
+    /// A queue bound to the gateway's exchange for `order.created`.
+    queue: String,
+    _redis: TestRedis,
+}
+
+impl TestGateway {
+    async fn start() -> Result<Self> {
+        Self::start_with(true).await
+    }
+
+    /// `bind_queue`: whether a queue receives `order.created`, as the order-worker's does.
+    async fn start_with(bind_queue: bool) -> Result<Self> {
+        let db = TestDatabase::create().await?;
+        let redis = TestRedis::create().await?;
+        let amqp = TestAmqp::create().await?;
+        let exchange = amqp.name("orders");
+        let queue = amqp.name("order-created");
+
+        let settings: Settings = Loader::new()
+            .no_dotenv()
+            .vars([
+                ("DATABASE_URL", db.url()),
+                ("REDIS_URL", redis.url()),
+                ("RABBITMQ_URL", amqp.url()),
+                ("REDIS_KEY_PREFIX", redis.prefix()),
+                ("ORDERS_EXCHANGE", exchange.as_str()),
+                ("CONFIG_ENV", "test"),
+                ("DATABASE_POOL_SIZE", "4"),
+            ])
+            .load()?;
+        let gateway = groundwork_example_api_gateway::start(settings).await?;
+
+        if bind_queue {
+            let channel = amqp.connection().create_channel().await?;
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    ORDER_CREATED.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(groundwork_service_serve(
+            listener,
+            &gateway,
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            address,
+            gateway,
+            shutdown,
+            server,
+            db,
+            amqp,
+            queue,
+            _redis: redis,
+        })
+    }
+
+    async fn seed(&self) -> Result<()> {
+        // The demo seed writes the development environment; the tests read `test`.
+        let seed = SEED.replace("'development'", "'test'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, path: &str) -> Result<Reply> {
+        request(self.address, "GET", path, &[], "").await
+    }
+
+    async fn post_order(&self, headers: &[(&str, &str)], body: &str) -> Result<Reply> {
+        request(self.address, "POST", "/v1/orders", headers, body).await
+    }
+
+    /// The `order.created` messages published so far, in order.
+    async fn published(&self) -> Result<Vec<OrderCreated>> {
+        let channel = self.amqp.connection().create_channel().await?;
+        let mut events = Vec::new();
+        while let Some(message) = channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await?
+        {
+            events.push(serde_json::from_slice(&message.delivery.data)?);
+        }
+        Ok(events)
+    }
+
+    /// Waits until `check` holds for the served answer, re-checking after every reload of the
+    /// config or flags table (no sleeping).
+    async fn until(&self, what: &str, check: impl AsyncFn() -> Result<bool>) -> Result<()> {
+        let mut config = self.gateway.config_feed().generations();
+        let mut flags = self.gateway.flags_feed().generations();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await? {
+            let changed = async {
+                tokio::select! {
+                    _ = config.changed() => {}
+                    _ = flags.changed() => {}
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                bail!("timed out waiting until {what}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.shutdown.trigger();
+        self.server.await??;
+        self.gateway.shutdown().await;
+        Ok(())
+    }
+}
+
+fn groundwork_service_serve(
+    listener: tokio::net::TcpListener,
+    gateway: &Gateway,
+    shutdown: Shutdown,
+) -> impl Future<Output = std::io::Result<()>> + use<> {
+    let router = gateway.router.clone();
+    let health = gateway.health.clone();
+    async move {
+        let options = ServeOptions {
+            drain_delay: Duration::ZERO,
+        };
+        groundwork_service::serve(listener, router, &health, shutdown, options).await
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("body is not JSON: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, read to the end (`Connection: close`).
+async fn request(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .context("no status line")?
+        .parse()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    Ok(Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+async fn set_config(db: &TestDatabase, key: &str, value: &Value) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO platform_config (key, value, env) VALUES ($1, $2, 'test')
+         ON CONFLICT (env, key) DO UPDATE SET value = EXCLUDED.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_ready_once_started_and_liveness_answers() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    let ready = gateway.get("/health/ready").await?;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(gateway.get("/health").await?.status, 200);
+    assert_eq!(gateway.get("/health/live").await?.status, 200);
+    assert_eq!(gateway.get("/health/database").await?.status, 200);
+    assert_eq!(gateway.get("/health/redis").await?.status, 200);
+    assert_eq!(gateway.get("/health/rabbitmq").await?.status, 200);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_weights_follow_platform_config_without_restart() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    let unset = gateway.get("/v1/matching/weights").await?;
+    assert_eq!(unset.status, 404, "{}", unset.body);
+    assert!(
+        unset.json()?["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("matching.algorithm.weights"))
+    );
+
+    gateway.seed().await?;
+    let seeded = json!({"price_weight":0.4,"rating_weight":0.3,"availability_weight":0.2,"supplier_reliability_weight":0.1});
+    gateway
+        .until("the seeded weights are served", async || {
+            let reply = gateway.get("/v1/matching/weights").await?;
+            Ok(reply.status == 200 && reply.json()? == seeded)
+        })
+        .await?;
+
+    let changed = json!({"price_weight":0.5,"rating_weight":0.2,"availability_weight":0.2,"supplier_reliability_weight":0.1});
+    set_config(&gateway.db, "matching.algorithm.weights", &changed).await?;
+    gateway
+        .until("the changed weights are served", async || {
+            Ok(gateway.get("/v1/matching/weights").await?.json()? == changed)
+        })
+        .await?;
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_lists_every_flag_for_the_tenant_and_follows_the_table() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    gateway.seed().await?;
+    let all_off = json!({"tenant":"tenant-1","flags":{
+        "admin.v2":false,"matching.ai.boost":false,"risk.auto.reject":false,
+        "settlement.auto.reconcile":false,"supplier.realtime.sync":false}});
+    gateway
+        .until("the five seed flags are served, all off", async || {
+            Ok(gateway.get("/v1/features?tenant=tenant-1").await?.json()? == all_off)
+        })
+        .await?;
+
+    sqlx::query("UPDATE feature_flags SET enabled = true WHERE name = 'admin.v2'")
+        .execute(gateway.db.pool())
+        .await?;
+    gateway
+        .until("admin.v2 is on", async || {
+            let reply = gateway.get("/v1/features?tenant=tenant-1").await?.json()?;
+            Ok(reply["flags"]["admin.v2"] == json!(true))
+        })
+        .await?;
+
+    for path in [
+        "/v1/features",
+        "/v1/features?tenant=",
+        "/v1/features?other=x",
+    ] {
+        let reply = gateway.get(path).await?;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        assert!(
+            reply.json()?["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("tenant"))
+        );
+    }
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_stored_published_and_answered_201() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    let reply = gateway
+        .post_order(
+            &[("Content-Type", "application/json")],
+            r#"{"tenant":"tenant-1","amount":120.5}"#,
+        )
+        .await?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let body = reply.json()?;
+    let id = body["id"].as_i64().context("no id")?;
+    assert_eq!(body["tenant"], "tenant-1");
+    assert_eq!(body["status"], "created");
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/v1/orders/{id}").as_str())
+    );
+
+    let (tenant, amount, status): (String, f64, String) =
+        sqlx::query_as("SELECT tenant, amount::float8, status FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(gateway.db.pool())
+            .await?;
+    assert_eq!((tenant.as_str(), status.as_str()), ("tenant-1", "created"));
+    assert!((amount - 120.5).abs() < 1e-9);
+
+    let published = gateway.published().await?;
+    assert_eq!(
+        published,
+        vec![OrderCreated {
+            order_id: id,
+            tenant: "tenant-1".into(),
+            amount: 120.5
+        }]
+    );
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_mistakes_are_400_with_a_message_never_500() -> Result<()> {
+    /// Request headers, body, and a part of the expected message.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let gateway = TestGateway::start().await?;
+    let cases: &[Case<'_>] = &[
+        (&[], "", "empty"),
+        (&[], "{not json", "not a valid order"),
+        (&[], r#"{"tenant":"tenant-1"}"#, "missing field `amount`"),
+        (&[], r#"{"amount":12}"#, "missing field `tenant`"),
+        (
+            &[],
+            r#"{"tenant":"tenant-1","amount":"12"}"#,
+            "not a valid order",
+        ),
+        (&[], r#"{"tenant":"tenant-1","amount":-3}"#, "positive"),
+        (
+            &[],
+            r#"{"tenant":"tenant-1","amount":1.001}"#,
+            "two decimal",
+        ),
+        (&[], r#"{"tenant":"","amount":1}"#, "tenant"),
+        (&[], "[1,2]", "not a valid order"),
+        (
+            &[("Idempotency-Key", "")],
+            r#"{"tenant":"t","amount":1}"#,
+            "Idempotency-Key",
+        ),
+    ];
+    for (headers, body, expected) in cases {
+        let reply = gateway.post_order(headers, body).await?;
+        assert_eq!(reply.status, 400, "{body:?}: {}", reply.body);
+        let message = reply.json()?["error"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(message.contains(expected), "{body:?}: {message}");
+    }
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+        .fetch_one(gateway.db.pool())
+        .await?;
+    assert_eq!(count, 0);
+    assert!(gateway.published().await?.is_empty());
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_flag_rejects_orders_over_the_hot_reload_threshold_with_422() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    gateway.seed().await?;
+    sqlx::query(
+        "UPDATE feature_flags SET enabled = true, whitelist = ARRAY['tenant-risky'] WHERE name = 'risk.auto.reject'",
+    )
+    .execute(gateway.db.pool())
+    .await?;
+    set_config(&gateway.db, "risk.auto.reject.threshold", &json!(100)).await?;
+    gateway
+        .until("the flag and threshold are loaded", async || {
+            let flags = gateway
+                .get("/v1/features?tenant=tenant-risky")
+                .await?
+                .json()?;
+            Ok(flags["flags"]["risk.auto.reject"] == json!(true)
+                && gateway.gateway.config.value("risk.auto.reject.threshold") == Some(json!(100)))
+        })
+        .await?;
+
+    let rejected = gateway
+        .post_order(&[], r#"{"tenant":"tenant-risky","amount":150}"#)
+        .await?;
+    assert_eq!(rejected.status, 422, "{}", rejected.body);
+    assert!(
+        rejected.json()?["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("risk"))
+    );
+    let under = gateway
+        .post_order(&[], r#"{"tenant":"tenant-risky","amount":50}"#)
+        .await?;
+    assert_eq!(under.status, 201, "{}", under.body);
+    let other_tenant = gateway
+        .post_order(&[], r#"{"tenant":"tenant-1","amount":150}"#)
+        .await?;
+    assert_eq!(other_tenant.status, 201, "{}", other_tenant.body);
+
+    // Raising the threshold at run time lets the same order through, without a restart.
+    set_config(&gateway.db, "risk.auto.reject.threshold", &json!(1000)).await?;
+    gateway
+        .until("the new threshold is loaded", async || {
+            Ok(gateway.gateway.config.value("risk.auto.reject.threshold") == Some(json!(1000)))
+        })
+        .await?;
+    let now_accepted = gateway
+        .post_order(&[], r#"{"tenant":"tenant-risky","amount":150}"#)
+        .await?;
+    assert_eq!(now_accepted.status, 201, "{}", now_accepted.body);
+
+    assert_eq!(gateway.published().await?.len(), 3);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_replays_the_first_answer() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    let headers = [("Idempotency-Key", "order-abc-1")];
+    let body = r#"{"tenant":"tenant-1","amount":20}"#;
+    let first = gateway.post_order(&headers, body).await?;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let second = gateway.post_order(&headers, body).await?;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_eq!(first.json()?["id"], second.json()?["id"]);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+
+    let reused = gateway
+        .post_order(&headers, r#"{"tenant":"tenant-1","amount":21}"#)
+        .await?;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+        .fetch_one(gateway.db.pool())
+        .await?;
+    assert_eq!(count, 1);
+    assert_eq!(gateway.published().await?.len(), 1);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_event_no_queue_would_receive_is_refused_and_not_stored() -> Result<()> {
+    let gateway = TestGateway::start_with(false).await?;
+    let reply = gateway
+        .post_order(
+            &[("Idempotency-Key", "k-1")],
+            r#"{"tenant":"tenant-1","amount":5}"#,
+        )
+        .await?;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+        .fetch_one(gateway.db.pool())
+        .await?;
+    assert_eq!(count, 0, "the order must not be stored without its event");
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_on_shutdown() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    assert_eq!(gateway.get("/health").await?.status, 200);
+    gateway.gateway.health.begin_shutdown();
+    let reply = gateway.get("/health").await?;
+    ensure!(
+        reply.status == 503,
+        "readiness after shutdown began: {}",
+        reply.status
+    );
+    assert_eq!(gateway.get("/livez").await?.status, 200);
+    gateway.stop().await
+}

@@ -1,0 +1,497 @@
+//! The order-worker example service: turns `order.created` into processed orders and
+//! `order.processed` analytics events.
+//!
+//! - **Queue.** A durable quorum queue bound to the orders exchange for `order.created`, read
+//!   with a prefetch limit; deliveries are worked on concurrently up to that limit.
+//! - **Ack after the work.** A message is acked only once the order is marked processed and the
+//!   analytics event is confirmed by the broker; a crash before that redelivers it.
+//! - **Retries, then the dead-letter queue.** A failure (database down, order not committed yet)
+//!   is `nack`ed with requeue after a short back-off; after `DELIVERY_LIMIT` deliveries the broker
+//!   moves the message to the dead-letter queue. A message that does not decode goes there at once.
+//! - **Exactly once per order.** The order's status only moves from `created` to `processed`, in
+//!   the same transaction that publishes the event; a redelivered message for a processed order
+//!   is acked and sends nothing.
+//!
+//! The worker serves only the health endpoints, on `PORT`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_lite::StreamExt as _;
+use groundwork_config::{ExposeSecret as _, SecretUrl};
+use groundwork_health::{Health, PostgresCheck, RabbitMqCheck};
+use groundwork_service::Shutdown;
+use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Routing key consumed.
+pub const ORDER_CREATED: &str = "order.created";
+/// Routing key of the analytics event sent on for every processed order.
+pub const ORDER_PROCESSED: &str = "order.processed";
+
+/// Configuration of the order-worker.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct Settings {
+    /// Name of this service in logs, traces and health responses.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Address the health endpoints bind to.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port of the health endpoints.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// PostgreSQL connection string: the gateway's database, where orders live.
+    #[schemars(example = "postgres://app:app@localhost:5432/app")]
+    pub database_url: SecretUrl,
+    /// RabbitMQ connection string.
+    #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
+    pub rabbitmq_url: SecretUrl,
+    /// Topic exchange `order.created` arrives on.
+    #[serde(default = "default_orders_exchange")]
+    pub orders_exchange: String,
+    /// The worker's quorum queue.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Exchange that receives messages given up on.
+    #[serde(default = "default_dead_letter_exchange")]
+    pub dead_letter_exchange: String,
+    /// Queue where messages given up on wait for a human.
+    #[serde(default = "default_dead_letter_queue")]
+    pub dead_letter_queue: String,
+    /// Deliveries of one message before it is dead-lettered.
+    #[serde(default = "default_delivery_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub delivery_limit: u32,
+    /// Messages handed to the worker before it acks any: its concurrency.
+    #[serde(default = "default_prefetch")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub prefetch: u16,
+    /// Back-off before a failed message is returned to the queue, in milliseconds, multiplied by
+    /// the number of earlier deliveries.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Topic exchange `order.processed` is published to.
+    #[serde(default = "default_analytics_exchange")]
+    pub analytics_exchange: String,
+}
+
+fn default_service_name() -> String {
+    "order-worker".to_owned()
+}
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    8081
+}
+fn default_orders_exchange() -> String {
+    "orders".to_owned()
+}
+fn default_queue() -> String {
+    "order-worker.order-created".to_owned()
+}
+fn default_dead_letter_exchange() -> String {
+    "order-worker.dlx".to_owned()
+}
+fn default_dead_letter_queue() -> String {
+    "order-worker.order-created.dlq".to_owned()
+}
+fn default_delivery_limit() -> u32 {
+    5
+}
+fn default_prefetch() -> u16 {
+    16
+}
+fn default_retry_backoff_ms() -> u64 {
+    200
+}
+fn default_analytics_exchange() -> String {
+    "analytics".to_owned()
+}
+
+/// The `order.created` message (JSON), as the api-gateway publishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    /// The order's id in the `orders` table.
+    pub order_id: i64,
+    /// The tenant that placed it.
+    pub tenant: String,
+    /// Its amount.
+    pub amount: f64,
+}
+
+/// The `order.processed` analytics event (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderProcessed {
+    /// The order's id.
+    pub order_id: i64,
+    /// The tenant that placed it.
+    pub tenant: String,
+    /// Its amount.
+    pub amount: f64,
+    /// When it was processed, in seconds since the Unix epoch.
+    pub processed_at: i64,
+}
+
+/// What the worker has done since it started; follow it with [`Worker::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Orders marked processed (and their events sent).
+    pub processed: u64,
+    /// Messages for orders already processed: acked, nothing sent.
+    pub duplicates: u64,
+    /// Failures returned to the queue for another try.
+    pub retried: u64,
+    /// Messages given up on: undecodable, or failed on their last allowed delivery.
+    pub dead_lettered: u64,
+}
+
+struct Context {
+    db: PgPool,
+    publisher: Channel,
+    analytics_exchange: String,
+    delivery_limit: u32,
+    retry_backoff: Duration,
+    stats: watch::Sender<WorkerStats>,
+}
+
+/// A started worker: consuming until the [`Shutdown`] it was given fires.
+pub struct Worker {
+    /// The health endpoints.
+    pub router: axum::Router,
+    /// The health state.
+    pub health: Health,
+    stats: watch::Receiver<WorkerStats>,
+    consumer: JoinHandle<anyhow::Result<()>>,
+    amqp: Arc<Connection>,
+    db: PgPool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+/// Connects, declares the queues, and starts consuming. The consumer stops taking messages when
+/// `shutdown` fires and finishes the ones it holds; if the broker connection is lost it fires
+/// `shutdown` itself, so the process exits and its supervisor restarts it.
+pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Worker> {
+    let db = PgPoolOptions::new()
+        .max_connections(u32::from(settings.prefetch).clamp(2, 32))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(settings.database_url.expose_secret())
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", settings.database_url))?;
+    let amqp = Arc::new(
+        Connection::connect(
+            settings.rabbitmq_url.expose_secret(),
+            ConnectionProperties::default(),
+        )
+        .await
+        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+    );
+
+    let setup = amqp
+        .create_channel()
+        .await
+        .context("cannot open a RabbitMQ channel")?;
+    WorkQueue {
+        exchange: settings.orders_exchange.clone(),
+        routing_key: ORDER_CREATED.to_owned(),
+        queue: settings.queue.clone(),
+        dead_letter_exchange: settings.dead_letter_exchange.clone(),
+        dead_letter_queue: settings.dead_letter_queue.clone(),
+        delivery_limit: settings.delivery_limit,
+    }
+    .declare(&setup)
+    .await
+    .with_context(|| format!("cannot declare queue {}", settings.queue))?;
+    declare_exchange(&setup, &settings.analytics_exchange, ExchangeKind::Topic)
+        .await
+        .with_context(|| format!("cannot declare exchange {}", settings.analytics_exchange))?;
+
+    let publisher = amqp
+        .create_channel()
+        .await
+        .context("cannot open a RabbitMQ channel")?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
+
+    setup
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await
+        .context("cannot set the prefetch limit")?;
+    let consumer_tag = format!("{}-{}", settings.service_name, std::process::id());
+    let consumer = setup
+        .basic_consume(
+            settings.queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot consume from {}", settings.queue))?;
+
+    let health = Health::builder()
+        .service_id(settings.service_name.clone())
+        .version(env!("CARGO_PKG_VERSION"))
+        .check(PostgresCheck::new(db.clone()))
+        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .build()
+        .context("building the health checks")?;
+
+    let (stats, stats_receiver) = watch::channel(WorkerStats::default());
+    let context = Arc::new(Context {
+        db: db.clone(),
+        publisher,
+        analytics_exchange: settings.analytics_exchange.clone(),
+        delivery_limit: settings.delivery_limit,
+        retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
+        stats,
+    });
+    let consumer = tokio::spawn(consume(context, setup, consumer, consumer_tag, shutdown));
+    tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
+    Ok(Worker {
+        router: health.router(),
+        health,
+        stats: stats_receiver,
+        consumer,
+        amqp,
+        db,
+    })
+}
+
+impl Worker {
+    /// Counters of what the worker has done; `changed()` wakes on every handled message.
+    pub fn stats(&self) -> watch::Receiver<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Waits for the consumer to finish the messages it holds (after the shutdown signal), then
+    /// closes the connections. An error says the consumer stopped because the broker went away.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let consumed = self.consumer.await.context("the consumer task panicked");
+        if let Err(error) = self
+            .amqp
+            .close(200, "order-worker shutting down".into())
+            .await
+        {
+            tracing::debug!(%error, "closing the RabbitMQ connection failed");
+        }
+        self.db.close().await;
+        consumed?
+    }
+}
+
+async fn consume(
+    context: Arc<Context>,
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+    consumer_tag: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let stopped = shutdown.triggered();
+    tokio::pin!(stopped);
+    let outcome = loop {
+        tokio::select! {
+            () = &mut stopped => break Ok(()),
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    in_flight.spawn(handle(Arc::clone(&context), delivery));
+                }
+                Some(Err(error)) => {
+                    break Err(anyhow::Error::new(error).context("the RabbitMQ consumer failed"));
+                }
+                None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+            },
+        }
+    };
+    if outcome.is_err() {
+        shutdown.trigger();
+    } else if let Err(error) = channel
+        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+        .await
+    {
+        tracing::warn!(%error, "cancelling the consumer failed");
+    }
+    // Finish what we hold; anything delivered but not started is returned to the queue when
+    // the channel closes.
+    while in_flight.join_next().await.is_some() {}
+    outcome
+}
+
+async fn handle(context: Arc<Context>, delivery: Delivery) {
+    let event: OrderCreated = match serde_json::from_slice(&delivery.data) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, "order.created message does not decode; dead-lettering it");
+            settle(&delivery, Settle::Reject).await;
+            context.stats.send_modify(|stats| stats.dead_lettered += 1);
+            return;
+        }
+    };
+    match process(&context, &event).await {
+        Ok(Outcome::Processed) => {
+            settle(&delivery, Settle::Ack).await;
+            context.stats.send_modify(|stats| stats.processed += 1);
+        }
+        Ok(Outcome::AlreadyProcessed) => {
+            tracing::info!(
+                order_id = event.order_id,
+                "order already processed; acking the duplicate"
+            );
+            settle(&delivery, Settle::Ack).await;
+            context.stats.send_modify(|stats| stats.duplicates += 1);
+        }
+        Err(error) => {
+            let earlier = previous_deliveries(&delivery.properties);
+            let last = earlier + 1 >= u64::from(context.delivery_limit);
+            tracing::warn!(
+                order_id = event.order_id,
+                delivery = earlier + 1,
+                limit = context.delivery_limit,
+                error = format!("{error:#}"),
+                "processing failed; {}",
+                if last {
+                    "dead-lettering it"
+                } else {
+                    "returning it to the queue"
+                }
+            );
+            // Back off a little so a briefly missing dependency is not hammered; the broker
+            // counts the delivery and dead-letters the message once the limit is reached.
+            let factor = u32::try_from(earlier + 1).unwrap_or(u32::MAX).min(10);
+            tokio::time::sleep(context.retry_backoff * factor).await;
+            settle(&delivery, Settle::Requeue).await;
+            context.stats.send_modify(|stats| {
+                if last {
+                    stats.dead_lettered += 1;
+                } else {
+                    stats.retried += 1;
+                }
+            });
+        }
+    }
+}
+
+enum Outcome {
+    Processed,
+    AlreadyProcessed,
+}
+
+/// Marks the order processed and publishes `order.processed` in one transaction: the status
+/// changes only if the broker confirmed the event, and only from `created`, so each order is
+/// processed once however often its message arrives. The row is locked first, so two deliveries
+/// of one order in flight at once are serialised and the second sees `processed`.
+async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outcome> {
+    let mut tx = context
+        .db
+        .begin()
+        .await
+        .context("beginning a transaction")?;
+    let row: Option<(String, String, f64)> = sqlx::query_as(
+        "SELECT status, tenant, amount::float8 FROM orders WHERE id = $1 FOR UPDATE",
+    )
+    .bind(event.order_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("locking the order")?;
+    let Some((status, tenant, amount)) = row else {
+        // The gateway publishes before it commits, so the order may not be visible yet; a retry
+        // finds it, and an order whose transaction failed ends in the dead-letter queue.
+        bail!("order {} does not exist (yet)", event.order_id);
+    };
+    if status != "created" {
+        return Ok(Outcome::AlreadyProcessed);
+    }
+    let (processed_at,): (i64,) = sqlx::query_as(
+        "UPDATE orders SET status = 'processed', processed_at = NOW() WHERE id = $1
+         RETURNING extract(epoch FROM processed_at)::bigint",
+    )
+    .bind(event.order_id)
+    .fetch_one(&mut *tx)
+    .await
+    .context("marking the order processed")?;
+    let processed = OrderProcessed {
+        order_id: event.order_id,
+        tenant,
+        amount,
+        processed_at,
+    };
+    publish_order_processed(context, &processed).await?;
+    tx.commit()
+        .await
+        .context("committing the processed order")?;
+    tracing::info!(order_id = event.order_id, "order processed");
+    Ok(Outcome::Processed)
+}
+
+/// Publishes `order.processed` and waits for the broker's confirm. Trace context goes into the
+/// `properties` headers here once telemetry is wired in.
+async fn publish_order_processed(context: &Context, event: &OrderProcessed) -> anyhow::Result<()> {
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(event.order_id.to_string().into())
+        .with_type(ORDER_PROCESSED.into());
+    let confirm = context
+        .publisher
+        .basic_publish(
+            context.analytics_exchange.as_str().into(),
+            ORDER_PROCESSED.into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(event)?,
+            properties,
+        )
+        .await
+        .context("publishing order.processed")?
+        .await
+        .context("waiting for the broker to confirm order.processed")?;
+    if !confirm.is_ack() {
+        bail!("the broker refused order.processed (nack)");
+    }
+    Ok(())
+}
+
+enum Settle {
+    Ack,
+    Requeue,
+    Reject,
+}
+
+async fn settle(delivery: &Delivery, how: Settle) {
+    let result = match how {
+        Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Settle::Requeue => {
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+        Settle::Reject => delivery.reject(BasicRejectOptions { requeue: false }).await,
+    };
+    // A failed ack means the channel is gone; the broker redelivers the message elsewhere.
+    if let Err(error) = result {
+        tracing::warn!(%error, "settling a delivery failed; the broker will redeliver it");
+    }
+}

@@ -1,0 +1,44 @@
+//! The order-worker binary: load config, start consuming, serve health until SIGTERM or Ctrl-C,
+//! finish the messages in hand, exit.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use groundwork_example_order_worker::Settings;
+use groundwork_service::{ServeOptions, Shutdown};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_telemetry();
+    let settings: Settings = groundwork_config::load_or_exit();
+    let address = format!("{}:{}", settings.host, settings.port);
+
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+    let worker = groundwork_example_order_worker::start(settings, shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {address}; is another process using the port?")
+        })?;
+    tracing::info!(%address, "order-worker health endpoints listening");
+
+    let options = ServeOptions {
+        drain_delay: Duration::ZERO,
+    };
+    groundwork_service::serve(
+        listener,
+        worker.router.clone(),
+        &worker.health,
+        shutdown,
+        options,
+    )
+    .await?;
+    worker.shutdown().await?;
+    tracing::info!("order-worker stopped");
+    Ok(())
+}
+
+/// Where logging and tracing are set up. Until `groundwork-telemetry` is wired in, events go
+/// nowhere; this is the one place that changes.
+fn init_telemetry() {}
