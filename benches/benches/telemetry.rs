@@ -14,6 +14,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use fake_opentelemetry_collector::FakeCollectorServer;
 use groundwork_telemetry::{Telemetry, TelemetrySettings};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -136,5 +137,61 @@ fn per_event(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, per_event);
+/// One request through axum with the telemetry layer: without an exporter, exporting to a running
+/// collector (in-process, gRPC), and with the collector down. The request path must not notice
+/// the collector: `collector_down` should cost what `collector_up` costs.
+fn request_with_collector_down(c: &mut Criterion) {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("benchmark setup: {error}"),
+    };
+    let closed_port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(error) => panic!("benchmark setup: {error}"),
+    };
+    let app = Router::new()
+        .route("/v1/ping", get(|| async { "pong" }))
+        .layer(groundwork_telemetry::http::TelemetryLayer::new());
+    let collector = match runtime.block_on(FakeCollectorServer::start()) {
+        Ok(collector) => collector,
+        Err(error) => panic!("benchmark setup: {error}"),
+    };
+    for (name, endpoint) in [
+        ("telemetry/request/no_exporter", None),
+        ("telemetry/request/collector_up", Some(collector.endpoint())),
+        (
+            "telemetry/request/collector_down",
+            Some(format!("http://127.0.0.1:{closed_port}")),
+        ),
+    ] {
+        let mut settings = TelemetrySettings::default();
+        settings.service_name = Some("api-gateway".into());
+        settings.otlp_endpoint = endpoint;
+        let _runtime_context = runtime.enter();
+        let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
+            Ok(telemetry) => telemetry,
+            Err(error) => panic!("benchmark setup: {error}"),
+        };
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            c.bench_function(name, |b| {
+                b.iter(|| {
+                    let request = http::Request::get("/v1/ping").body(Body::empty());
+                    let Ok(request) = request else { return };
+                    let _ = black_box(runtime.block_on(app.clone().oneshot(request)));
+                });
+            });
+        });
+    }
+}
+
+criterion_group!(benches, per_event, request_with_collector_down);
 criterion_main!(benches);
