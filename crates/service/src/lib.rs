@@ -2,6 +2,10 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "live")]
+mod log_level;
+#[cfg(feature = "live")]
+pub use log_level::{LOG_LEVEL_KEY, follow_log_level};
 
 use std::future::Future;
 use std::time::Duration;

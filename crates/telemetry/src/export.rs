@@ -50,4 +50,3 @@ fn sampler(choice: SamplerChoice) -> Sampler {
         })),
     }
 }
-

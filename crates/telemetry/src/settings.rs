@@ -129,11 +129,25 @@ impl TelemetrySettings {
     /// The service name: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`, else `unknown_service` (the
     /// OpenTelemetry default, so a missing name is visible in every backend).
     pub fn service(&self) -> &str {
+        self.service_or("unknown_service")
+    }
+
+    /// The service name as [`service`](Self::service) finds it, or `default` when neither
+    /// `SERVICE_NAME` nor `OTEL_SERVICE_NAME` is set: a service's own name for itself.
+    pub fn service_or<'a>(&'a self, default: &'a str) -> &'a str {
         self.service_name
             .as_deref()
             .or(self.otel_service_name.as_deref())
             .filter(|name| !name.trim().is_empty())
-            .unwrap_or("unknown_service")
+            .unwrap_or(default)
+    }
+
+    /// These settings with the service name resolved, `default` when none is configured.
+    #[must_use]
+    pub fn with_service_default(&self, default: &str) -> Self {
+        let mut settings = self.clone();
+        settings.service_name = Some(self.service_or(default).to_owned());
+        settings
     }
 
     /// The log filter directives: `RUST_LOG` when set, else `LOG_LEVEL`, else `info`.

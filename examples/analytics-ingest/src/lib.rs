@@ -27,6 +27,8 @@ use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_health::{ClickHouseCheck, Health, RabbitMqCheck};
 use groundwork_service::Shutdown;
 use groundwork_service::amqp::WorkQueue;
+use groundwork_telemetry::TelemetrySettings;
+use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -37,6 +39,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Routing key consumed.
 pub const ORDER_PROCESSED: &str = "order.processed";
@@ -55,9 +58,10 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS order_events (
 /// Configuration of the analytics-ingest.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
-    /// Name of this service in logs, traces and health responses.
-    #[serde(default = "default_service_name")]
-    pub service_name: String,
+    /// Logs, traces and their export: `SERVICE_NAME` (default analytics-ingest), `LOG_LEVEL`,
+    /// `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, ...
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// Address the HTTP server binds to.
     #[serde(default = "default_host")]
     pub host: String,
@@ -101,9 +105,22 @@ pub struct Settings {
     pub retry_backoff_ms: u64,
 }
 
-fn default_service_name() -> String {
-    "analytics-ingest".to_owned()
+/// The name this service uses when `SERVICE_NAME` is not set.
+const SERVICE_NAME: &str = "analytics-ingest";
+
+impl Settings {
+    /// The name in logs, traces and health responses: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`,
+    /// else `analytics-ingest`.
+    pub fn service_name(&self) -> &str {
+        self.telemetry.service_or(SERVICE_NAME)
+    }
+
+    /// The telemetry settings with the service name filled in.
+    pub fn telemetry(&self) -> TelemetrySettings {
+        self.telemetry.with_service_default(SERVICE_NAME)
+    }
 }
+
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
@@ -266,7 +283,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         .basic_qos(settings.batch_size, BasicQosOptions::default())
         .await
         .context("cannot set the prefetch limit")?;
-    let consumer_tag = format!("{}-{}", settings.service_name, std::process::id());
+    let consumer_tag = format!("{}-{}", settings.service_name(), std::process::id());
     let consumer = channel
         .basic_consume(
             settings.queue.as_str().into(),
@@ -278,7 +295,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         .with_context(|| format!("cannot consume from {}", settings.queue))?;
 
     let health = Health::builder()
-        .service_id(settings.service_name.clone())
+        .service_id(settings.service_name().to_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(ClickHouseCheck::new(clickhouse.clone()))
         .check(RabbitMqCheck::new(Arc::clone(&amqp)))
@@ -287,6 +304,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
 
     let (stats, stats_receiver) = watch::channel(IngestStats::default());
     let batcher = Batcher {
+        queue: settings.queue.clone(),
         clickhouse: clickhouse.clone(),
         batch_size: usize::from(settings.batch_size),
         max_wait: Duration::from_millis(settings.batch_max_wait_ms),
@@ -294,10 +312,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         stats,
     };
     let consumer = tokio::spawn(batcher.run(channel, consumer, consumer_tag, shutdown));
+    let metrics = HttpMetrics::new();
     let router = axum::Router::new()
         .route("/v1/stats", get(stats_handler))
         .with_state(clickhouse)
-        .merge(health.router());
+        .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+        .merge(health.router())
+        .route("/metrics", metrics.handler());
     tracing::info!(queue = %settings.queue, batch_size = settings.batch_size, "consuming");
     Ok(Ingest {
         router,
@@ -369,6 +390,7 @@ async fn stats_handler(State(clickhouse): State<clickhouse::Client>) -> Response
 }
 
 struct Batcher {
+    queue: String,
     clickhouse: clickhouse::Client,
     batch_size: usize,
     max_wait: Duration,
@@ -434,6 +456,16 @@ impl Batcher {
     }
 
     async fn decode(&self, delivery: &Delivery) -> Option<EventRow> {
+        // The event continues the order's trace: its log lines carry the gateway's trace id.
+        let span = groundwork_telemetry::amqp::consumer_span(
+            &self.queue,
+            delivery.routing_key.as_str(),
+            delivery.properties.headers().as_ref(),
+        );
+        self.decode_in(delivery).instrument(span).await
+    }
+
+    async fn decode_in(&self, delivery: &Delivery) -> Option<EventRow> {
         let event = serde_json::from_slice::<OrderProcessed>(&delivery.data)
             .map_err(|error| error.to_string())
             .and_then(|event| {
@@ -451,7 +483,10 @@ impl Batcher {
                 })
             });
         match event {
-            Ok(row) => Some(row),
+            Ok(row) => {
+                tracing::info!(order_id = row.order_id, tenant = %row.tenant, "analytics event received");
+                Some(row)
+            }
             Err(error) => {
                 tracing::warn!(%error, "order.processed message does not decode; dead-lettering it");
                 if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {

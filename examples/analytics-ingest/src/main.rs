@@ -9,8 +9,8 @@ use groundwork_service::{ServeOptions, Shutdown};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_telemetry();
     let settings: Settings = groundwork_config::load_or_exit();
+    let telemetry = groundwork_telemetry::init(&settings.telemetry())?;
     let address = format!("{}:{}", settings.host, settings.port);
 
     let shutdown = Shutdown::new();
@@ -36,9 +36,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     ingest.shutdown().await?;
     tracing::info!("analytics-ingest stopped");
+    // Flush the last spans (bounded) off the runtime's threads.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await??;
     Ok(())
 }
-
-/// Where logging and tracing are set up. Until `groundwork-telemetry` is wired in, events go
-/// nowhere; this is the one place that changes.
-fn init_telemetry() {}

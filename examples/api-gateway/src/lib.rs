@@ -31,6 +31,7 @@ use groundwork_health::{
 use groundwork_live::config::{LiveConfig, Setting};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_migrate::{MigrateOptions, MigrationSet, Migrator, TableName};
+use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -138,7 +139,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         let options = FeedOptions::default();
         match &settings.snapshot_dir {
             Some(dir) => {
-                options.snapshot_path(dir.join(format!("{}.{name}.json", settings.service_name)))
+                options.snapshot_path(dir.join(format!("{}.{name}.json", settings.service_name())))
             }
             None => options,
         }
@@ -194,7 +195,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
 
     let poll = FeedOptions::default().poll_interval;
     let health = Health::builder()
-        .service_id(settings.service_name.clone())
+        .service_id(settings.service_name().to_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
         .check(RedisCheck::new(redis.clone()))
@@ -219,7 +220,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         flags: flags.clone(),
         settings,
     };
-    let router = http::router(state).merge(health.router());
+    let router = app_router(state, &health);
     Ok(Gateway {
         router,
         health,
@@ -230,6 +231,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         config_feed,
         flags_feed,
     })
+}
+
+/// The API behind the telemetry layer (traces, request ids, HTTP metrics), plus health and
+/// `/metrics`, which stay outside it: probes and scrapes are not traffic.
+fn app_router(state: AppState, health: &Health) -> axum::Router {
+    let metrics = HttpMetrics::new();
+    http::router(state)
+        .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+        .merge(health.router())
+        .route("/metrics", metrics.handler())
 }
 
 impl Gateway {

@@ -13,14 +13,21 @@ use groundwork_service::{ServeOptions, Shutdown};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_telemetry();
     let settings: Settings = groundwork_config::load_or_exit();
+    let telemetry_settings = settings.telemetry();
+    let telemetry = groundwork_telemetry::init(&telemetry_settings)?;
     let address = format!("{}:{}", settings.host, settings.port);
     let options = ServeOptions {
         drain_delay: Duration::from_millis(settings.shutdown_drain_ms),
     };
 
     let gateway = groundwork_example_api_gateway::start(settings).await?;
+    let log_level = groundwork_service::follow_log_level(
+        &gateway.config,
+        groundwork_service::LOG_LEVEL_KEY,
+        telemetry.log_level().clone(),
+        telemetry_settings.log_directives()?,
+    );
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| {
@@ -38,11 +45,10 @@ async fn main() -> anyhow::Result<()> {
         options,
     )
     .await?;
+    log_level.abort();
     gateway.shutdown().await;
     tracing::info!("api-gateway stopped");
+    // Flush the last spans (bounded) off the runtime's threads.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await??;
     Ok(())
 }
-
-/// Where logging and tracing are set up. Until `groundwork-telemetry` is wired in, events go
-/// nowhere; this is the one place that changes.
-fn init_telemetry() {}

@@ -320,15 +320,18 @@ async fn store_and_publish(
     })
 }
 
-/// Publishes one `order.created` message and waits for the broker's confirm. Trace context goes
-/// into `properties` headers here once telemetry is wired in.
+/// Publishes one `order.created` message, carrying the request's trace context in its headers,
+/// and waits for the broker's confirm.
 ///
 /// The message is `mandatory`: if no queue is bound (the order-worker has never started and
 /// declared its durable queue), the broker returns it and the order is refused instead of its
 /// event being dropped silently.
 async fn publish_order_created(state: &AppState, event: &OrderCreated) -> anyhow::Result<()> {
     let payload = serde_json::to_vec(event)?;
+    let mut headers = lapin::types::FieldTable::default();
+    groundwork_telemetry::amqp::inject_current(&mut headers);
     let properties = BasicProperties::default()
+        .with_headers(headers)
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_message_id(event.order_id.to_string().into())

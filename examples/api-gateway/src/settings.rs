@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 
 use groundwork_config::SecretUrl;
+use groundwork_telemetry::TelemetrySettings;
 use serde::Deserialize;
 
 /// Configuration of the api-gateway. Every key can be set by its upper-case environment variable
 /// (`DATABASE_URL`, `PORT`, ...), in `.env` during development, or in `config/*.toml`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
-    /// Name of this service in logs, traces and health responses.
-    #[serde(default = "default_service_name")]
-    pub service_name: String,
+    /// Logs, traces and their export: `SERVICE_NAME` (default api-gateway), `LOG_LEVEL`,
+    /// `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, ...
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// Address the HTTP server binds to.
     #[serde(default = "default_host")]
     pub host: String,
@@ -55,10 +57,6 @@ pub struct Settings {
     pub shutdown_drain_ms: u64,
 }
 
-fn default_service_name() -> String {
-    "api-gateway".to_owned()
-}
-
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
@@ -89,4 +87,20 @@ fn default_config_env() -> String {
 
 fn default_drain_ms() -> u64 {
     500
+}
+
+/// The name this service uses when `SERVICE_NAME` is not set.
+const SERVICE_NAME: &str = "api-gateway";
+
+impl Settings {
+    /// The name in logs, traces, health responses and snapshot files: `SERVICE_NAME`, else
+    /// `OTEL_SERVICE_NAME`, else `api-gateway`.
+    pub fn service_name(&self) -> &str {
+        self.telemetry.service_or(SERVICE_NAME)
+    }
+
+    /// The telemetry settings with the service name filled in.
+    pub fn telemetry(&self) -> TelemetrySettings {
+        self.telemetry.with_service_default(SERVICE_NAME)
+    }
 }

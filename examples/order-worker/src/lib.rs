@@ -23,6 +23,7 @@ use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_health::{Health, PostgresCheck, RabbitMqCheck};
 use groundwork_service::Shutdown;
 use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries};
+use groundwork_telemetry::TelemetrySettings;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -35,6 +36,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Routing key consumed.
 pub const ORDER_CREATED: &str = "order.created";
@@ -44,9 +46,10 @@ pub const ORDER_PROCESSED: &str = "order.processed";
 /// Configuration of the order-worker.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
-    /// Name of this service in logs, traces and health responses.
-    #[serde(default = "default_service_name")]
-    pub service_name: String,
+    /// Logs, traces and their export: `SERVICE_NAME` (default order-worker), `LOG_LEVEL`,
+    /// `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, ...
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// Address the health endpoints bind to.
     #[serde(default = "default_host")]
     pub host: String,
@@ -88,9 +91,22 @@ pub struct Settings {
     pub analytics_exchange: String,
 }
 
-fn default_service_name() -> String {
-    "order-worker".to_owned()
+/// The name this service uses when `SERVICE_NAME` is not set.
+const SERVICE_NAME: &str = "order-worker";
+
+impl Settings {
+    /// The name in logs, traces and health responses: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`,
+    /// else `order-worker`.
+    pub fn service_name(&self) -> &str {
+        self.telemetry.service_or(SERVICE_NAME)
+    }
+
+    /// The telemetry settings with the service name filled in.
+    pub fn telemetry(&self) -> TelemetrySettings {
+        self.telemetry.with_service_default(SERVICE_NAME)
+    }
 }
+
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
@@ -160,6 +176,7 @@ pub struct WorkerStats {
 }
 
 struct Context {
+    queue: String,
     db: PgPool,
     publisher: Channel,
     analytics_exchange: String,
@@ -237,7 +254,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .basic_qos(settings.prefetch, BasicQosOptions::default())
         .await
         .context("cannot set the prefetch limit")?;
-    let consumer_tag = format!("{}-{}", settings.service_name, std::process::id());
+    let consumer_tag = format!("{}-{}", settings.service_name(), std::process::id());
     let consumer = setup
         .basic_consume(
             settings.queue.as_str().into(),
@@ -249,7 +266,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .with_context(|| format!("cannot consume from {}", settings.queue))?;
 
     let health = Health::builder()
-        .service_id(settings.service_name.clone())
+        .service_id(settings.service_name().to_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
         .check(RabbitMqCheck::new(Arc::clone(&amqp)))
@@ -258,6 +275,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
 
     let (stats, stats_receiver) = watch::channel(WorkerStats::default());
     let context = Arc::new(Context {
+        queue: settings.queue.clone(),
         db: db.clone(),
         publisher,
         analytics_exchange: settings.analytics_exchange.clone(),
@@ -315,7 +333,13 @@ async fn consume(
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    in_flight.spawn(handle(Arc::clone(&context), delivery));
+                    // Each message continues the trace of the request that published it.
+                    let span = groundwork_telemetry::amqp::consumer_span(
+                        &context.queue,
+                        delivery.routing_key.as_str(),
+                        delivery.properties.headers().as_ref(),
+                    );
+                    in_flight.spawn(handle(Arc::clone(&context), delivery).instrument(span));
                 }
                 Some(Err(error)) => {
                     break Err(anyhow::Error::new(error).context("the RabbitMQ consumer failed"));
@@ -444,10 +468,13 @@ async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outc
     Ok(Outcome::Processed)
 }
 
-/// Publishes `order.processed` and waits for the broker's confirm. Trace context goes into the
-/// `properties` headers here once telemetry is wired in.
+/// Publishes `order.processed`, carrying the trace context in its headers, and waits for the
+/// broker's confirm.
 async fn publish_order_processed(context: &Context, event: &OrderProcessed) -> anyhow::Result<()> {
+    let mut headers = FieldTable::default();
+    groundwork_telemetry::amqp::inject_current(&mut headers);
     let properties = BasicProperties::default()
+        .with_headers(headers)
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_message_id(event.order_id.to_string().into())
