@@ -1,0 +1,493 @@
+//! The three example services as real processes, against real PostgreSQL, Redis, RabbitMQ and
+//! ClickHouse, exporting spans to an in-test OTLP collector: one order with a `traceparent` is
+//! followed through every service's JSON logs and exported spans into `/v1/stats`; flags and
+//! config change without a restart; a killed worker leaves its messages queued and a restarted one
+//! processes each exactly once.
+//!
+//! The test builds the service binaries with the cargo that runs it, starts each in an empty
+//! working directory (so no `.env` or `config/` of the developer's leaks in), and owns every
+//! resource it uses, so it runs beside `cargo xtask up` and other tests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
+use groundwork_testkit::{TestAmqp, TestClickHouse, TestDatabase, TestRedis};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// How long a service may take to answer `/health/ready` after it was started.
+const READY: Duration = Duration::from_mins(1);
+
+const GATEWAY: &str = "groundwork-example-api-gateway";
+const WORKER: &str = "groundwork-example-order-worker";
+const INGEST: &str = "groundwork-example-analytics-ingest";
+
+/// A service process whose stdout (JSON log lines) is collected; killed when dropped.
+struct Service {
+    name: &'static str,
+    child: Child,
+    address: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    fn start(
+        binary: &Path,
+        name: &'static str,
+        workdir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new(binary)
+            .current_dir(workdir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("SERVICE_NAME", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(mut lines) = sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        Ok(Self {
+            name,
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            lines,
+        })
+    }
+
+    /// Every log line so far, parsed; a line that is not JSON fails the test.
+    fn log(&self) -> Result<Vec<Value>> {
+        let lines = self.lines.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        lines
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .with_context(|| format!("{} wrote a line that is not JSON: {line}", self.name))
+            })
+            .collect()
+    }
+
+    fn log_text(&self) -> String {
+        self.lines
+            .lock()
+            .map(|lines| lines.join("\n"))
+            .unwrap_or_default()
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = request(self.address, "GET /health/ready", "", &[]).await {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{} not ready after {timeout:?}; its log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn request(
+    address: SocketAddr,
+    head: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let mut extra = String::new();
+    for (name, value) in headers {
+        let _ = write!(extra, "{name}: {value}\r\n");
+    }
+    let request = format!(
+        "{head} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head.split(' ').nth(1).context("no status line")?.parse()?;
+    Ok((status, body.to_owned()))
+}
+
+async fn get_json(address: SocketAddr, path: &str) -> Result<Value> {
+    let (status, body) = request(address, &format!("GET {path}"), "", &[]).await?;
+    if status != 200 {
+        bail!("GET {path} answered {status}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok((value, started.elapsed()));
+        }
+        if started.elapsed() > timeout {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Builds the three service binaries with the cargo running this test, into the same target
+/// directory, and returns the directory holding them.
+fn build_services() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--bins", "-p", GATEWAY, "-p", WORKER, "-p", INGEST])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build for the service binaries")?;
+    if !status.success() {
+        bail!("cargo build of the service binaries failed ({status})");
+    }
+    // This test runs from <target>/debug/deps/; the binaries land in <target>/debug/.
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable has no grandparent directory")?;
+    Ok(dir.to_path_buf())
+}
+
+fn spans_of_trace(spans: &[ExportedSpan], trace_id: &str) -> Vec<String> {
+    spans
+        .iter()
+        .filter(|span| span.trace_id == trace_id)
+        .map(|span| span.name.clone())
+        .collect()
+}
+
+fn lines_with_trace<'a>(log: &'a [Value], trace_id: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|line| line["traceId"].as_str() == Some(trace_id))
+        .collect()
+}
+
+// One scenario, read top to bottom: splitting it would hide the order of events it checks.
+#[allow(clippy::too_many_lines)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker() -> Result<()> {
+    let bin = tokio::task::spawn_blocking(build_services).await??;
+    let workdir = tempfile::tempdir()?;
+    let db = TestDatabase::create().await?;
+    let redis = TestRedis::create().await?;
+    let amqp = TestAmqp::create().await?;
+    let clickhouse = TestClickHouse::create().await?;
+    let mut collector = FakeCollectorServer::start()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot start the OTLP collector: {error}"))?;
+
+    let orders_exchange = amqp.name("orders");
+    let analytics_exchange = amqp.name("analytics");
+    let worker_queue = amqp.name("order-created");
+    let ingest_queue = amqp.name("order-processed");
+    let common: BTreeMap<String, String> = [
+        ("APP_ENV", "test".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        // Export every 200 ms instead of every 5 s, so spans arrive while the test waits.
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ("RABBITMQ_URL", amqp.url().to_owned()),
+        ("SHUTDOWN_DRAIN_MS", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let with = |pairs: &[(&str, &str)]| {
+        let mut env = common.clone();
+        env.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env
+    };
+    let gateway_env = with(&[
+        ("DATABASE_URL", db.url()),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_KEY_PREFIX", redis.prefix()),
+        ("ORDERS_EXCHANGE", &orders_exchange),
+        ("CONFIG_ENV", "test"),
+    ]);
+    let worker_env = with(&[
+        ("DATABASE_URL", db.url()),
+        ("ORDERS_EXCHANGE", &orders_exchange),
+        ("QUEUE", &worker_queue),
+        ("DEAD_LETTER_EXCHANGE", &amqp.name("worker-dlx")),
+        ("DEAD_LETTER_QUEUE", &amqp.name("order-created.dlq")),
+        ("ANALYTICS_EXCHANGE", &analytics_exchange),
+        ("RETRY_BACKOFF_MS", "50"),
+    ]);
+    let ingest_env = with(&[
+        ("CLICKHOUSE_URL", clickhouse.url()),
+        ("CLICKHOUSE_DATABASE", clickhouse.database()),
+        ("ANALYTICS_EXCHANGE", &analytics_exchange),
+        ("QUEUE", &ingest_queue),
+        ("DEAD_LETTER_EXCHANGE", &amqp.name("ingest-dlx")),
+        ("DEAD_LETTER_QUEUE", &amqp.name("order-processed.dlq")),
+        ("BATCH_MAX_WAIT_MS", "100"),
+    ]);
+
+    // The gateway first (it migrates the database), then the consumers.
+    let gateway = Service::start(
+        &bin.join(GATEWAY),
+        "api-gateway",
+        workdir.path(),
+        &gateway_env,
+    )?;
+    gateway.wait_ready(READY).await?;
+    let mut worker = Service::start(
+        &bin.join(WORKER),
+        "order-worker",
+        workdir.path(),
+        &worker_env,
+    )?;
+    let ingest = Service::start(
+        &bin.join(INGEST),
+        "analytics-ingest",
+        workdir.path(),
+        &ingest_env,
+    )?;
+    worker.wait_ready(READY).await?;
+    ingest.wait_ready(READY).await?;
+
+    // One order, continuing the caller's trace.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let (status, body) = request(
+        gateway.address,
+        "POST /v1/orders",
+        r#"{"tenant":"tenant-traced","amount":42.5}"#,
+        &[("traceparent", &traceparent), ("Idempotency-Key", "e2e-1")],
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+
+    let (tenant, took) = eventually(
+        Duration::from_secs(30),
+        "the order in /v1/stats",
+        || async {
+            let summary = get_json(ingest.address, "/v1/stats").await?;
+            let found = summary["tenants"].as_array().and_then(|tenants| {
+                tenants
+                    .iter()
+                    .find(|t| t["tenant"] == "tenant-traced")
+                    .cloned()
+            });
+            Ok(found)
+        },
+    )
+    .await?;
+    assert_eq!(tenant["orders"], 1, "{tenant}");
+    println!("order reached /v1/stats in {took:?}");
+
+    for service in [&gateway, &worker, &ingest] {
+        let log = service.log()?;
+        let traced = lines_with_trace(&log, trace_id);
+        assert!(
+            !traced.is_empty(),
+            "{} logged nothing with trace {trace_id}:\n{}",
+            service.name,
+            service.log_text()
+        );
+        for line in &log {
+            assert_eq!(line["service"], service.name, "{line}");
+        }
+    }
+
+    let mut spans = Vec::new();
+    let wanted = [
+        "POST /v1/orders".to_owned(),
+        format!("{worker_queue} process"),
+        format!("{ingest_queue} process"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !wanted
+        .iter()
+        .all(|name| spans_of_trace(&spans, trace_id).contains(name))
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "spans of trace {trace_id} received: {:?}, wanted {wanted:?}",
+                spans_of_trace(&spans, trace_id)
+            );
+        }
+        spans.extend(
+            collector
+                .exported_spans(1, Duration::from_millis(500))
+                .await,
+        );
+    }
+
+    // A flag and a config value change in the database; the running gateway follows.
+    sqlx::query(
+        "INSERT INTO feature_flags (name, enabled, rollout_pct) VALUES ('e2e.new.checkout', true, 100)",
+    )
+    .execute(db.pool())
+    .await?;
+    let ((), took) = eventually(
+        Duration::from_secs(10),
+        "the flag in /v1/features",
+        || async {
+            let features = get_json(gateway.address, "/v1/features?tenant=tenant-1").await?;
+            Ok((features["flags"]["e2e.new.checkout"] == true).then_some(()))
+        },
+    )
+    .await?;
+    println!("flag change visible in /v1/features after {took:?}");
+
+    sqlx::query(
+        "INSERT INTO platform_config (env, key, value, updated_by)
+         VALUES ('test', 'matching.algorithm.weights', '{\"price\":0.6,\"rating\":0.4}', 'e2e')",
+    )
+    .execute(db.pool())
+    .await?;
+    let (weights, took) = eventually(Duration::from_secs(10), "the new weights", || async {
+        let (status, body) = request(gateway.address, "GET /v1/matching/weights", "", &[]).await?;
+        Ok((status == 200).then_some(body))
+    })
+    .await?;
+    let weights: Value = serde_json::from_str(&weights)?;
+    assert_eq!(weights["price"], 0.6, "{weights}");
+    println!("config change visible in /v1/matching/weights after {took:?}");
+
+    // The worker dies; orders keep coming and wait in its queue.
+    worker.kill()?;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (status, body) = request(
+            gateway.address,
+            "POST /v1/orders",
+            &format!(r#"{{"tenant":"tenant-queued","amount":{}}}"#, 10 + n),
+            &[("Idempotency-Key", &format!("e2e-queued-{n}"))],
+        )
+        .await?;
+        assert_eq!(status, 201, "{body}");
+        let created: Value = serde_json::from_str(&body)?;
+        ids.push(created["id"].as_i64().context("no id in the 201 body")?);
+    }
+    let channel = amqp.connection().create_channel().await?;
+    let queue = channel
+        .queue_declare(
+            worker_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    assert_eq!(queue.message_count(), 3, "the orders wait for the worker");
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'created'")
+            .bind(&ids)
+            .fetch_one(db.pool())
+            .await?;
+    assert_eq!(waiting, 3);
+
+    // A new worker process takes them over and processes each exactly once.
+    let restarted = Service::start(
+        &bin.join(WORKER),
+        "order-worker",
+        workdir.path(),
+        &worker_env,
+    )?;
+    restarted.wait_ready(READY).await?;
+    eventually(
+        Duration::from_secs(30),
+        "the queued orders in /v1/stats",
+        || async {
+            let summary = get_json(ingest.address, "/v1/stats").await?;
+            let orders = summary["tenants"].as_array().and_then(|tenants| {
+                tenants
+                    .iter()
+                    .find(|t| t["tenant"] == "tenant-queued")
+                    .map(|t| t["orders"].clone())
+            });
+            Ok((orders == Some(Value::from(3))).then_some(()))
+        },
+    )
+    .await?;
+    let processed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'processed'",
+    )
+    .bind(&ids)
+    .fetch_one(db.pool())
+    .await?;
+    assert_eq!(processed, 3);
+    let mut processed_lines: BTreeMap<i64, usize> = BTreeMap::new();
+    for service in [&worker, &restarted] {
+        for line in service.log()? {
+            if line["message"] == "order processed"
+                && let Some(id) = line["context"]["order_id"].as_i64()
+            {
+                *processed_lines.entry(id).or_default() += 1;
+            }
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            processed_lines.get(id),
+            Some(&1),
+            "order {id} processed once: {processed_lines:?}"
+        );
+    }
+
+    drop((gateway, restarted, ingest, worker));
+    channel.close(200, "done".into()).await?;
+    clickhouse.cleanup().await?;
+    amqp.cleanup().await?;
+    redis.cleanup().await?;
+    db.cleanup().await?;
+    Ok(())
+}
