@@ -46,8 +46,9 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 /// `GET /v1/matching/weights`: the current value of `matching.algorithm.weights`, as stored.
 async fn matching_weights(State(state): State<AppState>) -> Response {
-    match state.config.value(WEIGHTS_KEY) {
-        Some(value) => json(StatusCode::OK, &value),
+    // Decoded once per change and cached by the live config; a read is a lookup.
+    match state.config.get::<serde_json::Value>(WEIGHTS_KEY) {
+        Some(value) => json(StatusCode::OK, &*value),
         None => error(
             StatusCode::NOT_FOUND,
             format!(

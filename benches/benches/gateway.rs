@@ -1,0 +1,173 @@
+//! `GET /v1/matching/weights` over HTTP on loopback: the api-gateway with its full middleware
+//! stack (telemetry layer with span, request id and metrics, JSON log subscriber installed, the
+//! value read from hot-reload config) against a bare axum handler returning the same JSON, in one
+//! run. Each iteration is one request on a kept-alive connection, so time per request is the
+//! inverse of one connection's throughput.
+//!
+//! Needs PostgreSQL, Redis and RabbitMQ (`cargo xtask infra up`).
+//!
+//! ```text
+//! cargo bench -p groundwork-benches --bench gateway -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use groundwork_config::Loader;
+use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
+
+const WEIGHTS: &str = r#"{"price":0.4,"rating":0.3,"distance":0.2,"availability":0.1}"#;
+
+struct Fixture {
+    gateway: SocketAddr,
+    bare: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+    _telemetry: Telemetry,
+    _resources: (TestDatabase, TestRedis, TestAmqp),
+}
+
+fn fixture() -> anyhow::Result<Fixture> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("api-gateway".into());
+    let telemetry = Telemetry::builder(&settings)
+        .writer(std::io::sink)
+        .build()?
+        .install()?;
+    let (gateway, bare, resources) = runtime.block_on(async {
+        let db = TestDatabase::create().await?;
+        let redis = TestRedis::create().await?;
+        let amqp = TestAmqp::create().await?;
+        let orders = amqp.name("orders");
+        let settings: groundwork_example_api_gateway::Settings = Loader::new()
+            .no_dotenv()
+            .vars([
+                ("DATABASE_URL", db.url()),
+                ("REDIS_URL", redis.url()),
+                ("REDIS_KEY_PREFIX", redis.prefix()),
+                ("RABBITMQ_URL", amqp.url()),
+                ("ORDERS_EXCHANGE", orders.as_str()),
+                ("CONFIG_ENV", "bench"),
+            ])
+            .load()?;
+        groundwork_example_api_gateway::migrate(db.pool()).await?;
+        sqlx::query(
+            "INSERT INTO platform_config (env, key, value) VALUES ('bench', 'matching.algorithm.weights', $1::jsonb)",
+        )
+        .bind(WEIGHTS)
+        .execute(db.pool())
+        .await?;
+        let gateway = groundwork_example_api_gateway::start(settings).await?;
+        let bare = axum::Router::new().route(
+            "/v1/matching/weights",
+            axum::routing::get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    WEIGHTS,
+                )
+            }),
+        );
+        let gateway_addr = serve(gateway.router.clone()).await?;
+        let bare_addr = serve(bare).await?;
+        // Kept alive for the whole run: the feeds and connections belong to it.
+        std::mem::forget(gateway);
+        anyhow::Ok((gateway_addr, bare_addr, (db, redis, amqp)))
+    })?;
+    Ok(Fixture {
+        gateway,
+        bare,
+        _runtime: runtime,
+        _telemetry: telemetry,
+        _resources: resources,
+    })
+}
+
+async fn serve(router: axum::Router) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(address)
+}
+
+/// A kept-alive HTTP/1.1 connection that sends one GET and reads one response per call.
+struct Client {
+    reader: BufReader<TcpStream>,
+    request: Vec<u8>,
+    body: Vec<u8>,
+    line: String,
+}
+
+impl Client {
+    fn connect(address: SocketAddr, path: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            request: format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").into_bytes(),
+            body: Vec::new(),
+            line: String::new(),
+        })
+    }
+
+    fn get(&mut self) -> anyhow::Result<u16> {
+        self.reader.get_mut().write_all(&self.request)?;
+        let mut status = 0;
+        let mut length = 0;
+        loop {
+            self.line.clear();
+            self.reader.read_line(&mut self.line)?;
+            let line = self.line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(code) = line.strip_prefix("HTTP/1.1 ") {
+                status = code.get(..3).unwrap_or("0").parse()?;
+            } else if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse()?;
+            }
+        }
+        self.body.resize(length, 0);
+        self.reader.read_exact(&mut self.body)?;
+        Ok(status)
+    }
+}
+
+fn weights(c: &mut Criterion) {
+    let fixture = match fixture() {
+        Ok(fixture) => fixture,
+        Err(error) => panic!("benchmark setup (is `cargo xtask infra up` running?): {error:#}"),
+    };
+    for (name, address) in [
+        ("gateway/weights/full_middleware", fixture.gateway),
+        ("gateway/weights/bare_axum", fixture.bare),
+    ] {
+        let mut client = match Client::connect(address, "/v1/matching/weights") {
+            Ok(client) => client,
+            Err(error) => panic!("benchmark setup: {error}"),
+        };
+        match client.get() {
+            Ok(200) => {}
+            other => panic!("{name}: expected 200, got {other:?}"),
+        }
+        c.bench_function(name, |b| {
+            b.iter(|| match client.get() {
+                Ok(200) => {}
+                other => panic!("{name}: expected 200, got {other:?}"),
+            });
+        });
+    }
+}
+
+criterion_group!(benches, weights);
+criterion_main!(benches);
