@@ -13,7 +13,7 @@
 mod clickhouse;
 mod postgres;
 mod probe;
-mod process;
+pub(crate) mod process;
 mod rabbitmq;
 mod redis;
 mod s3;

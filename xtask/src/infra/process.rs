@@ -204,7 +204,7 @@ pub(super) fn read_pid(pid_file: &Path) -> Option<u32> {
 
 /// Whether `pid` is a live process whose command line mentions `name`. The name check keeps a stale PID
 /// file from pointing us at an unrelated process that happens to have been given the same PID.
-pub(super) fn process_runs(pid: u32, name: &str) -> bool {
+pub(crate) fn process_runs(pid: u32, name: &str) -> bool {
     if !process_alive(pid) {
         return false;
     }
@@ -239,7 +239,7 @@ fn signal(pid: u32, signal: &str) -> bool {
 }
 
 /// Stops `pid` with SIGTERM and waits for it to exit, resorting to SIGKILL after `grace`.
-pub(super) fn terminate(pid: u32, grace: Duration) -> Result<()> {
+pub(crate) fn terminate(pid: u32, grace: Duration) -> Result<()> {
     signal(pid, "TERM");
     if wait_for_exit(pid, grace) {
         return Ok(());
