@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Side by side, in one run: `groundwork-backup postgres backup` (zstd 3, age-encrypted, to local
+# storage) against raw `pg_dump -Fc -Z0 > file`, and `groundwork-backup postgres restore` against
+# `pg_restore` from that local file. Prints elapsed seconds, peak RSS and throughput per database.
+#
+#   cargo build -p groundwork-backup --release
+#   createdb bench_100mb && pgbench -i -s 7 bench_100mb      # ~110 MB
+#   createdb bench_1gb   && pgbench -i -s 70 bench_1gb       # ~1 GB
+#   SERVER=postgres://postgres@127.0.0.1:5432 crates/backup/scripts/bench.sh bench_100mb bench_1gb
+#
+# SERVER is the server URL without a database; RUNS (default 3) runs of each, the median is shown.
+set -euo pipefail
+
+BIN=${BIN:-target/release/groundwork-backup}
+SERVER=${SERVER:?set SERVER=postgres://user[:password]@host:port}
+RUNS=${RUNS:-3}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+"$BIN" keygen --output "$WORK/key.txt" > "$WORK/recipient"
+RECIPIENT=$(cat "$WORK/recipient")
+
+# measure NAME CMD...: appends "seconds max_rss_kb" of one run to $WORK/NAME.
+measure() {
+    local name=$1; shift
+    /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" > /dev/null 2> "$WORK/stderr" || {
+        cat "$WORK/stderr" >&2; return 1; }
+    cat "$WORK/time" >> "$WORK/$name"
+}
+
+# median FILE COLUMN
+median() { sort -n -k"$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'; }
+
+recreate() { psql -q "$SERVER/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" 2>/dev/null; }
+
+printf '%-14s %-28s %9s %10s %12s %9s\n' database step seconds peak_rss throughput vs_raw
+for db in "$@"; do
+    rm -f "$WORK"/{raw,ours,raw_restore,ours_restore}
+    for run in $(seq "$RUNS"); do
+        rm -rf "$WORK/store" "$WORK/raw.dump"
+        measure raw pg_dump -Fc -Z0 -f "$WORK/raw.dump" "$SERVER/$db"
+        measure ours "$BIN" postgres backup --storage "file://$WORK/store" --recipient "$RECIPIENT" \
+            --database-url "$SERVER/$db"
+    done
+    raw_bytes=$(stat -c %s "$WORK/raw.dump")
+    stored=$(du -cb "$WORK"/store/postgres/"$db"/*/dump.* | tail -1 | cut -f1)
+    for run in $(seq "$RUNS"); do
+        recreate gw_bench_backup_restore_raw
+        measure raw_restore pg_restore --dbname "$SERVER/gw_bench_backup_restore_raw" "$WORK/raw.dump"
+        recreate gw_bench_backup_restore_ours
+        measure ours_restore "$BIN" postgres restore --storage "file://$WORK/store" --source "$db" \
+            --identity-file "$WORK/key.txt" --database-url "$SERVER/gw_bench_backup_restore_ours"
+    done
+    t_raw=$(median "$WORK/raw" 1); t_ours=$(median "$WORK/ours" 1)
+    t_rraw=$(median "$WORK/raw_restore" 1); t_rours=$(median "$WORK/ours_restore" 1)
+    mbps() { awk -v b="$raw_bytes" -v t="$1" 'BEGIN { printf "%.0f MB/s", b / t / 1e6 }'; }
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "pg_dump -Fc -Z0 > file" "$t_raw" \
+        "$(( $(median "$WORK/raw" 2) / 1024 ))" "$(mbps "$t_raw")" "1.00x"
+    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "groundwork-backup (zstd+age)" "$t_ours" \
+        "$(( $(median "$WORK/ours" 2) / 1024 ))" "$(mbps "$t_ours")" "$(ratio "$t_raw" "$t_ours")"
+    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "pg_restore < file" "$t_rraw" \
+        "$(( $(median "$WORK/raw_restore" 2) / 1024 ))" "$(mbps "$t_rraw")" "1.00x"
+    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "groundwork-backup restore" "$t_rours" \
+        "$(( $(median "$WORK/ours_restore" 2) / 1024 ))" "$(mbps "$t_rours")" "$(ratio "$t_rraw" "$t_rours")"
+    echo "# $db: dump $raw_bytes bytes raw, $stored bytes stored (zstd 3 + age), $RUNS runs, medians"
+    psql -q "$SERVER/postgres" -c "DROP DATABASE IF EXISTS gw_bench_backup_restore_raw" -c "DROP DATABASE IF EXISTS gw_bench_backup_restore_ours" 2>/dev/null
+done

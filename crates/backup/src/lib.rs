@@ -1,0 +1,53 @@
+#![doc = include_str!("../README.md")]
+// Without a source feature only storage, listing, retention and metrics are reachable; the
+// pipeline and child-process helpers that the sources share are then unused.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "redis", feature = "clickhouse")),
+    allow(dead_code)
+)]
+
+mod catalog;
+#[cfg(feature = "clickhouse")]
+mod clickhouse;
+mod error;
+mod keys;
+mod manifest;
+mod metrics;
+mod pipeline;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod process;
+#[cfg(feature = "redis")]
+mod redis;
+mod storage;
+
+pub use catalog::{
+    BackupEntry, BackupFilter, BackupStatus, PruneReason, PruneReport, PrunedBackup,
+    RetentionPolicy, latest, list, plan_prune, prune, read_manifest,
+};
+#[cfg(feature = "clickhouse")]
+pub use clickhouse::{
+    ClickHouseBackupOptions, ClickHouseRestoreOptions, ClickHouseRestoreReport, backup_clickhouse,
+    restore_clickhouse,
+};
+pub use error::{BackupError, BoxError};
+pub use keys::{Identity, Recipient};
+pub use manifest::{
+    BackupId, BackupKind, BackupManifest, Compression, Encryption, MANIFEST_FORMAT, StoredObject,
+};
+pub use metrics::render_metrics;
+pub use pipeline::{
+    DEFAULT_PART_SIZE, DEFAULT_ZSTD_LEVEL, MIN_LOCAL_PART_SIZE, MIN_REMOTE_PART_SIZE,
+    PipelineOptions, Progress,
+};
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    PostgresBackupOptions, PostgresRestoreOptions, RestoreReport, TableCheck, VerifyReport,
+    backup_postgres, restore_postgres, verify_postgres,
+};
+#[cfg(feature = "redis")]
+pub use redis::{
+    RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, backup_redis, restore_redis_file,
+};
+pub use storage::{S3Options, Storage};

@@ -1,0 +1,245 @@
+//! What a backup records about itself, and where its objects live.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::BackupError;
+
+/// The current manifest format.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The file written first: its presence without a manifest marks a backup as incomplete.
+pub(crate) const STARTED_FILE: &str = "started.json";
+/// The file written last: a backup without it is incomplete.
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+
+/// What was backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BackupKind {
+    /// A PostgreSQL database (`pg_dump -Fc`).
+    Postgres,
+    /// A Redis RDB snapshot.
+    Redis,
+    /// A ClickHouse database (portable export).
+    #[serde(rename = "clickhouse")]
+    ClickHouse,
+}
+
+impl BackupKind {
+    /// The name used in object paths and in the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Redis => "redis",
+            Self::ClickHouse => "clickhouse",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::Postgres, Self::Redis, Self::ClickHouse];
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backup's id: its start time in UTC, `YYYYMMDDTHHMMSS.mmmZ`, so ids sort by age.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// The id of a backup starting at `at`.
+    pub fn at(at: SystemTime) -> Self {
+        // `2025-01-15T08:30:15.123Z` without the separators that are awkward in paths.
+        let rfc = humantime::format_rfc3339_millis(at).to_string();
+        Self(rfc.chars().filter(|c| *c != '-' && *c != ':').collect())
+    }
+
+    /// Parses an id as printed by `list`.
+    pub fn parse(id: &str) -> Result<Self, BackupError> {
+        let valid = id.len() == 20
+            && id.ends_with('Z')
+            && id.as_bytes().get(8) == Some(&b'T')
+            && id.as_bytes().get(15) == Some(&b'.')
+            && id
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| matches!(i, 8 | 15 | 19) || b.is_ascii_digit());
+        if valid {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(BackupError::config(
+                "backup id",
+                format!("expected YYYYMMDDTHHMMSS.mmmZ as printed by `list`, got {id:?}"),
+            ))
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the stored bytes were compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Always `zstd`.
+    pub algorithm: String,
+    /// The zstd level.
+    pub level: i32,
+}
+
+/// How the stored bytes were encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// Always `age`.
+    pub algorithm: String,
+    /// The x25519 recipients (`age1...` public keys) that can decrypt.
+    pub recipients: Vec<String>,
+}
+
+/// One stored data object of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// The object name inside the backup's directory, e.g. `dump.pgc.zst.age`.
+    pub name: String,
+    /// Bytes produced by the source program, before compression.
+    pub raw_bytes: u64,
+    /// Bytes stored, after compression and encryption.
+    pub stored_bytes: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+    /// The multipart part size used for the upload.
+    pub part_size: u64,
+}
+
+/// The manifest: written last, it makes a backup complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BackupManifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The backup id.
+    pub id: BackupId,
+    /// What was backed up.
+    pub kind: BackupKind,
+    /// The database name (PostgreSQL) or source label (Redis).
+    pub source: String,
+    /// The server version, e.g. `15.8`.
+    pub server_version: String,
+    /// The dump program and its version, e.g. `pg_dump (PostgreSQL) 15.8`.
+    pub tool_version: String,
+    /// When the backup started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When the data was stored, just before the manifest was written (RFC 3339, UTC).
+    pub finished_at: String,
+    /// Seconds from start to finish.
+    pub duration_seconds: f64,
+    /// Total bytes before compression.
+    pub raw_bytes: u64,
+    /// Total bytes stored.
+    pub stored_bytes: u64,
+    /// The data objects.
+    pub objects: Vec<StoredObject>,
+    /// Compression settings.
+    pub compression: Compression,
+    /// Encryption settings; `None` when stored unencrypted.
+    pub encryption: Option<Encryption>,
+    /// Rows per table (`schema.table`), counted in the snapshot the dump was taken from.
+    pub row_counts: BTreeMap<String, i64>,
+}
+
+impl BackupManifest {
+    /// The start time as seconds since the Unix epoch.
+    pub fn started_unix(&self) -> Option<f64> {
+        parse_unix(&self.started_at)
+    }
+
+    /// The finish time as seconds since the Unix epoch.
+    pub fn finished_unix(&self) -> Option<f64> {
+        parse_unix(&self.finished_at)
+    }
+
+    pub(crate) fn recipients_text(&self) -> String {
+        self.encryption
+            .as_ref()
+            .map_or_else(String::new, |enc| enc.recipients.join(", "))
+    }
+}
+
+/// The marker written before any data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StartedMarker {
+    pub(crate) id: BackupId,
+    pub(crate) kind: BackupKind,
+    pub(crate) source: String,
+    pub(crate) started_at: String,
+}
+
+/// The directory of one backup.
+pub(crate) fn backup_dir(kind: BackupKind, source: &str, id: &BackupId) -> Path {
+    Path::from_iter([kind.as_str(), source, id.as_str()])
+}
+
+/// An object inside a backup's directory.
+pub(crate) fn backup_object(kind: BackupKind, source: &str, id: &BackupId, name: &str) -> Path {
+    Path::from_iter([kind.as_str(), source, id.as_str(), name])
+}
+
+pub(crate) fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+pub(crate) fn parse_unix(rfc: &str) -> Option<f64> {
+    let at = humantime::parse_rfc3339(rfc).ok()?;
+    Some(
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::BackupId;
+
+    #[test]
+    fn ids_are_compact_utc_times_that_sort_by_age() {
+        let early = BackupId::at(SystemTime::UNIX_EPOCH + Duration::from_millis(1_736_929_815_123));
+        assert_eq!(early.as_str(), "20250115T083015.123Z");
+        let later = BackupId::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_736_929_816));
+        assert!(early < later);
+        assert_eq!(BackupId::parse(early.as_str()).ok(), Some(early));
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for bad in [
+            "",
+            "latest",
+            "20250115T083015Z",
+            "20250115X083015.123Z",
+            "2025011aT083015.123Z",
+        ] {
+            assert!(BackupId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

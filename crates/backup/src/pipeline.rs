@@ -1,0 +1,630 @@
+//! The streaming pipeline: source → zstd → age → fixed-size multipart parts, and back.
+//!
+//! Compression and encryption are synchronous and CPU-bound, so they run on one blocking thread
+//! that reads the source program's output. Finished parts cross a channel of capacity one to an
+//! async task that uploads them one at a time, so at most three parts are in memory (one being
+//! filled, one queued, one uploading), whatever the size of the backup. Downloads run the other
+//! way, hashing every stored byte before it is decrypted.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, BufReader, Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::BackupError;
+use crate::keys::{Identity, Recipient};
+use crate::manifest::{Encryption, StoredObject};
+use crate::storage::Storage;
+
+/// The default multipart part size: 16 MiB. With S3's limit of 10 000 parts an object can grow
+/// to 156 GiB stored (compressed), enough for dumps of several hundred GB.
+pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
+/// The smallest part size S3 accepts for every part but the last.
+pub const MIN_REMOTE_PART_SIZE: usize = 5 * 1024 * 1024;
+/// The smallest part size accepted for local storage.
+pub const MIN_LOCAL_PART_SIZE: usize = 64 * 1024;
+/// The default zstd level.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Stored bytes withheld from the decoders until the whole object has been read and its
+/// checksum compared. A zstd block is at most 128 KiB and an age chunk 64 KiB, so the consumer
+/// (`pg_restore`) cannot see the end of the data before the checksum has been checked: a
+/// damaged backup never completes a restore.
+const HOLDBACK: usize = 1024 * 1024;
+/// Read size of the source pump.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+const PUMP_BUFFER: usize = 256 * 1024;
+
+/// How data is compressed, encrypted and uploaded.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// zstd level, 1 to 19 (default 3).
+    pub zstd_level: i32,
+    /// zstd worker threads; 0 compresses on the pipeline's own thread (default). Workers speed
+    /// up poorly compressible data when cores are free, at about 2 × 8 MiB more memory each.
+    pub zstd_workers: u32,
+    /// age recipients; empty stores unencrypted.
+    pub recipients: Vec<Recipient>,
+    /// Multipart part size in bytes; every part but the last has exactly this size.
+    pub part_size: usize,
+    /// Counters the caller can watch (for a progress bar); `None` for none.
+    pub progress: Option<Arc<Progress>>,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            zstd_workers: 0,
+            recipients: Vec::new(),
+            part_size: DEFAULT_PART_SIZE,
+            progress: None,
+        }
+    }
+}
+
+impl PipelineOptions {
+    pub(crate) fn validate(&self, storage: &Storage) -> Result<(), BackupError> {
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(BackupError::config(
+                "zstd level",
+                format!("{} is outside 1..=19", self.zstd_level),
+            ));
+        }
+        let min = if storage.is_remote() {
+            MIN_REMOTE_PART_SIZE
+        } else {
+            MIN_LOCAL_PART_SIZE
+        };
+        if self.part_size < min {
+            return Err(BackupError::config(
+                "part size",
+                format!(
+                    "{} bytes is below the minimum of {min} bytes for {}",
+                    self.part_size,
+                    storage.location()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Byte and part counters of a running backup or restore, updated as data flows.
+#[derive(Debug, Default)]
+pub struct Progress {
+    raw: AtomicU64,
+    stored: AtomicU64,
+    parts: AtomicU64,
+}
+
+impl Progress {
+    /// Uncompressed bytes produced (backup) or decoded (restore) so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw.load(Ordering::Relaxed)
+    }
+
+    /// Stored bytes written (backup) or read (restore) so far.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Parts uploaded so far.
+    pub fn parts(&self) -> u64 {
+        self.parts.load(Ordering::Relaxed)
+    }
+}
+
+fn add(progress: Option<&Arc<Progress>>, pick: fn(&Progress) -> &AtomicU64, n: usize) {
+    if let Some(progress) = progress {
+        pick(progress).fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Uploads what `produce` writes, compressed and encrypted, as the object `path`.
+///
+/// `produce` runs on a blocking thread. The upload is completed only if it returns `Ok`;
+/// otherwise, or if anything else fails, it is aborted and nothing appears at `path`.
+pub(crate) async fn upload<T: Send + 'static>(
+    storage: &Storage,
+    path: &Path,
+    options: &PipelineOptions,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T, BackupError> + Send + 'static,
+) -> Result<(T, StoredObject), BackupError> {
+    options.validate(storage)?;
+    let mut upload = storage
+        .store()
+        .put_multipart(path)
+        .await
+        .map_err(|err| BackupError::storage("starting upload of", path.to_string(), err))?;
+
+    let (parts_tx, mut parts_rx) = mpsc::channel::<Vec<u8>>(1);
+    let progress = options.progress.clone();
+    let uploader_path = path.to_string();
+    let uploader = tokio::spawn(async move {
+        while let Some(part) = parts_rx.recv().await {
+            let len = part.len();
+            if let Err(err) = upload.put_part(PutPayload::from(part)).await {
+                let _ = upload.abort().await;
+                return Err(BackupError::storage("uploading", uploader_path, err));
+            }
+            add(progress.as_ref(), |p| &p.parts, 1);
+            tracing::debug!(bytes = len, "part uploaded");
+        }
+        Ok(upload)
+    });
+
+    let sink = PartSink {
+        tx: parts_tx,
+        buffer: Vec::with_capacity(options.part_size),
+        part_size: options.part_size,
+        hasher: Sha256::new(),
+        stored: 0,
+        progress: options.progress.clone(),
+    };
+    let level = options.zstd_level;
+    let workers = options.zstd_workers;
+    let recipients = options.recipients.clone();
+    let progress = options.progress.clone();
+    let part_size = options.part_size;
+    let encode = tokio::task::spawn_blocking(move || {
+        encode_into(sink, (level, workers), &recipients, progress, produce)
+    });
+
+    let encoded = encode.await.map_err(|err| BackupError::Pipeline {
+        action: "encoding",
+        source: io::Error::other(err.to_string()),
+    });
+    // The sink (and with it the sender) is gone once `encode` returned, so the uploader ends.
+    let upload_outcome = uploader.await.map_err(|err| BackupError::Pipeline {
+        action: "uploading",
+        source: io::Error::other(err.to_string()),
+    });
+    match (encoded, upload_outcome) {
+        (Ok(Ok((value, raw, stored, sha256))), Ok(Ok(mut upload))) => {
+            upload.complete().await.map_err(|err| {
+                BackupError::storage("completing upload of", path.to_string(), err)
+            })?;
+            let name = path.filename().unwrap_or_default().to_owned();
+            Ok((
+                value,
+                StoredObject {
+                    name,
+                    raw_bytes: raw,
+                    stored_bytes: stored,
+                    sha256,
+                    part_size: part_size as u64,
+                },
+            ))
+        }
+        // An upload failure makes the encoder fail with a broken pipe; report the cause.
+        (_, Ok(Err(upload_err)) | Err(upload_err)) => Err(upload_err),
+        (Ok(Err(encode_err)) | Err(encode_err), Ok(Ok(mut upload))) => {
+            let _ = upload.abort().await;
+            Err(encode_err)
+        }
+    }
+}
+
+type Encoded<T> = (T, u64, u64, String);
+
+fn encode_into<T>(
+    sink: PartSink,
+    (level, workers): (i32, u32),
+    recipients: &[Recipient],
+    progress: Option<Arc<Progress>>,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T, BackupError>,
+) -> Result<Encoded<T>, BackupError> {
+    let pipeline_err = |action| move |source| BackupError::Pipeline { action, source };
+    let sealer = if recipients.is_empty() {
+        Sealer::Plain(sink)
+    } else {
+        let encryptor = age::Encryptor::with_recipients(
+            recipients.iter().map(|r| r.inner() as &dyn age::Recipient),
+        )
+        .map_err(|err| BackupError::config("age recipients", err.to_string()))?;
+        Sealer::Age(
+            encryptor
+                .wrap_output(sink)
+                .map_err(pipeline_err("encrypting"))?,
+        )
+    };
+    let mut encoder =
+        zstd::stream::write::Encoder::new(sealer, level).map_err(pipeline_err("compressing"))?;
+    encoder
+        .include_checksum(true)
+        .map_err(pipeline_err("compressing"))?;
+    if workers > 0 {
+        encoder
+            .multithread(workers)
+            .map_err(pipeline_err("starting zstd workers"))?;
+    }
+    let mut counting = CountingWriter {
+        inner: encoder,
+        count: 0,
+        progress,
+    };
+    let value = produce(&mut counting)?;
+    let raw = counting.count;
+    let sealer = counting
+        .inner
+        .finish()
+        .map_err(pipeline_err("compressing"))?;
+    let sink = sealer.finish().map_err(pipeline_err("encrypting"))?;
+    let (stored, sha256) = sink.finish().map_err(pipeline_err("uploading"))?;
+    Ok((value, raw, stored, sha256))
+}
+
+/// Copies `reader` into `writer` with a large buffer.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn pump(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
+    let mut buffer = vec![0_u8; PUMP_BUFFER];
+    let mut total = 0_u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        writer.write_all(&buffer[..n])?;
+        total += n as u64;
+    }
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        add(self.progress.as_ref(), |p| &p.raw, n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Sealer {
+    Plain(PartSink),
+    Age(age::stream::StreamWriter<PartSink>),
+}
+
+impl Sealer {
+    fn finish(self) -> io::Result<PartSink> {
+        match self {
+            Self::Plain(sink) => Ok(sink),
+            Self::Age(writer) => writer.finish(),
+        }
+    }
+}
+
+impl Write for Sealer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(sink) => sink.write(buf),
+            Self::Age(writer) => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(sink) => sink.flush(),
+            Self::Age(writer) => writer.flush(),
+        }
+    }
+}
+
+/// Hashes stored bytes and cuts them into parts of exactly `part_size` bytes.
+struct PartSink {
+    tx: mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+    part_size: usize,
+    hasher: Sha256,
+    stored: u64,
+    progress: Option<Arc<Progress>>,
+}
+
+impl PartSink {
+    fn send_buffer(&mut self) -> io::Result<()> {
+        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.part_size));
+        self.tx
+            .blocking_send(part)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<(u64, String)> {
+        if !self.buffer.is_empty() || self.stored == 0 {
+            self.send_buffer()?;
+        }
+        let sha = format!("{:x}", self.hasher.finalize());
+        Ok((self.stored, sha))
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.part_size - self.buffer.len();
+        let n = buf.len().min(room);
+        self.buffer.extend_from_slice(&buf[..n]);
+        self.hasher.update(&buf[..n]);
+        self.stored += n as u64;
+        add(self.progress.as_ref(), |p| &p.stored, n);
+        if self.buffer.len() == self.part_size {
+            self.send_buffer()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a download needs to know about the object.
+#[derive(Debug, Clone)]
+pub(crate) struct DownloadSpec {
+    pub(crate) backup: String,
+    pub(crate) path: Path,
+    pub(crate) object: StoredObject,
+    pub(crate) recipients: Option<String>,
+}
+
+/// Streams the object down, verifying its SHA-256 and size, decrypting with `identities` when
+/// the backup is encrypted, decompressing, and hands the plaintext to `consume` on a blocking
+/// thread.
+///
+/// When anything fails, the rest of the object is still read and hashed: a damaged object is
+/// reported as [`BackupError::ChecksumMismatch`] whatever stage noticed first.
+pub(crate) async fn download<T: Send + 'static>(
+    storage: &Storage,
+    spec: DownloadSpec,
+    identities: Vec<Identity>,
+    progress: Option<Arc<Progress>>,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T, BackupError> + Send + 'static,
+) -> Result<T, BackupError> {
+    if let (Some(recipients), true) = (&spec.recipients, identities.is_empty()) {
+        return Err(BackupError::KeyRequired {
+            backup: spec.backup.clone(),
+            recipients: recipients.clone(),
+        });
+    }
+    let result = storage
+        .store()
+        .get(&spec.path)
+        .await
+        .map_err(|err| BackupError::storage("downloading", spec.path.to_string(), err))?;
+    let mut stream = result.into_stream();
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    let fetcher = tokio::spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(io::Error::other);
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+
+    let decode = tokio::task::spawn_blocking(move || {
+        let state = Rc::new(RefCell::new(Verifier {
+            rx,
+            pending: VecDeque::new(),
+            pending_len: 0,
+            hasher: Some(Sha256::new()),
+            read: 0,
+            outcome: None,
+            actual: None,
+            spec: spec.clone(),
+            progress: progress.clone(),
+        }));
+        let reader = VerifyingReader(Rc::clone(&state));
+        let result = decode_from(reader, &spec, &identities, progress, consume);
+        // Whatever happened, read and hash the rest so damage is reported as such.
+        let verified = state.borrow_mut().drain_and_verify();
+        match (result, verified) {
+            (_, Err(checksum)) => Err(checksum),
+            (Err(err), Ok(())) => Err(err),
+            (Ok(value), Ok(())) => Ok(value),
+        }
+    });
+    let outcome = decode.await.map_err(|err| BackupError::Pipeline {
+        action: "decoding",
+        source: io::Error::other(err.to_string()),
+    });
+    fetcher.abort();
+    outcome?
+}
+
+fn decode_from<T>(
+    reader: VerifyingReader,
+    spec: &DownloadSpec,
+    identities: &[Identity],
+    progress: Option<Arc<Progress>>,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    let decode_err = |reason: String| BackupError::Decode {
+        object: spec.path.to_string(),
+        reason,
+    };
+    let plain: Box<dyn Read> = if spec.recipients.is_some() {
+        let decryptor = age::Decryptor::new_buffered(BufReader::new(reader))
+            .map_err(|err| decode_err(format!("reading the age header: {err}")))?;
+        match decryptor.decrypt(identities.iter().map(|i| i.inner() as &dyn age::Identity)) {
+            Ok(stream) => Box::new(stream),
+            Err(age::DecryptError::NoMatchingKeys) => {
+                return Err(BackupError::WrongKey {
+                    backup: spec.backup.clone(),
+                    recipients: spec.recipients.clone().unwrap_or_default(),
+                });
+            }
+            Err(err) => return Err(decode_err(format!("decrypting: {err}"))),
+        }
+    } else {
+        Box::new(reader)
+    };
+    let decoder = zstd::stream::read::Decoder::new(plain)
+        .map_err(|err| decode_err(format!("starting zstd: {err}")))?;
+    let mut counting = CountingReader {
+        inner: decoder,
+        progress,
+    };
+    consume(&mut counting)
+}
+
+struct CountingReader<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        add(self.progress.as_ref(), |p| &p.raw, n);
+        Ok(n)
+    }
+}
+
+struct VerifyingReader(Rc<RefCell<Verifier>>);
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+/// Hashes stored bytes as they arrive and releases them only while more than [`HOLDBACK`]
+/// bytes follow, or once the whole object has arrived and matched the manifest.
+struct Verifier {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
+    /// `None` once the end was reached and the digest compared.
+    hasher: Option<Sha256>,
+    read: u64,
+    /// The result of the comparison, once known.
+    outcome: Option<Result<(), String>>,
+    /// The digest of the stored bytes, once all were read.
+    actual: Option<String>,
+    spec: DownloadSpec,
+    progress: Option<Arc<Progress>>,
+}
+
+impl Verifier {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let verified = matches!(self.outcome, Some(Ok(())));
+            if let Some(front) = self.pending.front_mut() {
+                let releasable = if verified {
+                    front.len()
+                } else {
+                    (self.pending_len.saturating_sub(HOLDBACK)).min(front.len())
+                };
+                if releasable > 0 {
+                    let n = releasable.min(buf.len());
+                    buf[..n].copy_from_slice(&front[..n]);
+                    let _ = front.split_to(n);
+                    if front.is_empty() {
+                        self.pending.pop_front();
+                    }
+                    self.pending_len -= n;
+                    return Ok(n);
+                }
+            }
+            match &self.outcome {
+                Some(Ok(())) => return Ok(0),
+                Some(Err(message)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, message.clone()));
+                }
+                None => {}
+            }
+            self.receive()?;
+        }
+    }
+
+    /// Takes the next chunk from the download, or compares the digest at the end.
+    fn receive(&mut self) -> io::Result<()> {
+        match self.rx.blocking_recv() {
+            Some(Ok(chunk)) => {
+                if let Some(hasher) = self.hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                self.read += chunk.len() as u64;
+                add(self.progress.as_ref(), |p| &p.stored, chunk.len());
+                self.pending_len += chunk.len();
+                self.pending.push_back(chunk);
+                Ok(())
+            }
+            Some(Err(err)) => {
+                let message = format!("downloading {}: {err}", self.spec.path);
+                self.outcome = Some(Err(message.clone()));
+                Err(io::Error::other(message))
+            }
+            None => {
+                let actual = self
+                    .hasher
+                    .take()
+                    .map(|h| format!("{:x}", h.finalize()))
+                    .unwrap_or_default();
+                let object = &self.spec.object;
+                self.actual = Some(actual.clone());
+                self.outcome = Some(
+                    if actual == object.sha256 && self.read == object.stored_bytes {
+                        Ok(())
+                    } else {
+                        Err(format!("checksum mismatch for {}", self.spec.path))
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads and hashes whatever the decoders left, then reports a mismatch.
+    fn drain_and_verify(&mut self) -> Result<(), BackupError> {
+        while self.outcome.is_none() {
+            match self.receive() {
+                Ok(()) => {
+                    // Drop what nobody will decode any more.
+                    self.pending.clear();
+                    self.pending_len = 0;
+                }
+                Err(_) => break,
+            }
+        }
+        match &self.outcome {
+            Some(Err(_)) if self.actual.is_some() => Err(BackupError::ChecksumMismatch {
+                object: self.spec.path.to_string(),
+                expected: self.spec.object.sha256.clone(),
+                actual: self.actual.clone().unwrap_or_default(),
+                expected_bytes: self.spec.object.stored_bytes,
+                actual_bytes: self.read,
+            }),
+            // Verified, or a download error that the stage that failed reports.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The manifest's description of how `options` encrypt.
+pub(crate) fn encryption_of(options: &PipelineOptions) -> Option<Encryption> {
+    (!options.recipients.is_empty()).then(|| Encryption {
+        algorithm: "age".into(),
+        recipients: options.recipients.iter().map(ToString::to_string).collect(),
+    })
+}

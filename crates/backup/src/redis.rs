@@ -1,0 +1,430 @@
+//! Redis: an RDB snapshot streamed from `redis-cli --rdb -` into the pipeline, and restored to
+//! a `dump.rdb` file for a server to load at start.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::manifest::{
+    BackupId, BackupKind, BackupManifest, Compression, MANIFEST_FILE, MANIFEST_FORMAT,
+    STARTED_FILE, StartedMarker, backup_object, rfc3339,
+};
+use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress, encryption_of};
+use crate::process::{ChildGuard, program_version};
+use crate::storage::Storage;
+use crate::storage::percent_decode;
+use crate::{BackupError, Identity};
+
+/// The end-of-file mark a server appends to a diskless transfer (`$EOF:<40 bytes>`).
+/// `redis-cli` strips it from a file by truncating it, which it cannot do on stdout, so the
+/// pipeline withholds the last 40 bytes until `redis-cli` reports the real length.
+const EOF_MARK_LEN: usize = 40;
+
+/// How to back up a Redis server.
+#[derive(Debug, Clone)]
+pub struct RedisBackupOptions {
+    /// Compression, encryption, part size, progress.
+    pub pipeline: PipelineOptions,
+    /// The name the backup is filed under, e.g. `cache` or `sessions`.
+    pub source_name: String,
+    /// The `redis-cli` program.
+    pub redis_cli: PathBuf,
+}
+
+impl Default for RedisBackupOptions {
+    fn default() -> Self {
+        Self {
+            pipeline: PipelineOptions::default(),
+            source_name: "redis".into(),
+            redis_cli: PathBuf::from("redis-cli"),
+        }
+    }
+}
+
+/// How to restore a Redis backup to a file.
+#[derive(Debug, Clone, Default)]
+pub struct RedisRestoreOptions {
+    /// Private keys for encrypted backups.
+    pub identities: Vec<Identity>,
+    /// Counters for a progress bar.
+    pub progress: Option<std::sync::Arc<Progress>>,
+}
+
+/// What a Redis restore wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisRestoreReport {
+    /// The backup restored.
+    pub id: BackupId,
+    /// The RDB file written.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// `redis-cli` connection settings: the URL without its password, which goes into
+/// `REDISCLI_AUTH` so it never appears in a process listing.
+struct RedisTarget {
+    url_without_password: String,
+    password: Option<SecretString>,
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("url", &self.url_without_password)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTarget {
+    fn parse(url: &str) -> Result<Self, BackupError> {
+        let mut parsed = url::Url::parse(url).map_err(|err| {
+            BackupError::config(
+                "redis url",
+                format!("{err}; expected redis://[:password@]host:port"),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(BackupError::config(
+                "redis url",
+                format!(
+                    "unsupported scheme {}://; expected redis://",
+                    parsed.scheme()
+                ),
+            ));
+        }
+        let password = parsed
+            .password()
+            .map(|p| SecretString::from(percent_decode(p)));
+        let _ = parsed.set_password(None);
+        Ok(Self {
+            url_without_password: parsed.to_string(),
+            password,
+        })
+    }
+
+    fn command(&self, redis_cli: &Path) -> Command {
+        let mut command = Command::new(redis_cli);
+        command.args(["-u", &self.url_without_password]);
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password.expose_secret());
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+}
+
+/// Backs up the Redis server at `redis_url`: its RDB snapshot, streamed through zstd (and
+/// age) into storage, then the manifest. The manifest's `row_counts` hold the number of keys
+/// per logical database (`db0`, ...) at the start.
+pub async fn backup_redis(
+    storage: &Storage,
+    redis_url: &SecretString,
+    options: &RedisBackupOptions,
+) -> Result<BackupManifest, BackupError> {
+    let target = RedisTarget::parse(redis_url.expose_secret())?;
+    options.pipeline.validate(storage)?;
+    let source = options.source_name.clone();
+    if source.is_empty() || source.contains('/') {
+        return Err(BackupError::config(
+            "source name",
+            "it must be non-empty and contain no '/'",
+        ));
+    }
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let id = BackupId::at(started);
+
+    let redis_cli = options.redis_cli.clone();
+    let mut info = target.command(&redis_cli);
+    info.args(["INFO", "server"]).stdout(Stdio::piped());
+    let mut keyspace = target.command(&redis_cli);
+    keyspace.args(["INFO", "keyspace"]).stdout(Stdio::piped());
+    let (tool_version, server_info, keyspace_info) = tokio::task::spawn_blocking(move || {
+        Ok::<_, BackupError>((
+            program_version("redis-cli", &redis_cli)?,
+            run_capture(&mut info)?,
+            run_capture(&mut keyspace)?,
+        ))
+    })
+    .await
+    .map_err(|err| BackupError::program("redis-cli", err.to_string()))??;
+    let server_version = info_field(&server_info, "redis_version").unwrap_or_default();
+    let key_counts = parse_keyspace(&keyspace_info);
+
+    let marker_path = backup_object(BackupKind::Redis, &source, &id, STARTED_FILE);
+    let marker = StartedMarker {
+        id: id.clone(),
+        kind: BackupKind::Redis,
+        source: source.clone(),
+        started_at: rfc3339(started),
+    };
+    storage.put_json(&marker_path, &marker).await?;
+
+    let object_name = if options.pipeline.recipients.is_empty() {
+        "dump.rdb.zst"
+    } else {
+        "dump.rdb.zst.age"
+    };
+    let data_path = backup_object(BackupKind::Redis, &source, &id, object_name);
+    let mut command = target.command(&options.redis_cli);
+    command.args(["--rdb", "-"]).stdout(Stdio::piped());
+    let uploaded = pipeline::upload(storage, &data_path, &options.pipeline, move |sink| {
+        run_rdb(&mut command, sink)
+    })
+    .await;
+    let ((), object) = match uploaded {
+        Ok(done) => done,
+        Err(err) => {
+            let _ = storage.delete_object(&marker_path).await;
+            return Err(err);
+        }
+    };
+    let manifest = BackupManifest {
+        format: MANIFEST_FORMAT,
+        id: id.clone(),
+        kind: BackupKind::Redis,
+        source: source.clone(),
+        server_version,
+        tool_version,
+        started_at: rfc3339(started),
+        finished_at: rfc3339(SystemTime::now()),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        raw_bytes: object.raw_bytes,
+        stored_bytes: object.stored_bytes,
+        objects: vec![object],
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: options.pipeline.zstd_level,
+        },
+        encryption: encryption_of(&options.pipeline),
+        row_counts: key_counts,
+    };
+    storage
+        .put_json(
+            &backup_object(BackupKind::Redis, &source, &id, MANIFEST_FILE),
+            &manifest,
+        )
+        .await?;
+    Ok(manifest)
+}
+
+fn run_capture(command: &mut Command) -> Result<String, BackupError> {
+    let mut child = ChildGuard::spawn("redis-cli", command)?;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.child_mut().and_then(|c| c.stdout.take()) {
+        io::Read::read_to_string(&mut stdout, &mut out)
+            .map_err(|err| BackupError::program("redis-cli", err.to_string()))?;
+    }
+    child.wait_success()?;
+    Ok(out)
+}
+
+fn run_rdb(command: &mut Command, sink: &mut dyn Write) -> Result<(), BackupError> {
+    let mut child = ChildGuard::spawn("redis-cli", command)?;
+    let Some(mut stdout) = child.child_mut().and_then(|c| c.stdout.take()) else {
+        return Err(BackupError::program(
+            "redis-cli",
+            "its output was not captured",
+        ));
+    };
+    let mut trim = TailWithheld {
+        inner: sink,
+        tail: Vec::with_capacity(2 * EOF_MARK_LEN),
+        passed: 0,
+    };
+    if let Err(source) = pipeline::pump(&mut stdout, &mut trim) {
+        child.kill();
+        return Err(BackupError::Pipeline {
+            action: "reading redis-cli output",
+            source,
+        });
+    }
+    drop(stdout);
+    let stderr = child.wait_success()?;
+    // "Transfer finished with success after N bytes": N excludes the EOF mark.
+    let reported = stderr.lines().find_map(|line| {
+        line.split("after ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    });
+    let total = trim.passed + trim.tail.len() as u64;
+    let keep = match reported {
+        Some(n) if n == total => trim.tail.len(),
+        Some(n) if n + EOF_MARK_LEN as u64 == total => 0,
+        _ => {
+            return Err(BackupError::program(
+                "redis-cli",
+                format!("cannot tell the RDB's length from its report ({total} bytes received)"),
+            ));
+        }
+    };
+    trim.inner
+        .write_all(&trim.tail[..keep])
+        .map_err(|source| BackupError::Pipeline {
+            action: "compressing",
+            source,
+        })
+}
+
+/// Passes everything through except the last [`EOF_MARK_LEN`] bytes seen so far.
+struct TailWithheld<'a> {
+    inner: &'a mut dyn Write,
+    tail: Vec<u8>,
+    passed: u64,
+}
+
+impl Write for TailWithheld<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tail.extend_from_slice(buf);
+        if self.tail.len() > EOF_MARK_LEN {
+            let release = self.tail.len() - EOF_MARK_LEN;
+            self.inner.write_all(&self.tail[..release])?;
+            self.tail.drain(..release);
+            self.passed += release as u64;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (key, value) = line.trim().split_once(':')?;
+        (key == field).then(|| value.to_owned())
+    })
+}
+
+/// `db0:keys=3,expires=0,avg_ttl=0` → `{"db0": 3}`.
+fn parse_keyspace(info: &str) -> BTreeMap<String, i64> {
+    info.lines()
+        .filter_map(|line| {
+            let (db, fields) = line.trim().split_once(':')?;
+            let keys = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("keys="))?
+                .parse()
+                .ok()?;
+            db.starts_with("db").then(|| (db.to_owned(), keys))
+        })
+        .collect()
+}
+
+/// Restores a Redis backup to `path` (written to a temporary file beside it, then renamed), for
+/// a stopped server to load at start: stop Redis, restore over its `dir`/`dbfilename`, start it.
+pub async fn restore_redis_file(
+    storage: &Storage,
+    manifest: &BackupManifest,
+    path: &Path,
+    options: &RedisRestoreOptions,
+) -> Result<RedisRestoreReport, BackupError> {
+    if manifest.kind != BackupKind::Redis {
+        return Err(BackupError::config(
+            "backup",
+            format!(
+                "{} is a {} backup, not a redis one",
+                manifest.id, manifest.kind
+            ),
+        ));
+    }
+    let Some(object) = manifest.objects.first().cloned() else {
+        return Err(BackupError::InvalidManifest {
+            object: manifest.id.to_string(),
+            reason: "it lists no data object".into(),
+        });
+    };
+    let spec = DownloadSpec {
+        backup: manifest.id.to_string(),
+        path: backup_object(
+            BackupKind::Redis,
+            &manifest.source,
+            &manifest.id,
+            &object.name,
+        ),
+        object,
+        recipients: manifest
+            .encryption
+            .as_ref()
+            .map(|_| manifest.recipients_text()),
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let staging = tempfile::Builder::new()
+        .prefix(".groundwork-restore-")
+        .tempfile_in(&dir)
+        .map_err(|source| BackupError::Io {
+            action: "create a temporary file in",
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let (file, temp_path) = staging.into_parts();
+    let bytes = pipeline::download(
+        storage,
+        spec,
+        options.identities.clone(),
+        options.progress.clone(),
+        move |plain| {
+            let mut out = io::BufWriter::new(file);
+            let written = pipeline::pump(plain, &mut out)
+                .and_then(|n| out.flush().map(|()| n))
+                .and_then(|n| out.get_ref().sync_all().map(|()| n))
+                .map_err(|source| BackupError::Pipeline {
+                    action: "writing the rdb file",
+                    source,
+                })?;
+            Ok(written)
+        },
+    )
+    .await?;
+    temp_path.persist(path).map_err(|err| BackupError::Io {
+        action: "move the restored rdb file to",
+        path: path.display().to_string(),
+        source: err.error,
+    })?;
+    Ok(RedisRestoreReport {
+        id: manifest.id.clone(),
+        path: path.to_owned(),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RedisTarget, parse_keyspace};
+
+    #[test]
+    fn keyspace_lines_become_key_counts() {
+        let counts = parse_keyspace(
+            "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\ndb4:keys=10,expires=0\r\n",
+        );
+        assert_eq!(counts.get("db0"), Some(&3));
+        assert_eq!(counts.get("db4"), Some(&10));
+        assert_eq!(counts.len(), 2);
+    }
+
+    #[test]
+    fn the_password_goes_to_the_environment() {
+        let target = RedisTarget::parse("redis://:hunter2@cache:6379/0").ok();
+        let url = target
+            .as_ref()
+            .map(|t| t.url_without_password.clone())
+            .unwrap_or_default();
+        assert!(!url.contains("hunter2"), "{url}");
+        assert!(!format!("{target:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,108 @@
+//! ClickHouse portable export and restore against a real server (Debian's 18.16 here, which has
+//! no `BACKUP`); each test owns its databases.
+#![cfg(feature = "clickhouse")]
+
+mod common;
+
+use anyhow::Result;
+use common::{local_store, secret};
+use groundwork_backup::{
+    BackupError, ClickHouseBackupOptions, ClickHouseRestoreOptions, Identity, PipelineOptions,
+    backup_clickhouse, restore_clickhouse,
+};
+use groundwork_testkit::TestClickHouse;
+
+async fn rows(db: &TestClickHouse, query: &str) -> Result<Vec<String>> {
+    let text: Vec<String> = db.client().query(query).fetch_all::<String>().await?;
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portable_export_restores_schema_and_rows_into_another_database() -> Result<()> {
+    let source = TestClickHouse::create().await?;
+    let client = source.client();
+    client
+        .query(
+            "CREATE TABLE events (day Date, id UInt64, name String, score Float64, tags Array(String)) \
+             ENGINE = MergeTree(day, (day, id), 8192)",
+        )
+        .execute()
+        .await?;
+    client
+        .query(
+            "INSERT INTO events SELECT toDate('2025-01-01') + number % 30, number, \
+             concat('酒店 ', toString(number)), number / 7, [toString(number % 3), 'ü'] \
+             FROM system.numbers LIMIT 50000",
+        )
+        .execute()
+        .await?;
+    client
+        .query("CREATE TABLE notes (id UInt32, body String) ENGINE = TinyLog")
+        .execute()
+        .await?;
+    client
+        .query("INSERT INTO notes VALUES (1, 'tab\\there'), (2, 'quote \\' and \\\\ backslash')")
+        .execute()
+        .await?;
+    client
+        .query("CREATE VIEW recent AS SELECT id FROM events WHERE id > 49990")
+        .execute()
+        .await?;
+
+    let store = local_store()?;
+    let identity = Identity::generate();
+    let options = ClickHouseBackupOptions {
+        pipeline: PipelineOptions {
+            recipients: vec![identity.public()],
+            ..PipelineOptions::default()
+        },
+        database: source.database().to_owned(),
+        source_name: None,
+    };
+    let manifest = backup_clickhouse(&store.storage, &secret(source.url()), &options).await?;
+    assert_eq!(manifest.row_counts.get("events"), Some(&50_000));
+    assert_eq!(manifest.row_counts.get("notes"), Some(&2));
+    assert!(
+        !manifest.row_counts.contains_key("recent"),
+        "views carry no data"
+    );
+    assert_eq!(manifest.objects.len(), 3, "{:?}", manifest.objects);
+
+    let target = TestClickHouse::create().await?;
+    let restore = ClickHouseRestoreOptions {
+        identities: vec![identity.clone()],
+        database: Some(target.database().to_owned()),
+        clean: false,
+        progress: None,
+    };
+    let report =
+        restore_clickhouse(&store.storage, &manifest, &secret(target.url()), &restore).await?;
+    assert!(report.mismatches.is_empty(), "{report:?}");
+    assert_eq!(report.tables, 2);
+
+    let digest = "SELECT toString(sum(cityHash64(day, id, name, score, tags))) FROM events";
+    assert_eq!(rows(&source, digest).await?, rows(&target, digest).await?);
+    let notes = "SELECT body FROM notes ORDER BY id";
+    assert_eq!(rows(&source, notes).await?, rows(&target, notes).await?);
+    assert_eq!(
+        rows(&target, "SELECT toString(count()) FROM recent").await?,
+        ["9"]
+    );
+
+    // Restoring again is refused unless asked to clean; with clean it replaces the tables.
+    let err = restore_clickhouse(&store.storage, &manifest, &secret(target.url()), &restore)
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(BackupError::TargetNotEmpty { .. })),
+        "{err:?}"
+    );
+    let clean = ClickHouseRestoreOptions {
+        clean: true,
+        ..restore
+    };
+    let report =
+        restore_clickhouse(&store.storage, &manifest, &secret(target.url()), &clean).await?;
+    assert!(report.mismatches.is_empty(), "{report:?}");
+    Ok(())
+}
