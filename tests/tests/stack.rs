@@ -2,7 +2,7 @@
 //! ClickHouse, exporting spans to an in-test OTLP collector: one order with a `traceparent` is
 //! followed through every service's JSON logs and exported spans into `/v1/stats`; flags and
 //! config change without a restart; a killed worker leaves its messages queued and a restarted one
-//! processes each exactly once.
+//! processes each exactly once; a backup of the gateway's database restores and verifies.
 //!
 //! The test builds the service binaries with the cargo that runs it, starts each in an empty
 //! working directory (so no `.env` or `config/` of the developer's leaks in), and owns every
@@ -482,6 +482,41 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
             "order {id} processed once: {processed_lines:?}"
         );
     }
+
+    // A backup of the gateway's database restores and verifies (encrypted, to local storage).
+    let storage_dir = tempfile::tempdir()?;
+    let storage = groundwork_backup::Storage::open(
+        &format!("file://{}", storage_dir.path().display()),
+        &groundwork_backup::S3Options::default(),
+    )?;
+    let key = groundwork_backup::Identity::generate();
+    let mut options = groundwork_backup::PostgresBackupOptions::default();
+    options.pipeline.recipients = vec![key.public()];
+    let database = secrecy::SecretString::from(db.url().to_owned());
+    let manifest = groundwork_backup::backup_postgres(&storage, &database, &options).await?;
+    let orders_in_manifest = manifest
+        .row_counts
+        .iter()
+        .find(|(table, _)| table.ends_with("orders"))
+        .map(|(_, rows)| *rows);
+    assert_eq!(orders_in_manifest, Some(4), "{:?}", manifest.row_counts);
+    let server = match db.url().rsplit_once('/') {
+        Some((server, _)) => format!("{server}/postgres"),
+        None => bail!("no database name in {}", db.name()),
+    };
+    let restore = groundwork_backup::PostgresRestoreOptions {
+        identities: vec![key],
+        ..groundwork_backup::PostgresRestoreOptions::default()
+    };
+    let report = groundwork_backup::verify_postgres(
+        &storage,
+        &manifest,
+        &secrecy::SecretString::from(server),
+        &restore,
+    )
+    .await?;
+    assert!(report.ok, "{report:?}");
+    assert!(report.tables >= 3, "{report:?}");
 
     drop((gateway, restarted, ingest, worker));
     channel.close(200, "done".into()).await?;
