@@ -51,6 +51,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Backups of the stack: the `groundwork-backup` CLI against the stack's servers, storing in
+    /// `target/stack/backups` unless `GROUNDWORK_BACKUP_STORAGE` says otherwise
+    Backup {
+        /// Arguments for `groundwork-backup`, e.g. `postgres backup` or `list`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Write `.env.example` from the quickstart's config type, or check it is up to date
     EnvExample {
         /// Fail instead of writing when the file is stale (CI)
@@ -69,6 +76,7 @@ fn main() -> Result<()> {
         Task::Logs(options) => stack::logs(&options),
         Task::Config { args } => stack::config(&args),
         Task::Flags { args } => stack::flags(&args),
+        Task::Backup { args } => stack::backup(&args),
         Task::EnvExample { check } => env_example::run(&project_root(), check),
     }
 }

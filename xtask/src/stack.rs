@@ -265,15 +265,42 @@ pub(crate) fn logs(options: &LogsOptions) -> Result<()> {
 
 /// `cargo xtask config ...`: the `groundwork-live` admin CLI against the stack's database.
 pub(crate) fn config(args: &[String]) -> Result<()> {
-    admin_cli(&["-p", "groundwork-live", "--features", "cli"], args)
+    admin_cli(&["-p", "groundwork-live", "--features", "cli"], args, &[])
 }
 
 /// `cargo xtask flags ...`: the `groundwork-flags` admin CLI against the stack's database.
 pub(crate) fn flags(args: &[String]) -> Result<()> {
-    admin_cli(&["-p", "groundwork-flags"], args)
+    admin_cli(&["-p", "groundwork-flags"], args, &[])
 }
 
-fn admin_cli(package: &[&str], args: &[String]) -> Result<()> {
+/// `cargo xtask backup ...`: the `groundwork-backup` CLI against the stack's PostgreSQL, Redis and
+/// ClickHouse, storing under `target/stack/backups` unless `GROUNDWORK_BACKUP_STORAGE` is set.
+pub(crate) fn backup(args: &[String]) -> Result<()> {
+    let infra = read_infra_env()?;
+    let mut env = Vec::new();
+    if std::env::var_os("GROUNDWORK_BACKUP_STORAGE").is_none() {
+        let dir = crate::target_dir()?.join("stack").join("backups");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        env.push((
+            "GROUNDWORK_BACKUP_STORAGE",
+            format!("file://{}", dir.display()),
+        ));
+    }
+    for key in ["REDIS_URL", "CLICKHOUSE_URL"] {
+        if std::env::var_os(key).is_none()
+            && let Ok(value) = infra_value(&infra, key)
+        {
+            env.push((key, value));
+        }
+    }
+    admin_cli(
+        &["-p", "groundwork-backup", "--bin", "groundwork-backup"],
+        args,
+        &env,
+    )
+}
+
+fn admin_cli(package: &[&str], args: &[String], env: &[(&str, String)]) -> Result<()> {
     let infra = read_infra_env()?;
     let database_url = with_database(&infra_value(&infra, "DATABASE_URL")?, DATABASE)?;
     let mut command = Command::new(cargo());
@@ -283,7 +310,8 @@ fn admin_cli(package: &[&str], args: &[String]) -> Result<()> {
         .args(package)
         .arg("--")
         .args(args)
-        .env("DATABASE_URL", database_url);
+        .env("DATABASE_URL", database_url)
+        .envs(env.iter().map(|(key, value)| (*key, value)));
     if std::env::var_os("APP_ENV").is_none() {
         command.env("APP_ENV", CONFIG_ENV);
     }
