@@ -154,7 +154,8 @@ fn request_with_collector_down(c: &mut Criterion) {
         Ok(runtime) => runtime,
         Err(error) => panic!("benchmark setup: {error}"),
     };
-    let closed_port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+    let closed_port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())
+    {
         Ok(addr) => addr.port(),
         Err(error) => panic!("benchmark setup: {error}"),
     };
@@ -165,6 +166,15 @@ fn request_with_collector_down(c: &mut Criterion) {
         Ok(collector) => collector,
         Err(error) => panic!("benchmark setup: {error}"),
     };
+    // The floor: the same router without the layer and without a subscriber.
+    let bare = Router::new().route("/v1/ping", get(|| async { "pong" }));
+    c.bench_function("telemetry/request/without_layer", |b| {
+        b.iter(|| {
+            let request = http::Request::get("/v1/ping").body(Body::empty());
+            let Ok(request) = request else { return };
+            let _ = black_box(runtime.block_on(bare.clone().oneshot(request)));
+        });
+    });
     for (name, endpoint) in [
         ("telemetry/request/no_exporter", None),
         ("telemetry/request/collector_up", Some(collector.endpoint())),
