@@ -2,10 +2,15 @@
 //! long a change takes to reach it.
 //!
 //! Reads, on 1,000 keys: `LiveConfig::get_or` (the seed's `get(key, defaultValue)`, served from
-//! the per-type decode cache), a `Setting` (no key lookup), and a straightforward Rust
-//! port of the seed's `ConfigClient` (`RwLock<HashMap<String, serde_json::Value>>`, cloning and
-//! decoding the value on every `get`) as the baseline. Apollo's and Nacos' clients are Java and
-//! cannot be measured in this process.
+//! the per-type decode cache), a `Setting` (no key lookup), the `config` crate's (config-rs)
+//! `Config::get::<T>()` on the same values, and a straightforward Rust port of the seed's
+//! `ConfigClient` (`RwLock<HashMap<String, serde_json::Value>>`, cloning and decoding the value on
+//! every `get`) as the baseline. Apollo's and Nacos' clients are Java and cannot be measured in
+//! this process.
+//!
+//! Changes, in memory: what one changed key costs a client holding 1,000 keys —
+//! `LiveConfig::apply` (what a notification leads to) against `LiveConfig::replace` with all
+//! 1,000 entries (what a full reload leads to).
 //!
 //! Propagation, against the real PostgreSQL the test kit finds: from issuing an `UPDATE` to the
 //! new value being readable through a `Setting` in a watching service, with 1,000 keys in the
@@ -84,23 +89,71 @@ impl SeedPortClient {
     }
 }
 
-fn reads(c: &mut Criterion) {
-    let entries = values()
+/// A JSON value as config-rs holds it.
+fn config_rs_value(value: &Value) -> ::config::Value {
+    let kind = match value {
+        Value::Null => ::config::ValueKind::Nil,
+        Value::Bool(b) => ::config::ValueKind::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => ::config::ValueKind::I64(i),
+            (None, f) => ::config::ValueKind::Float(f.unwrap_or_default()),
+        },
+        Value::String(s) => ::config::ValueKind::String(s.clone()),
+        Value::Array(items) => {
+            ::config::ValueKind::Array(items.iter().map(config_rs_value).collect())
+        }
+        Value::Object(members) => ::config::ValueKind::Table(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), config_rs_value(v)))
+                .collect(),
+        ),
+    };
+    ::config::Value::new(None, kind)
+}
+
+/// The same 1,000 values in config-rs, set in code (its dotted keys are paths, so
+/// `order.expiry.minutes` is read back with the same string).
+fn config_rs() -> ::config::Config {
+    let builder = values()
+        .iter()
+        .try_fold(::config::Config::builder(), |builder, (key, value)| {
+            builder.set_default(key, config_rs_value(value))
+        });
+    or_exit(
+        builder.and_then(::config::ConfigBuilder::<::config::builder::DefaultState>::build),
+        "config-rs",
+    )
+}
+
+fn entries(revision_offset: i64) -> impl Iterator<Item = ConfigEntry> {
+    values()
         .into_iter()
         .enumerate()
-        .map(|(i, (key, value))| ConfigEntry {
+        .map(move |(i, (key, value))| ConfigEntry {
             key,
             value,
-            revision: i64::try_from(i).unwrap_or_default(),
+            revision: i64::try_from(i).unwrap_or_default() + revision_offset,
             description: None,
             updated_by: None,
-        });
-    let live = LiveConfig::new(ConfigSnapshot::new("production", entries));
+        })
+}
+
+fn reads(c: &mut Criterion) {
+    let live = LiveConfig::new(ConfigSnapshot::new("production", entries(0)));
     let weights = live.setting(WEIGHTS, MatchingWeights::default());
     let expiry = live.setting(EXPIRY, 15_u32);
     let seed = SeedPortClient {
         cache: RwLock::new(values().into_iter().collect()),
     };
+    let config_rs = config_rs();
+    // The same values must come back, or the comparison is not like for like.
+    assert_eq!(config_rs.get::<u32>(EXPIRY).ok(), Some(30));
+    assert!(
+        config_rs
+            .get::<MatchingWeights>(WEIGHTS)
+            .is_ok_and(|w| (w.total() - 1.0).abs() < 1e-9)
+    );
 
     let mut group = c.benchmark_group("config_read");
     group.bench_function("groundwork-live Setting<u32>::get", |b| {
@@ -108,6 +161,9 @@ fn reads(c: &mut Criterion) {
     });
     group.bench_function("groundwork-live LiveConfig::get_or::<u32>", |b| {
         b.iter(|| black_box(&live).get_or(black_box(EXPIRY), 15_u32));
+    });
+    group.bench_function("config-rs Config::get::<u32>", |b| {
+        b.iter(|| black_box(&config_rs).get::<u32>(black_box(EXPIRY)).ok());
     });
     group.bench_function("seed port get::<u32>", |b| {
         b.iter(|| black_box(&seed).get(black_box(EXPIRY), 15_u32));
@@ -122,11 +178,53 @@ fn reads(c: &mut Criterion) {
                 .map(|w| w.total())
         });
     });
+    group.bench_function("config-rs Config::get::<MatchingWeights>", |b| {
+        b.iter(|| {
+            black_box(&config_rs)
+                .get::<MatchingWeights>(black_box(WEIGHTS))
+                .map(|w| w.total())
+                .ok()
+        });
+    });
     group.bench_function("seed port get::<MatchingWeights>", |b| {
         b.iter(|| {
             black_box(&seed)
                 .get(black_box(WEIGHTS), MatchingWeights::default())
                 .total()
+        });
+    });
+    group.finish();
+}
+
+fn changes(c: &mut Criterion) {
+    let live = LiveConfig::new(ConfigSnapshot::new("production", entries(0)));
+    // As a service would hold them: a few settings, and values read (so cached) before.
+    let _weights = live.setting(WEIGHTS, MatchingWeights::default());
+    let _expiry = live.setting(EXPIRY, 15_u32);
+    let mut revision = 10_000_i64;
+    let mut group = c.benchmark_group("config_change");
+    group.bench_function("LiveConfig::apply, 1 key of 1,000", |b| {
+        b.iter(|| {
+            revision += 1;
+            let entry = ConfigEntry {
+                key: EXPIRY.to_owned(),
+                value: json!(revision % 60),
+                revision,
+                description: None,
+                updated_by: None,
+            };
+            live.apply([entry], std::iter::empty::<&str>());
+        });
+    });
+    group.bench_function("LiveConfig::replace, 1 key of 1,000 changed", |b| {
+        b.iter(|| {
+            revision += 1;
+            let mut all: Vec<ConfigEntry> = entries(0).collect();
+            if let Some(last) = all.last_mut() {
+                last.value = json!(revision % 60);
+                last.revision = revision;
+            }
+            live.replace(ConfigSnapshot::new("production", all));
         });
     });
     group.finish();
@@ -236,5 +334,5 @@ fn propagation(c: &mut Criterion) {
     drop(db);
 }
 
-criterion_group!(benches, reads, propagation);
+criterion_group!(benches, reads, changes, propagation);
 criterion_main!(benches);

@@ -4,4 +4,6 @@ pub mod config;
 mod feed;
 mod snapshot;
 
-pub use feed::{Feed, FeedError, FeedOptions, FeedStatus, Table, start};
+pub use feed::{
+    Feed, FeedError, FeedOptions, FeedStatus, KeyedTable, Notice, Table, Update, start, start_keyed,
+};

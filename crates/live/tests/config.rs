@@ -729,3 +729,85 @@ async fn a_burst_of_updates_converges_to_the_last_one() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn inserts_deletes_renames_and_moves_by_plain_sql_leave_the_client_equal_to_the_table()
+-> Result<()> {
+    let db = migrated().await?;
+    for key in ["a", "b", "c", "d"] {
+        insert(db.pool(), "production", key, &json!(key)).await?;
+    }
+    let (config, feed) = config::watch(db.pool().clone(), "production", options()).await?;
+    let mut operator = sqlx::PgConnection::connect(db.url()).await?;
+    // Each statement changes rows the client holds without a full reload: only notifications
+    // name them, and the client loads just those keys.
+    sqlx::raw_sql(
+        "INSERT INTO platform_config (env, key, value) VALUES ('production', 'e', '\"e\"');
+         DELETE FROM platform_config WHERE env = 'production' AND key = 'a';
+         UPDATE platform_config SET key = 'b.renamed' WHERE env = 'production' AND key = 'b';
+         UPDATE platform_config SET env = 'staging' WHERE env = 'production' AND key = 'c';
+         UPDATE platform_config SET value = '\"d2\"' WHERE env = 'production' AND key = 'd';
+         INSERT INTO platform_config (env, key, value) VALUES ('staging', 'f', '\"f\"');
+         INSERT INTO platform_config (env, key, value) VALUES ('production', 'last', 'true');",
+    )
+    .execute(&mut operator)
+    .await?;
+    until(&config, "the last insert arrives", || {
+        config.get_or("last", false)
+    })
+    .await?;
+    let mut table = config::load_env(db.pool(), "production").await?;
+    table.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut client: Vec<_> = config.snapshot().iter().cloned().collect();
+    client.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&str> = client.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["b.renamed", "d", "e", "last"]);
+    assert_eq!(client, table, "the client's state equals the table's");
+    assert_eq!(config.get_or("d", String::new()), "d2");
+    assert!(feed.status().is_fresh());
+    operator.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_and_reinserted_key_is_served_with_its_new_value() -> Result<()> {
+    let db = migrated().await?;
+    insert(db.pool(), "production", "limit", &json!(1)).await?;
+    let (config, _feed) = config::watch(db.pool().clone(), "production", options()).await?;
+    let limit = config.setting("limit", 0_u32);
+    assert_eq!(*limit.get(), 1);
+    // One transaction: the client sees both notifications together and must end with the row.
+    sqlx::raw_sql(
+        "BEGIN;
+         DELETE FROM platform_config WHERE env = 'production' AND key = 'limit';
+         INSERT INTO platform_config (env, key, value) VALUES ('production', 'limit', '2');
+         COMMIT;",
+    )
+    .execute(db.pool())
+    .await?;
+    until(&config, "the new row arrives", || *limit.get() == 2).await?;
+    sqlx::query("DELETE FROM platform_config WHERE key = 'limit'")
+        .execute(db.pool())
+        .await?;
+    until(&config, "the delete arrives", || *limit.get() == 0).await?;
+    assert!(config.snapshot().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_postgres_source_serves_the_table_like_watch() -> Result<()> {
+    let db = migrated().await?;
+    insert(db.pool(), "production", "order.expiry.minutes", &json!(30)).await?;
+    let (config, feed) = config::Source::postgres(db.pool().clone(), options())
+        .start("production")
+        .await?;
+    assert_eq!(config.get_or("order.expiry.minutes", 15_u32), 30);
+    insert(db.pool(), "production", "added", &json!(1)).await?;
+    until(&config, "the insert arrives", || {
+        config.get_or("added", 0) == 1
+    })
+    .await?;
+    assert!(feed.status().is_fresh());
+    feed.shutdown().await;
+    Ok(())
+}

@@ -90,3 +90,56 @@ async fn a_toml_file_is_reloaded_by_its_background_reloader() -> Result<()> {
     ));
     Ok(())
 }
+
+/// Gives `path` a modification time of `seconds` after the epoch: two writes within the file
+/// system's timestamp granularity would otherwise look unchanged.
+fn touch(path: &std::path::Path, seconds: u64) -> Result<()> {
+    let file = std::fs::File::options().write(true).open(path)?;
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_source_reports_a_broken_edit_as_stale_and_recovers() -> Result<()> {
+    use groundwork_live::config::{Source, SourceError};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, r#"{"order.expiry.minutes": 30}"#)?;
+    let (config, feed) = Source::file(&path, Duration::from_millis(10))
+        .start("development")
+        .await?;
+    let expiry = config.setting("order.expiry.minutes", 15_u32);
+    assert_eq!(*expiry.get(), 30);
+    assert!(feed.status().is_fresh());
+    let mut statuses = feed.statuses();
+    let wait = Duration::from_secs(10);
+
+    std::fs::write(&path, r#"{"order.expiry.minutes": "#)?;
+    touch(&path, 1)?;
+    tokio::time::timeout(wait, statuses.wait_for(|s| !s.is_fresh())).await??;
+    assert_eq!(*expiry.get(), 30, "the previous values are served");
+    let status = format!("{:?}", feed.status());
+    assert!(status.contains("config.json"), "names the file: {status}");
+
+    std::fs::write(&path, r#"{"order.expiry.minutes": 45}"#)?;
+    touch(&path, 2)?;
+    tokio::time::timeout(
+        wait,
+        statuses.wait_for(groundwork_live::FeedStatus::is_fresh),
+    )
+    .await??;
+    assert_eq!(*expiry.get(), 45);
+    assert!(*feed.generations().borrow() >= 2);
+    feed.shutdown().await;
+
+    let missing = Source::file(dir.path().join("missing.json"), Duration::from_secs(1))
+        .start("development")
+        .await;
+    assert!(
+        matches!(missing, Err(SourceError::File(FileError::Read { .. }))),
+        "{missing:?}"
+    );
+    Ok(())
+}

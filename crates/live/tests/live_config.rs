@@ -130,3 +130,69 @@ fn readers_never_see_a_partial_snapshot() -> Result<()> {
     let _: Option<Arc<i64>> = config.get("a");
     Ok(())
 }
+
+fn entry(key: &str, value: Value, revision: i64) -> ConfigEntry {
+    ConfigEntry {
+        key: key.to_owned(),
+        value,
+        revision,
+        description: None,
+        updated_by: None,
+    }
+}
+
+#[test]
+fn applying_changes_touches_only_the_keys_named() {
+    let keys: Vec<(String, Value, i64)> = (0..1_000)
+        .map(|i| (format!("service{}.setting{}", i / 20, i % 20), json!(i), i))
+        .collect();
+    let borrowed: Vec<(&str, Value, i64)> = keys
+        .iter()
+        .map(|(k, v, r)| (k.as_str(), v.clone(), *r))
+        .collect();
+    let config = LiveConfig::new(snapshot(&borrowed));
+    let before = config.snapshot();
+    let first = config.setting("service0.setting0", -1_i64);
+    let last = config.setting("service49.setting19", -1_i64);
+    let mut updates = config.updates();
+    updates.mark_unchanged();
+
+    config.apply(
+        [
+            entry("service0.setting0", json!(5_000), 5_000),
+            entry("added", json!(true), 5_001),
+        ],
+        ["service1.setting1", "absent"],
+    );
+    assert!(
+        updates.has_changed().unwrap_or(false),
+        "an update is signalled"
+    );
+    assert_eq!(*first.get(), 5_000);
+    assert_eq!(*last.get(), 999, "an untouched key keeps its value");
+    assert!(config.get_or("added", false));
+    assert_eq!(config.value("service1.setting1"), None);
+    assert_eq!(config.snapshot().len(), 1_000);
+    assert_eq!(config.snapshot().iter().count(), 1_000);
+    // The previous snapshot is unchanged: a consistent view.
+    assert_eq!(before.get::<i64>("service0.setting0").as_deref(), Some(&0));
+    assert_eq!(before.len(), 1_000);
+    assert!(before.value("service1.setting1").is_some());
+
+    // A bad value keeps the last good one, as with `replace`.
+    config.apply(
+        [entry("service0.setting0", json!("five"), 5_002)],
+        std::iter::empty::<&str>(),
+    );
+    assert_eq!(*first.get(), 5_000);
+    assert_eq!(config.problems().len(), 1);
+    // Deleting the key clears its problem and gives the default.
+    config.apply([], ["service0.setting0"]);
+    assert_eq!(*first.get(), -1);
+    assert!(config.problems().is_empty());
+
+    // Nothing differs: nothing is signalled.
+    updates.mark_unchanged();
+    config.apply([entry("added", json!(true), 5_001)], ["absent"]);
+    assert!(!updates.has_changed().unwrap_or(true));
+}

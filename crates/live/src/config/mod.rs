@@ -5,17 +5,19 @@
 //! [`LiveConfig::get_or`] (the seed's `get(key, defaultValue)`) read a typed value that is decoded
 //! once per change, not per read, and that stays at its last good value when a new one does not
 //! decode; a [`Setting`] is the same for one key without the lookup; [`LiveConfig::watch`] follows
-//! one key's changes. Where the values come from is separate: [`watch`] follows the table through
-//! [`crate::start`], [`FileSource`] reads a JSON file.
+//! one key's changes. Where the values come from is separate: a [`Source`] is either the table,
+//! which [`watch`] follows through [`crate::start_keyed`], or a JSON or TOML file
+//! ([`FileSource`]); [`Source::start`] gives the same [`LiveConfig`] and [`crate::Feed`] for both.
 
 pub mod admin;
 mod file;
+mod source;
 mod table;
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch as signal;
 
 pub use file::{FileError, FileSource, load_file};
+pub use source::{Source, SourceError};
 pub use table::{CHANNEL, MIGRATIONS, load_env, migrations_dir, watch};
 
 type Hasher = foldhash::fast::RandomState;
@@ -47,8 +50,107 @@ pub struct ConfigEntry {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSnapshot {
     env: String,
-    by_key: HashMap<Box<str>, Stored, Hasher>,
+    by_key: Keys,
     problems: Arc<Mutex<Problems>>,
+}
+
+/// A snapshot's entries by key, in shards shared between successive snapshots: applying a
+/// change of one key copies one shard (a few dozen pointers for a thousand keys), not the map.
+#[derive(Debug, Clone)]
+struct Keys {
+    shards: Vec<Arc<Shard>>,
+    len: usize,
+}
+
+type Shard = HashMap<Arc<str>, Stored, Hasher>;
+
+const SHARD_BITS: u32 = 6;
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self {
+            shards: (0..1 << SHARD_BITS).map(|_| Arc::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+/// The shard of `key`: a quick mix of (at most) three 8-byte words of the key rather than a full
+/// hash, because every read computes it before the shard's map hashes the key anyway. Dotted
+/// keys differ mostly in their middle and end, which the words cover.
+#[inline]
+fn shard_of(key: &str) -> usize {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes = key.as_bytes();
+    let len = bytes.len();
+    let word = |at: usize| {
+        let mut word = [0_u8; 8];
+        let end = (at + 8).min(len);
+        if let (Some(to), Some(from)) = (word.get_mut(..end - at), bytes.get(at..end)) {
+            to.copy_from_slice(from);
+        }
+        u64::from_le_bytes(word)
+    };
+    let words = if len <= 8 {
+        word(0)
+    } else {
+        word(0) ^ word(len / 2 - 4).rotate_left(21) ^ word(len - 8).rotate_left(42)
+    };
+    let mix = (words ^ u64::try_from(len).unwrap_or(u64::MAX)).wrapping_mul(K);
+    usize::try_from(mix >> (64 - SHARD_BITS)).unwrap_or(0)
+}
+
+impl Keys {
+    #[inline]
+    fn get(&self, key: &str) -> Option<&Stored> {
+        self.shards.get(shard_of(key))?.get(key)
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Inserts or replaces; copies the key's shard first if another snapshot shares it.
+    fn insert(&mut self, key: Arc<str>, stored: Stored) {
+        if let Some(shard) = self.shards.get_mut(shard_of(&key))
+            && Arc::make_mut(shard).insert(key, stored).is_none()
+        {
+            self.len += 1;
+        }
+    }
+
+    /// Removes `key`; copies its shard first if another snapshot shares it. True if it was there.
+    fn remove(&mut self, key: &str) -> bool {
+        let Some(shard) = self.shards.get_mut(shard_of(key)) else {
+            return false;
+        };
+        if !shard.contains_key(key) {
+            return false;
+        }
+        Arc::make_mut(shard).remove(key);
+        self.len -= 1;
+        true
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Stored> {
+        self.shards.iter().flat_map(|shard| shard.values())
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&Arc<str>, &mut Stored)> {
+        self.shards
+            .iter_mut()
+            .flat_map(|shard| Arc::make_mut(shard).iter_mut())
+    }
+}
+
+impl FromIterator<(Arc<str>, Stored)> for Keys {
+    fn from_iter<I: IntoIterator<Item = (Arc<str>, Stored)>>(entries: I) -> Self {
+        let mut keys = Self::default();
+        for (key, stored) in entries {
+            keys.insert(key, stored);
+        }
+        keys
+    }
 }
 
 type Problems = BTreeMap<(String, &'static str), ConfigProblem>;
@@ -56,11 +158,82 @@ type Problems = BTreeMap<(String, &'static str), ConfigProblem>;
 /// An entry and what it decoded to, per Rust type.
 #[derive(Debug, Clone)]
 struct Stored {
-    entry: ConfigEntry,
-    decoded: Arc<ArcSwap<Vec<Decoding>>>,
+    entry: Arc<ConfigEntry>,
+    decoded: Arc<Decoded>,
     /// The previous entry's decodings, for a type first read after the value changed: its
     /// last good value is the fallback if the new value does not decode.
-    previous: Option<Arc<ArcSwap<Vec<Decoding>>>>,
+    previous: Option<Arc<Decoded>>,
+}
+
+/// One entry's value decoded into each type it has been read as. Types are added on first read
+/// and never removed; the entry's next value gets a new `Decoded`.
+#[derive(Debug, Default)]
+struct Decoded {
+    /// The first type read: almost every key is read as one type only, and a `OnceLock` costs
+    /// one atomic load to read, which keeps the hot path of [`LiveConfig::get_or`] short.
+    first: OnceLock<Decoding>,
+    /// Any further types.
+    more: ArcSwap<Vec<Decoding>>,
+}
+
+impl Decoded {
+    fn from_decodings(decodings: Vec<Decoding>) -> Self {
+        let mut decodings = decodings.into_iter();
+        let first = OnceLock::new();
+        if let Some(decoding) = decodings.next() {
+            let _ = first.set(decoding);
+        }
+        Self {
+            first,
+            more: ArcSwap::from_pointee(decodings.collect()),
+        }
+    }
+
+    /// Calls `read` with the decoding for `type_id`, if the key has been read as that type.
+    #[inline]
+    fn with<R>(&self, type_id: TypeId, read: impl FnOnce(&Decoding) -> R) -> Option<R> {
+        if let Some(first) = self.first.get() {
+            if first.type_id == type_id {
+                return Some(read(first));
+            }
+        } else {
+            return None;
+        }
+        self.more
+            .load()
+            .iter()
+            .find(|d| d.type_id == type_id)
+            .map(read)
+    }
+
+    /// Every decoding, the first type first.
+    fn all(&self) -> Vec<Decoding> {
+        let mut all: Vec<Decoding> = self.first.get().cloned().into_iter().collect();
+        all.extend(self.more.load().iter().cloned());
+        all
+    }
+
+    /// Adds `decoding` unless its type is there already (another reader may have added it).
+    fn add(&self, decoding: Decoding) {
+        let type_id = decoding.type_id;
+        let Err(decoding) = self.first.set(decoding) else {
+            return;
+        };
+        if self
+            .first
+            .get()
+            .is_some_and(|first| first.type_id == type_id)
+        {
+            return;
+        }
+        self.more.rcu(|more| {
+            let mut more = Vec::clone(more);
+            if !more.iter().any(|d| d.type_id == type_id) {
+                more.push(decoding.clone());
+            }
+            more
+        });
+    }
 }
 
 type AnyValue = Arc<dyn Any + Send + Sync>;
@@ -135,9 +308,34 @@ impl Decoding {
 impl Stored {
     fn new(entry: ConfigEntry) -> Self {
         Self {
-            entry,
+            entry: Arc::new(entry),
             decoded: Arc::default(),
             previous: None,
+        }
+    }
+
+    /// `entry`, the new value of the key `old` held: decoded now into every type `old` was read
+    /// as, keeping the last good value of each type whose decoding fails.
+    fn succeed(old: &Self, entry: Arc<ConfigEntry>, problems: &Mutex<Problems>) -> Self {
+        let decoded: Vec<Decoding> = old
+            .decoded
+            .all()
+            .iter()
+            .map(|d| {
+                Decoding::new(
+                    &entry,
+                    d.type_id,
+                    d.type_name,
+                    d.decode,
+                    d.good.clone(),
+                    problems,
+                )
+            })
+            .collect();
+        Self {
+            entry,
+            decoded: Arc::new(Decoded::from_decodings(decoded)),
+            previous: Some(Arc::clone(&old.decoded)),
         }
     }
 
@@ -145,14 +343,12 @@ impl Stored {
     /// when `T` is not cached (or has no good value).
     #[inline]
     fn read_cached<T: Send + Sync + 'static, R>(&self, read: impl FnOnce(&T) -> R) -> Option<R> {
-        let type_id = TypeId::of::<T>();
-        let decoded = self.decoded.load();
-        let (value, _) = decoded
-            .iter()
-            .find(|d| d.type_id == type_id)?
-            .good
-            .as_ref()?;
-        value.downcast_ref::<T>().map(read)
+        self.decoded
+            .with(TypeId::of::<T>(), |decoding| {
+                let (value, _) = decoding.good.as_ref()?;
+                value.downcast_ref::<T>().map(read)
+            })
+            .flatten()
     }
 
     fn get<T: DeserializeOwned + Send + Sync + 'static>(
@@ -160,17 +356,14 @@ impl Stored {
         problems: &Mutex<Problems>,
     ) -> Option<Arc<T>> {
         let type_id = TypeId::of::<T>();
-        if let Some(decoding) = self.decoded.load().iter().find(|d| d.type_id == type_id) {
-            return good_as(decoding);
+        if let Some(value) = self.decoded.with(type_id, good_as) {
+            return value;
         }
         // First read of this key as `T` since the value changed: decode once and cache.
-        let fallback = self.previous.as_ref().and_then(|previous| {
-            previous
-                .load()
-                .iter()
-                .find(|d| d.type_id == type_id)
-                .and_then(|d| d.good.clone())
-        });
+        let fallback = self
+            .previous
+            .as_ref()
+            .and_then(|previous| previous.with(type_id, |d| d.good.clone()).flatten());
         let decoding = Decoding::new(
             &self.entry,
             type_id,
@@ -180,13 +373,7 @@ impl Stored {
             problems,
         );
         let value = good_as(&decoding);
-        self.decoded.rcu(|cached| {
-            let mut cached = Vec::clone(cached);
-            if !cached.iter().any(|d| d.type_id == type_id) {
-                cached.push(decoding.clone());
-            }
-            cached
-        });
+        self.decoded.add(decoding);
         value
     }
 }
@@ -202,7 +389,7 @@ impl ConfigSnapshot {
     pub fn new(env: impl Into<String>, entries: impl IntoIterator<Item = ConfigEntry>) -> Self {
         let by_key = entries
             .into_iter()
-            .map(|entry| (entry.key.clone().into_boxed_str(), Stored::new(entry)))
+            .map(|entry| (Arc::from(entry.key.as_str()), Stored::new(entry)))
             .collect();
         Self {
             env: env.into(),
@@ -228,7 +415,7 @@ impl ConfigSnapshot {
     /// The entry for `key`.
     #[inline]
     pub fn entry(&self, key: &str) -> Option<&ConfigEntry> {
-        self.by_key.get(key).map(|stored| &stored.entry)
+        self.by_key.get(key).map(|stored| &*stored.entry)
     }
 
     /// The raw value of `key`.
@@ -239,17 +426,17 @@ impl ConfigSnapshot {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &ConfigEntry> {
-        self.by_key.values().map(|stored| &stored.entry)
+        self.by_key.values().map(|stored| &*stored.entry)
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_key.len
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_key.len == 0
     }
 
     /// Carries the decode caches over from `previous`, the snapshot this one replaces: unchanged
@@ -257,31 +444,15 @@ impl ConfigSnapshot {
     /// keeping the last good value of each type whose decoding fails.
     fn inherit(&mut self, previous: &Self) {
         self.problems = Arc::clone(&previous.problems);
-        for (key, stored) in &mut self.by_key {
+        for (key, stored) in self.by_key.iter_mut() {
             let Some(old) = previous.by_key.get(key) else {
                 continue;
             };
             if old.entry == stored.entry {
-                stored.decoded = Arc::clone(&old.decoded);
+                *stored = old.clone();
                 continue;
             }
-            let decoded: Vec<Decoding> = old
-                .decoded
-                .load()
-                .iter()
-                .map(|d| {
-                    Decoding::new(
-                        &stored.entry,
-                        d.type_id,
-                        d.type_name,
-                        d.decode,
-                        d.good.clone(),
-                        &self.problems,
-                    )
-                })
-                .collect();
-            stored.decoded = Arc::new(ArcSwap::from_pointee(decoded));
-            stored.previous = Some(Arc::clone(&old.decoded));
+            *stored = Stored::succeed(old, Arc::clone(&stored.entry), &self.problems);
         }
         // A deleted key has no problem left: readers get their defaults.
         lock(&self.problems).retain(|(key, _), _| self.by_key.contains_key(key.as_str()));
@@ -448,8 +619,60 @@ impl LiveConfig {
     /// Replaces every value at once, decodes changed keys into the types they are read as, and
     /// refreshes every [`Setting`]. Sources call this; business code only reads.
     pub fn replace(&self, mut snapshot: ConfigSnapshot) {
-        let mut settings = lock(&self.shared.settings);
+        let settings = lock(&self.shared.settings);
         snapshot.inherit(&self.shared.current.load());
+        self.publish(snapshot, settings);
+    }
+
+    /// Changes some values and keeps the others: `changed` entries replace those with the same
+    /// key (or add the key), `deleted` keys are removed. Changed keys are decoded into the types
+    /// they are read as and every [`Setting`] is refreshed, as with [`LiveConfig::replace`], but
+    /// the cost grows with the number of keys changed, not the number held. Does nothing (and
+    /// signals no update) when nothing differs. Sources call this; business code only reads.
+    pub fn apply<K: AsRef<str>>(
+        &self,
+        changed: impl IntoIterator<Item = ConfigEntry>,
+        deleted: impl IntoIterator<Item = K>,
+    ) {
+        let settings = lock(&self.shared.settings);
+        let current = self.shared.current.load();
+        let mut next = ConfigSnapshot {
+            env: current.env.clone(),
+            by_key: current.by_key.clone(),
+            problems: Arc::clone(&current.problems),
+        };
+        let mut any = false;
+        for key in deleted {
+            let key = key.as_ref();
+            if next.by_key.remove(key) {
+                any = true;
+                // A deleted key has no problem left: readers get their defaults.
+                lock(&next.problems).retain(|(problem, _), _| problem != key);
+            }
+        }
+        for entry in changed {
+            let stored = match current.by_key.get(entry.key.as_str()) {
+                Some(old) if *old.entry == entry => continue,
+                Some(old) => Stored::succeed(old, Arc::new(entry), &next.problems),
+                None => Stored::new(entry),
+            };
+            any = true;
+            next.by_key
+                .insert(Arc::from(stored.entry.key.as_str()), stored);
+        }
+        drop(current);
+        if any {
+            self.publish(next, settings);
+        }
+    }
+
+    /// Stores `snapshot`, refreshes every [`Setting`] (under `settings`, the lock) and signals
+    /// the update.
+    fn publish(
+        &self,
+        snapshot: ConfigSnapshot,
+        mut settings: MutexGuard<'_, Vec<Weak<dyn Refresh>>>,
+    ) {
         let snapshot = Arc::new(snapshot);
         self.shared.current.store(Arc::clone(&snapshot));
         settings.retain(|weak| match weak.upgrade() {

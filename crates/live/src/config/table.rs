@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 use super::{ConfigEntry, ConfigSnapshot, LiveConfig};
-use crate::{Feed, FeedError, FeedOptions, Table};
+use crate::{Feed, FeedError, FeedOptions, KeyedTable, Notice, Table, Update};
 
 /// The NOTIFY channel the table's trigger announces changes on. The payload is
 /// `{"env": .., "key": .., "revision": .., "op": ..}`, never the value.
@@ -61,6 +61,49 @@ pub async fn load_env(pool: &PgPool, env: &str) -> Result<Vec<ConfigEntry>, sqlx
     Ok(rows.into_iter().map(entry_from_row).collect())
 }
 
+/// Loads the entries of environment `env` with the given keys; absent keys are left out.
+async fn load_keys(
+    pool: &PgPool,
+    env: &str,
+    keys: &[String],
+) -> Result<Vec<ConfigEntry>, sqlx::Error> {
+    // One key is by far the most common case, and gets its own statement: sqlx prepares
+    // statements, and PostgreSQL's generic plan for `key = ANY($2)` (array size unknown) can
+    // be a scan of the whole environment, ten times the cost of the unique-index lookup that
+    // `key = $2` always gets. Every client runs this on every change.
+    let rows: Vec<EntryRow> = if let [key] = keys {
+        sqlx::query_as(
+            "SELECT key, value, revision, description, updated_by FROM platform_config
+             WHERE env = $1 AND key = $2",
+        )
+        .bind(env)
+        .bind(key)
+        .fetch_all(pool)
+        .await?
+    } else {
+        sqlx::query_as(
+            "SELECT key, value, revision, description, updated_by FROM platform_config
+             WHERE env = $1 AND key = ANY($2)",
+        )
+        .bind(env)
+        .bind(keys)
+        .fetch_all(pool)
+        .await?
+    };
+    Ok(rows.into_iter().map(entry_from_row).collect())
+}
+
+/// The trigger's NOTIFY payload.
+#[derive(serde::Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    env: std::borrow::Cow<'a, str>,
+    key: String,
+    revision: i64,
+    #[serde(borrow)]
+    op: std::borrow::Cow<'a, str>,
+}
+
 struct ConfigTable {
     env: String,
     /// `platform_config/<env>`: in logs, and in the snapshot file so that one environment's
@@ -84,10 +127,44 @@ impl Table for ConfigTable {
     }
 }
 
+impl KeyedTable for ConfigTable {
+    fn notice(&self, payload: &str) -> Notice {
+        let Ok(payload) = serde_json::from_str::<Payload<'_>>(payload) else {
+            // Not the trigger's payload (an older trigger, or a hand-written NOTIFY): reload.
+            return Notice::Reload;
+        };
+        if payload.env != self.env {
+            return Notice::Ignore;
+        }
+        Notice::Row {
+            key: payload.key,
+            revision: payload.revision,
+            deleted: payload.op == "DELETE",
+        }
+    }
+
+    fn key(row: &ConfigEntry) -> &str {
+        &row.key
+    }
+
+    fn revision(row: &ConfigEntry) -> i64 {
+        row.revision
+    }
+
+    async fn load_keys(
+        &self,
+        pool: &PgPool,
+        keys: &[String],
+    ) -> Result<Vec<ConfigEntry>, sqlx::Error> {
+        load_keys(pool, &self.env, keys).await
+    }
+}
+
 /// Live config for environment `env` that follows the `platform_config` table: loaded whole at
-/// start, reloaded within milliseconds of any change (including plain SQL), polled as a safety
-/// net, kept through database outages, and started from the snapshot file when the database is
-/// down at start.
+/// start; on each change (including plain SQL) only the key the notification names is loaded
+/// and swapped in, within milliseconds; reloaded whole after every reconnection and on every
+/// poll as a safety net; kept through database outages; and started from the snapshot file when
+/// the database is down at start.
 ///
 /// Keep the returned [`Feed`] alive for as long as the values should follow the table; its
 /// status is what a health check reports.
@@ -103,8 +180,11 @@ pub async fn watch(
         name: format!("platform_config/{env}"),
     };
     let env = env.to_owned();
-    let feed = crate::start(pool, table, options, move |rows: &[ConfigEntry]| {
-        target.replace(ConfigSnapshot::new(env.clone(), rows.iter().cloned()));
+    let feed = crate::start_keyed(pool, table, options, move |update| match update {
+        Update::Reloaded(rows) => {
+            target.replace(ConfigSnapshot::new(env.clone(), rows.iter().cloned()));
+        }
+        Update::Changed { changed, deleted } => target.apply(changed.iter().cloned(), deleted),
     })
     .await?;
     Ok((config, feed))
