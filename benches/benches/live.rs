@@ -159,6 +159,9 @@ fn reads(c: &mut Criterion) {
     group.bench_function("groundwork-live Setting<u32>::get", |b| {
         b.iter(|| *black_box(&expiry).get());
     });
+    group.bench_function("groundwork-live Setting<u32>::with", |b| {
+        b.iter(|| black_box(&expiry).with(|minutes| *minutes));
+    });
     group.bench_function("groundwork-live LiveConfig::get_or::<u32>", |b| {
         b.iter(|| black_box(&live).get_or(black_box(EXPIRY), 15_u32));
     });
