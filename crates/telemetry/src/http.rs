@@ -17,15 +17,16 @@
 //! named by the matched route (`/v1/orders/{id}`), not the raw path, which keeps label cardinality
 //! bounded.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use metrics::{Gauge, Histogram, Key, Label, Recorder as _};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -74,6 +75,9 @@ impl fmt::Display for RequestId {
 pub struct HttpMetrics {
     recorder: Arc<PrometheusRecorder>,
     active: Gauge,
+    /// Histograms by route, then method and status: registering one per request would build its
+    /// labels and hash them every time.
+    durations: Arc<RwLock<DurationsByRoute>>,
 }
 
 impl fmt::Debug for HttpMetrics {
@@ -100,7 +104,11 @@ impl HttpMetrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = Arc::new(builder.build_recorder());
         let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
-        Self { recorder, active }
+        Self {
+            recorder,
+            active,
+            durations: Arc::default(),
+        }
     }
 
     /// Makes this registry the process-wide `metrics` recorder, so the service's own
@@ -136,18 +144,36 @@ impl HttpMetrics {
         })
     }
 
-    fn duration(&self, method: &str, route: &str, status: u16) -> Histogram {
+    fn duration(&self, method: &Method, route: &str, status: u16) -> Histogram {
+        let lookup = |map: &DurationsByRoute| {
+            map.get(route)?
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status)
+                .map(|(_, _, histogram)| histogram.clone())
+        };
+        if let Some(histogram) = self.durations.read().ok().as_deref().and_then(lookup) {
+            return histogram;
+        }
         let labels = [
-            Label::new("method", method.to_owned()),
+            Label::new("method", method.as_str().to_owned()),
             Label::new("route", route.to_owned()),
             Label::new("status", status.to_string()),
         ];
-        self.recorder.register_histogram(
+        let histogram = self.recorder.register_histogram(
             &Key::from_parts(REQUEST_DURATION, labels.to_vec()),
             &METADATA,
-        )
+        );
+        if let Ok(mut map) = self.durations.write() {
+            map.entry(route.into())
+                .or_default()
+                .push((method.clone(), status, histogram.clone()));
+        }
+        histogram
     }
 }
+
+/// Duration histograms by route, then by method and status.
+type DurationsByRoute = HashMap<Box<str>, Vec<(Method, u16, Histogram)>>;
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -218,34 +244,36 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let method = request.method().as_str().to_owned();
+        let method = request.method().clone();
         let route = request
             .extensions()
             .get::<MatchedPath>()
-            .map(|path| path.as_str().to_owned());
+            .map(|path| Arc::<str>::from(path.as_str()));
         let request_id = request_id(request.headers());
         let span_name = match &route {
             Some(route) => format!("{method} {route}"),
-            None => method.clone(),
+            None => method.as_str().to_owned(),
         };
+        // Plain `&str` values, not `%` (Display): both layers record them without formatting.
         let span = tracing::info_span!(
             "http.server.request",
-            otel.name = %span_name,
+            otel.name = span_name.as_str(),
             otel.kind = "server",
             otel.status_code = Empty,
-            http.request.method = %method,
+            http.request.method = method.as_str(),
             http.route = route.as_deref(),
-            url.path = %request.uri().path(),
+            url.path = request.uri().path(),
             http.response.status_code = Empty,
-            requestId = %request_id,
+            requestId = request_id.as_str(),
         );
         // Only fails when no OpenTelemetry layer is installed, and then there are no ids to continue.
         let _ = span.set_parent(crate::extract(&HeaderExtractor(request.headers())));
 
-        if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-            request.headers_mut().insert(REQUEST_ID, value);
+        let header = HeaderValue::from_str(request_id.as_str()).ok();
+        if let Some(value) = &header {
+            request.headers_mut().insert(REQUEST_ID, value.clone());
         }
-        request.extensions_mut().insert(request_id.clone());
+        request.extensions_mut().insert(request_id);
 
         let active = self.metrics.as_ref().map(|metrics| {
             metrics.active.increment(1.0);
@@ -271,7 +299,7 @@ where
                     .record(started.elapsed().as_secs_f64());
             }
             result.map(|mut response| {
-                if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+                if let Some(value) = header {
                     response.headers_mut().insert(REQUEST_ID, value);
                 }
                 response
@@ -299,12 +327,17 @@ fn request_id(headers: &HeaderMap) -> RequestId {
                 && id.len() <= MAX_REQUEST_ID_LEN
                 && id.bytes().all(|b| b.is_ascii_graphic())
         });
-    match incoming {
-        Some(id) => RequestId(Arc::from(id)),
-        None => RequestId(Arc::from(
-            format!("{}", RandomIdGenerator::default().new_trace_id()).as_str(),
-        )),
+    if let Some(id) = incoming {
+        return RequestId(Arc::from(id));
     }
+    // 32 lowercase hex digits, like a trace id, formatted on the stack.
+    let id = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
+    let mut hex = [0_u8; 32];
+    for (index, digit) in hex.iter_mut().enumerate() {
+        let nibble = (id >> (4 * (31 - index))) & 0xf;
+        *digit = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
+    }
+    RequestId(Arc::from(std::str::from_utf8(&hex).unwrap_or_default()))
 }
 
 /// Writes the current span's context into outgoing request headers (`traceparent`, `tracestate`),

@@ -72,10 +72,12 @@ impl<W> JsonLayer<W> {
     }
 }
 
-/// The fields a span recorded, each already serialized as a JSON value.
+/// The fields a span recorded, each already serialized as a JSON value: one buffer and the range
+/// of each value in it, so a span costs two allocations however many fields it has.
 #[derive(Debug, Default)]
 struct SpanFields {
-    entries: Vec<(&'static str, String)>,
+    json: String,
+    entries: Vec<(&'static str, std::ops::Range<usize>)>,
 }
 
 impl SpanFields {
@@ -85,14 +87,21 @@ impl SpanFields {
         if name.starts_with("otel.") {
             return;
         }
+        // A value recorded again is appended; the old bytes stay unused until the span closes.
+        let start = self.json.len();
+        write(&mut self.json);
+        let range = start..self.json.len();
         if let Some((_, value)) = self.entries.iter_mut().find(|(n, _)| *n == name) {
-            value.clear();
-            write(value);
+            *value = range;
         } else {
-            let mut value = String::new();
-            write(&mut value);
-            self.entries.push((name, value));
+            self.entries.push((name, range));
         }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.entries
+            .iter()
+            .map(|(name, range)| (*name, self.json.get(range.clone()).unwrap_or("null")))
     }
 }
 
@@ -269,8 +278,8 @@ where
                 let Some(fields) = extensions.get::<SpanFields>() else {
                     continue;
                 };
-                for (name, value) in &fields.entries {
-                    if buffers.names.contains(name) {
+                for (name, value) in fields.iter() {
+                    if buffers.names.contains(&name) {
                         continue;
                     }
                     if !buffers.names.is_empty() {

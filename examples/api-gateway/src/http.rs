@@ -1,6 +1,7 @@
 //! Routes, the read-only handlers, and the JSON answers every handler shares.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -16,7 +17,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/matching/weights", get(matching_weights))
         .route("/v1/features", get(features))
         .route("/v1/orders", post(crate::orders::create_order))
-        .with_state(state)
+        // Shared, not cloned per request: the state holds pools and a channel.
+        .with_state(Arc::new(state))
 }
 
 /// `200` with `value` as JSON.
@@ -45,7 +47,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 }
 
 /// `GET /v1/matching/weights`: the current value of `matching.algorithm.weights`, as stored.
-async fn matching_weights(State(state): State<AppState>) -> Response {
+async fn matching_weights(State(state): State<Arc<AppState>>) -> Response {
     // Decoded once per change and cached by the live config; a read is a lookup.
     match state.config.get::<serde_json::Value>(WEIGHTS_KEY) {
         Some(value) => json(StatusCode::OK, &*value),
@@ -67,7 +69,7 @@ struct Features<'a> {
 }
 
 /// `GET /v1/features?tenant=T`: every known flag, evaluated for the tenant.
-async fn features(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+async fn features(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
     let tenant = query.as_deref().and_then(|query| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name == "tenant")

@@ -9,6 +9,7 @@ use deadpool_redis::redis;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::AppState;
 use crate::http::{error, json};
@@ -58,7 +59,7 @@ const MAX_AMOUNT: f64 = 1e12;
 const RESERVATION_SECS: u64 = 60;
 
 pub(crate) async fn create_order(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
