@@ -1,7 +1,8 @@
 //! `GET /v1/matching/weights` over HTTP on loopback: the api-gateway with its full middleware
 //! stack (telemetry layer with span, request id and metrics, JSON log subscriber installed, the
 //! value read from hot-reload config) against a bare axum handler returning the same JSON, in one
-//! run. Each iteration is one request on a kept-alive connection, so time per request is the
+//! run, and the bare handler behind the telemetry layer alone, which splits the difference into
+//! the layer's share and the gateway's. Each iteration is one request on a kept-alive connection, so time per request is the
 //! inverse of one connection's throughput.
 //!
 //! Needs PostgreSQL, Redis and RabbitMQ (`cargo xtask infra up`).
@@ -24,6 +25,7 @@ const WEIGHTS: &str = r#"{"price":0.4,"rating":0.3,"distance":0.2,"availability"
 struct Fixture {
     gateway: SocketAddr,
     bare: SocketAddr,
+    layered: SocketAddr,
     _runtime: tokio::runtime::Runtime,
     _telemetry: Telemetry,
     _resources: (TestDatabase, TestRedis, TestAmqp),
@@ -40,7 +42,7 @@ fn fixture() -> anyhow::Result<Fixture> {
         .writer(std::io::sink)
         .build()?
         .install()?;
-    let (gateway, bare, resources) = runtime.block_on(async {
+    let (gateway, bare, layered, resources) = runtime.block_on(async {
         let db = TestDatabase::create().await?;
         let redis = TestRedis::create().await?;
         let amqp = TestAmqp::create().await?;
@@ -73,15 +75,21 @@ fn fixture() -> anyhow::Result<Fixture> {
                 )
             }),
         );
+        let metrics = groundwork_telemetry::http::HttpMetrics::new();
+        let layered = bare.clone().layer(
+            groundwork_telemetry::http::TelemetryLayer::new().with_metrics(metrics),
+        );
         let gateway_addr = serve(gateway.router.clone()).await?;
         let bare_addr = serve(bare).await?;
+        let layered_addr = serve(layered).await?;
         // Kept alive for the whole run: the feeds and connections belong to it.
         std::mem::forget(gateway);
-        anyhow::Ok((gateway_addr, bare_addr, (db, redis, amqp)))
+        anyhow::Ok((gateway_addr, bare_addr, layered_addr, (db, redis, amqp)))
     })?;
     Ok(Fixture {
         gateway,
         bare,
+        layered,
         _runtime: runtime,
         _telemetry: telemetry,
         _resources: resources,
@@ -151,6 +159,10 @@ fn weights(c: &mut Criterion) {
     for (name, address) in [
         ("gateway/weights/full_middleware", fixture.gateway),
         ("gateway/weights/bare_axum", fixture.bare),
+        (
+            "gateway/weights/bare_axum_with_telemetry_layer",
+            fixture.layered,
+        ),
     ] {
         let mut client = match Client::connect(address, "/v1/matching/weights") {
             Ok(client) => client,
