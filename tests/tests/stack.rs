@@ -1,8 +1,9 @@
 //! The three example services as real processes, against real PostgreSQL, Redis, RabbitMQ and
 //! ClickHouse, exporting spans to an in-test OTLP collector: one order with a `traceparent` is
 //! followed through every service's JSON logs and exported spans into `/v1/stats`; flags and
-//! config change without a restart; a killed worker leaves its messages queued and a restarted one
-//! processes each exactly once; a backup of the gateway's database restores and verifies.
+//! config (the log level included) change without a restart; a killed worker leaves its messages
+//! queued and a restarted one processes each exactly once; a backup of the gateway's database
+//! restores and verifies.
 //!
 //! The test builds the service binaries with the cargo that runs it, starts each in an empty
 //! working directory (so no `.env` or `config/` of the developer's leaks in), and owns every
@@ -261,6 +262,7 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     ]);
     let worker_env = with(&[
         ("DATABASE_URL", db.url()),
+        ("CONFIG_ENV", "test"),
         ("ORDERS_EXCHANGE", &orders_exchange),
         ("QUEUE", &worker_queue),
         ("DEAD_LETTER_EXCHANGE", &amqp.name("worker-dlx")),
@@ -269,6 +271,9 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
         ("RETRY_BACKOFF_MS", "50"),
     ]);
     let ingest_env = with(&[
+        // Only for following `log.level`; the ingest stores nothing in PostgreSQL.
+        ("DATABASE_URL", db.url()),
+        ("CONFIG_ENV", "test"),
         ("CLICKHOUSE_URL", clickhouse.url()),
         ("CLICKHOUSE_DATABASE", clickhouse.database()),
         ("ANALYTICS_EXCHANGE", &analytics_exchange),
@@ -400,6 +405,33 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     let weights: Value = serde_json::from_str(&weights)?;
     assert_eq!(weights["price"], 0.6, "{weights}");
     println!("config change visible in /v1/matching/weights after {took:?}");
+
+    // Every service follows the log level in `platform_config` without a restart.
+    let directives = "info,sqlx=warn";
+    sqlx::query(
+        "INSERT INTO platform_config (env, key, value, updated_by) VALUES ('test', 'log.level', $1, 'e2e')",
+    )
+    .bind(Value::from(directives))
+    .execute(db.pool())
+    .await?;
+    for service in [&gateway, &worker, &ingest] {
+        let ((), took) = eventually(
+            Duration::from_secs(10),
+            &format!("{} applying log.level", service.name),
+            || async {
+                Ok(service
+                    .log()?
+                    .iter()
+                    .any(|line| {
+                        line["message"] == "log level changed"
+                            && line["context"]["level"] == directives
+                    })
+                    .then_some(()))
+            },
+        )
+        .await?;
+        println!("{} applied log.level after {took:?}", service.name);
+    }
 
     // The worker dies; orders keep coming and wait in its queue.
     worker.kill()?;

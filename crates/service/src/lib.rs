@@ -5,7 +5,7 @@ pub mod amqp;
 #[cfg(feature = "live")]
 mod log_level;
 #[cfg(feature = "live")]
-pub use log_level::{LOG_LEVEL_KEY, follow_log_level};
+pub use log_level::{LOG_LEVEL_KEY, LogLevelError, LogLevelFollower, follow_log_level};
 
 use std::future::Future;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! running service with one `UPDATE platform_config ...` and turn it off again.
 
 use groundwork_live::config::LiveConfig;
+use groundwork_live::{Feed, FeedError, FeedOptions};
 use groundwork_telemetry::LogLevelHandle;
 
 /// The config key services read their log level from.
@@ -50,4 +51,51 @@ fn apply(level: &LogLevelHandle, key: &str, revision: i64, value: &serde_json::V
         Ok(()) => tracing::info!(key, revision, level = directives, "log level changed"),
         Err(error) => tracing::warn!(key, revision, %error, "log level not changed"),
     }
+}
+
+/// A service without hot-reload config of its own following `log.level` anyway: the config
+/// feed and the task applying the level. Stop it with [`LogLevelFollower::shutdown`].
+#[derive(Debug)]
+pub struct LogLevelFollower {
+    feed: Feed,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogLevelFollower {
+    /// Follows `log.level` of environment `env` in the `platform_config` table at `database_url`
+    /// on a pool of its own (at most two connections: the listener and loads). Fails when the
+    /// table cannot be read, e.g. before the service that owns it has migrated the database.
+    pub async fn start(
+        database_url: &str,
+        env: &str,
+        level: LogLevelHandle,
+        fallback: String,
+    ) -> Result<Self, LogLevelError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy(database_url)
+            .map_err(|_| LogLevelError::InvalidUrl)?;
+        let (config, feed) =
+            groundwork_live::config::watch(pool, env, FeedOptions::default()).await?;
+        let task = follow_log_level(&config, LOG_LEVEL_KEY, level, fallback);
+        Ok(Self { feed, task })
+    }
+
+    /// Stops following: the level stays where it is.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        self.feed.shutdown().await;
+    }
+}
+
+/// Why [`LogLevelFollower::start`] could not follow the level.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogLevelError {
+    /// The database URL does not parse (it is not quoted: it may hold a password).
+    #[error("the database URL for the log level is not a valid PostgreSQL URL")]
+    InvalidUrl,
+    /// `platform_config` could not be loaded.
+    #[error(transparent)]
+    Feed(#[from] FeedError),
 }

@@ -68,6 +68,14 @@ pub struct Settings {
     /// Port the HTTP server listens on.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// PostgreSQL with the platform's `platform_config`: only to follow `log.level` at run time;
+    /// the level stays as started when unset.
+    #[serde(default)]
+    #[schemars(example = "postgres://app:app@localhost:5432/app")]
+    pub database_url: Option<SecretUrl>,
+    /// The `env` column of `platform_config` whose `log.level` is followed.
+    #[serde(default = "default_config_env")]
+    pub config_env: String,
     /// ClickHouse HTTP endpoint, `http://[user[:password]@]host:port`.
     #[schemars(example = "http://localhost:8123")]
     pub clickhouse_url: SecretUrl,
@@ -119,6 +127,10 @@ impl Settings {
     pub fn telemetry(&self) -> TelemetrySettings {
         self.telemetry.with_service_default(SERVICE_NAME)
     }
+}
+
+fn default_config_env() -> String {
+    "development".to_owned()
 }
 
 fn default_host() -> String {

@@ -59,6 +59,10 @@ pub struct Settings {
     /// PostgreSQL connection string: the gateway's database, where orders live.
     #[schemars(example = "postgres://app:app@localhost:5432/app")]
     pub database_url: SecretUrl,
+    /// The `env` column of `platform_config` whose `log.level` sets this service's log level at
+    /// run time (development, test, staging, production).
+    #[serde(default = "default_config_env")]
+    pub config_env: String,
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
@@ -105,6 +109,10 @@ impl Settings {
     pub fn telemetry(&self) -> TelemetrySettings {
         self.telemetry.with_service_default(SERVICE_NAME)
     }
+}
+
+fn default_config_env() -> String {
+    "development".to_owned()
 }
 
 fn default_host() -> String {
