@@ -81,6 +81,24 @@ impl LogLevelFollower {
         Ok(Self { feed, task })
     }
 
+    /// [`start`](Self::start) when `database_url` is given; a failure is logged as a warning and
+    /// the level stays as started: a log level is not worth refusing to start over.
+    pub async fn start_or_warn(
+        database_url: Option<&str>,
+        env: &str,
+        level: LogLevelHandle,
+        fallback: String,
+    ) -> Option<Self> {
+        let database_url = database_url?;
+        match Self::start(database_url, env, level, fallback).await {
+            Ok(follower) => Some(follower),
+            Err(error) => {
+                tracing::warn!(%error, "the log level stays as started; it will not follow log.level");
+                None
+            }
+        }
+    }
+
     /// Stops following: the level stays where it is.
     pub async fn shutdown(self) {
         self.task.abort();

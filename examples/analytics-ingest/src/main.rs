@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use groundwork_config::ExposeSecret as _;
+use groundwork_config::ExposeSecret;
 use groundwork_example_analytics_ingest::Settings;
 use groundwork_service::{LogLevelFollower, ServeOptions, Shutdown};
 
@@ -13,33 +13,23 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = groundwork_config::load_or_exit();
     let telemetry_settings = settings.telemetry();
     let telemetry = groundwork_telemetry::init(&telemetry_settings)?;
-    let log_level_source = (
+    let address = format!("{}:{}", settings.host, settings.port);
+
+    // The level follows `log.level` in `platform_config` from now on.
+    let log_level = LogLevelFollower::start_or_warn(
         settings
             .database_url
             .as_ref()
-            .map(|url| url.expose_secret().to_owned()),
-        settings.config_env.clone(),
-    );
-    let address = format!("{}:{}", settings.host, settings.port);
+            .map(ExposeSecret::expose_secret),
+        &settings.config_env,
+        telemetry.log_level().clone(),
+        telemetry_settings.log_directives()?,
+    )
+    .await;
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
     let ingest = groundwork_example_analytics_ingest::start(settings, shutdown.clone()).await?;
-    let log_level = match log_level_source {
-        (Some(url), env) => {
-            let start_level = telemetry_settings.log_directives()?;
-            match LogLevelFollower::start(&url, &env, telemetry.log_level().clone(), start_level)
-                .await
-            {
-                Ok(follower) => Some(follower),
-                Err(error) => {
-                    tracing::warn!(%error, "the log level stays as started; it will not follow log.level");
-                    None
-                }
-            }
-        }
-        (None, _) => None,
-    };
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| {
