@@ -1,0 +1,144 @@
+//! Architecture invariants from `ARCHITECTURE.md` that can be checked mechanically, so that they
+//! stay true as the code changes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, found)?;
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Library source of every crate under `crates/`: `src/` without binaries (`main.rs`, `src/bin/`).
+fn library_sources() -> Result<Vec<(String, PathBuf)>> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("crates"))? {
+        let crate_dir = entry?.path();
+        let Some(name) = crate_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let mut files = Vec::new();
+        rust_files(&crate_dir.join("src"), &mut files)?;
+        for file in files {
+            let binary =
+                file.ends_with("main.rs") || file.components().any(|c| c.as_os_str() == "bin");
+            if !binary {
+                sources.push((name.clone(), file));
+            }
+        }
+    }
+    if sources.is_empty() {
+        bail!("no library sources found under crates/");
+    }
+    Ok(sources)
+}
+
+/// Code lines of a file: comment lines (docs, examples in docs) dropped.
+fn code_lines(path: &Path) -> Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with("//"))
+        .map(|(index, line)| (index + 1, line.to_owned()))
+        .collect())
+}
+
+#[test]
+fn no_library_but_config_and_the_test_kit_reads_environment_variables() -> Result<()> {
+    let mut offenders = Vec::new();
+    for (name, file) in library_sources()? {
+        if name == "config" || name == "testkit" {
+            continue;
+        }
+        for (line_number, line) in code_lines(&file)? {
+            if line.contains("env::var") || line.contains("env::vars") {
+                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code reading the environment (only groundwork-config may):\n{}",
+        offenders.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn only_the_health_crate_among_libraries_chooses_route_paths() -> Result<()> {
+    let mut offenders = Vec::new();
+    for (name, file) in library_sources()? {
+        if name == "health" {
+            continue;
+        }
+        for (line_number, line) in code_lines(&file)? {
+            if line.contains(".route(\"/") || line.contains(".nest(\"/") {
+                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code choosing HTTP paths (services and groundwork-health do):\n{}",
+        offenders.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_flags_core_builds_without_a_database_or_a_runtime() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "tree",
+            "-p",
+            "groundwork-flags",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tree = String::from_utf8(output.stdout)?;
+    assert!(
+        tree.lines().any(|line| line.starts_with("arc-swap ")),
+        "cargo tree printed no dependency list:\n{tree}"
+    );
+    for forbidden in ["sqlx ", "tokio ", "lapin ", "reqwest "] {
+        assert!(
+            !tree.lines().any(|line| line.starts_with(forbidden)),
+            "groundwork-flags without features depends on {forbidden}:\n{tree}"
+        );
+    }
+    Ok(())
+}
