@@ -363,9 +363,12 @@ fn infra_value(infra: &[(String, String)], key: &str) -> Result<String> {
 
 /// `url` with its database (the path) replaced by `database`, query kept.
 fn with_database(url: &str, database: &str) -> Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .with_context(|| format!("DATABASE_URL {} is not a URL", redact_password(url)))?;
+    let (scheme, rest) = url.split_once("://").with_context(|| {
+        format!(
+            "DATABASE_URL {} is not a URL",
+            groundwork_config::redact_url(url)
+        )
+    })?;
     let (authority, query) = match rest.split_once('/') {
         Some((authority, path)) => (authority, path.split_once('?').map(|(_, query)| query)),
         None => match rest.split_once('?') {
@@ -378,19 +381,6 @@ fn with_database(url: &str, database: &str) -> Result<String> {
         let _ = write!(out, "?{query}");
     }
     Ok(out)
-}
-
-fn redact_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 /// Creates the stack's database when missing and returns its URL.
@@ -409,7 +399,7 @@ fn prepare_postgres(infra: &[(String, String)]) -> Result<String> {
     if !exists.status.success() {
         bail!(
             "cannot query PostgreSQL at {} with psql",
-            redact_password(&server)
+            groundwork_config::redact_url(&server)
         );
     }
     if exists.stdout.trim_ascii() != b"1" {
@@ -423,7 +413,7 @@ fn prepare_postgres(infra: &[(String, String)]) -> Result<String> {
         if !created.success() {
             bail!(
                 "cannot create database {DATABASE} on {}",
-                redact_password(&server)
+                groundwork_config::redact_url(&server)
             );
         }
         println!("created database {DATABASE}");
