@@ -196,3 +196,36 @@ fn applying_changes_touches_only_the_keys_named() {
     config.apply([entry("added", json!(true), 5_001)], ["absent"]);
     assert!(!updates.has_changed().unwrap_or(true));
 }
+
+#[test]
+fn many_configs_read_on_one_thread_each_see_their_own_latest_values() {
+    // More instances than a thread keeps cached snapshots of, read in turns, each replaced in
+    // between: every read must see its own instance's latest value.
+    let configs: Vec<LiveConfig> = (0..7)
+        .map(|n| LiveConfig::new(snapshot(&[("limit", json!(n), 1)])))
+        .collect();
+    for round in 1..=3_i64 {
+        for (n, config) in (0_i64..).zip(&configs) {
+            assert_eq!(config.get_or("limit", -1_i64), n + 10 * (round - 1));
+            config.replace(snapshot(&[("limit", json!(n + 10 * round), round + 1)]));
+            assert_eq!(
+                config.get_or("limit", -1_i64),
+                n + 10 * round,
+                "right after replace"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_change_made_on_another_thread_is_read_on_this_one() -> Result<()> {
+    let config = LiveConfig::new(snapshot(&[("limit", json!(1), 1)]));
+    assert_eq!(config.get_or("limit", 0_u32), 1);
+    let writer = config.clone();
+    std::thread::spawn(move || writer.replace(snapshot(&[("limit", json!(2), 2)])))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    assert_eq!(config.get_or("limit", 0_u32), 2);
+    assert_eq!(config.value("limit"), Some(json!(2)));
+    Ok(())
+}

@@ -15,8 +15,10 @@ mod source;
 mod table;
 
 use std::any::{Any, TypeId};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
@@ -501,10 +503,53 @@ pub struct LiveConfig {
 }
 
 struct Shared {
+    /// Unique per `LiveConfig` for the life of the process, so thread caches never confuse two.
+    id: u64,
+    /// Incremented after every store to `current`: a thread whose cached snapshot carries an
+    /// older generation loads the current one.
+    generation: AtomicU64,
     current: ArcSwap<ConfigSnapshot>,
     /// Every live [`Setting`]; refreshed under this lock so none misses a replacement.
     settings: Mutex<Vec<Weak<dyn Refresh>>>,
     updates: signal::Sender<u64>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many `LiveConfig`s a thread keeps a snapshot of; services have one or two.
+const READ_CACHE_SLOTS: usize = 4;
+
+thread_local! {
+    static READ_CACHE: RefCell<ReadCache> = const { RefCell::new(ReadCache { entries: Vec::new() }) };
+}
+
+/// A thread's last-read snapshots: `(LiveConfig id, generation, snapshot)`.
+struct ReadCache {
+    entries: Vec<(u64, u64, Arc<ConfigSnapshot>)>,
+}
+
+impl ReadCache {
+    fn snapshot(
+        &mut self,
+        id: u64,
+        generation: u64,
+        load: impl FnOnce() -> Arc<ConfigSnapshot>,
+    ) -> &ConfigSnapshot {
+        let index = if let Some(index) = self.entries.iter().position(|entry| entry.0 == id) {
+            if self.entries[index].1 != generation {
+                // Loaded after the generation was read, so never older than that generation.
+                self.entries[index] = (id, generation, load());
+            }
+            index
+        } else {
+            if self.entries.len() >= READ_CACHE_SLOTS {
+                self.entries.remove(0);
+            }
+            self.entries.push((id, generation, load()));
+            self.entries.len() - 1
+        };
+        &self.entries[index].2
+    }
 }
 
 fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -534,6 +579,8 @@ impl LiveConfig {
     pub fn new(snapshot: ConfigSnapshot) -> Self {
         Self {
             shared: Arc::new(Shared {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                generation: AtomicU64::new(0),
                 current: ArcSwap::from_pointee(snapshot),
                 settings: Mutex::new(Vec::new()),
                 updates: signal::Sender::new(0),
@@ -547,7 +594,7 @@ impl LiveConfig {
     /// `None` when the key is absent, or has never decoded as `T`.
     #[inline]
     pub fn get<T: DeserializeOwned + Send + Sync + 'static>(&self, key: &str) -> Option<Arc<T>> {
-        self.shared.current.load().get::<T>(key)
+        self.read(|snapshot| snapshot.get::<T>(key))
     }
 
     /// The value of `key` as `T`, or `default` when [`LiveConfig::get`] has none: the seed's
@@ -558,22 +605,48 @@ impl LiveConfig {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let snapshot = self.shared.current.load();
-        let Some(stored) = snapshot.by_key.get(key) else {
-            return default;
-        };
-        // The hot path: the value is cached; clone it without touching reference counts.
-        if let Some(value) = stored.read_cached(T::clone) {
-            return value;
-        }
-        stored
-            .get::<T>(&snapshot.problems)
-            .map_or(default, |value| T::clone(&value))
+        self.read(|snapshot| {
+            let Some(stored) = snapshot.by_key.get(key) else {
+                return default;
+            };
+            // The hot path: the value is cached; clone it without touching reference counts.
+            if let Some(value) = stored.read_cached(T::clone) {
+                return value;
+            }
+            stored
+                .get::<T>(&snapshot.problems)
+                .map_or(default, |value| T::clone(&value))
+        })
     }
 
     /// The raw JSON value of `key`.
     pub fn value(&self, key: &str) -> Option<serde_json::Value> {
-        self.shared.current.load().value(key).cloned()
+        self.read(|snapshot| snapshot.value(key).cloned())
+    }
+
+    /// Calls `read` with the current snapshot. Each thread keeps the snapshot it last read of the
+    /// few `LiveConfig`s it reads, with the generation it had; while the generation is unchanged
+    /// a read costs one atomic load instead of arc-swap's reference bookkeeping. A thread holds
+    /// on to a replaced snapshot until its next read (or until it exits).
+    #[inline]
+    fn read<R>(&self, read: impl FnOnce(&ConfigSnapshot) -> R) -> R {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let mut read = Some(read);
+        let cached = READ_CACHE.try_with(|cell| {
+            let mut cache = cell.try_borrow_mut().ok()?;
+            let snapshot = cache.snapshot(self.shared.id, generation, || {
+                self.shared.current.load_full()
+            });
+            read.take().map(|read| read(snapshot))
+        });
+        if let Ok(Some(result)) = cached {
+            return result;
+        }
+        // No thread cache (the thread is exiting, or a read inside a read): read directly.
+        match read.take() {
+            Some(read) => read(&self.shared.current.load()),
+            None => unreachable!("the read closure ran and returned its result above"),
+        }
     }
 
     /// A typed, live view of `key`, refreshed when the key changes, so that [`Setting::get`]
@@ -675,6 +748,8 @@ impl LiveConfig {
     ) {
         let snapshot = Arc::new(snapshot);
         self.shared.current.store(Arc::clone(&snapshot));
+        // After the store: a reader that sees the new generation loads the new snapshot.
+        self.shared.generation.fetch_add(1, Ordering::Release);
         settings.retain(|weak| match weak.upgrade() {
             Some(slot) => {
                 slot.refresh(&snapshot);
