@@ -1,5 +1,6 @@
-//! The log line contract, span field flattening, secrets, run-time level changes and the HTTP
-//! layer, with no collector configured.
+//! The log line contract, span field flattening, secrets and the HTTP layer, with no collector
+//! configured. Every subscriber here filters at `info`: tests whose subscribers change or differ
+//! in level live in `levels.rs`, since they would race on `tracing`'s process-wide callsite cache.
 
 mod common;
 
@@ -37,6 +38,7 @@ fn is_hex(text: &str, len: usize) -> bool {
 
 #[test]
 fn every_line_has_exactly_the_contract_keys_with_their_types() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let (telemetry, captured) = telemetry(&settings())?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
         tracing::warn!(attempt = 2, "outside any span");
@@ -127,6 +129,7 @@ fn every_line_has_exactly_the_contract_keys_with_their_types() -> anyhow::Result
 
 #[test]
 fn nested_spans_share_the_trace_and_each_has_its_own_span_id() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let (telemetry, captured) = telemetry(&settings())?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
         let outer = tracing::info_span!("outer");
@@ -144,6 +147,7 @@ fn nested_spans_share_the_trace_and_each_has_its_own_span_id() -> anyhow::Result
 
 #[test]
 fn span_fields_recorded_later_appear_in_the_context() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let (telemetry, captured) = telemetry(&settings())?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
         let span = tracing::info_span!("job", rows = tracing::field::Empty, stage = "load");
@@ -160,6 +164,7 @@ fn span_fields_recorded_later_appear_in_the_context() -> anyhow::Result<()> {
 
 #[test]
 fn secrets_never_reach_the_output() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let planted = "pl4nted-s3cret-value";
     let (telemetry, captured) = telemetry(&settings())?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
@@ -180,6 +185,7 @@ fn secrets_never_reach_the_output() -> anyhow::Result<()> {
 
 #[test]
 fn strings_that_need_escaping_stay_valid_json() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let nasty = "line\nbreak \"quoted\" back\\slash \u{1} 漢字";
     let (telemetry, captured) = telemetry(&settings())?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
@@ -192,56 +198,8 @@ fn strings_that_need_escaping_stay_valid_json() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_level_changes_at_run_time_and_a_bad_filter_changes_nothing() -> anyhow::Result<()> {
-    let (telemetry, captured) = telemetry(&settings())?;
-    tracing::dispatcher::with_default(telemetry.dispatch(), || -> anyhow::Result<()> {
-        tracing::debug!("hidden at info");
-        telemetry.log_level().set("debug")?;
-        tracing::debug!("visible at debug");
-        let error = telemetry
-            .log_level()
-            .set("info,[[[")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(error.contains("invalid log filter"), "{error}");
-        tracing::debug!("still visible");
-        telemetry.log_level().set("warn")?;
-        tracing::info!("hidden at warn");
-        Ok(())
-    })?;
-    let messages: Vec<String> = captured
-        .lines()?
-        .iter()
-        .filter_map(|line| str_at(line, "message").map(str::to_owned))
-        .collect();
-    assert_eq!(messages, ["visible at debug", "still visible"]);
-    assert_eq!(telemetry.log_level().current()?, "warn");
-    Ok(())
-}
-
-#[test]
-fn rust_log_directives_filter_by_target() -> anyhow::Result<()> {
-    let mut settings = settings();
-    settings.log_level = Some("debug".into());
-    settings.rust_log = Some("warn,log_lines=info".into());
-    let (telemetry, captured) = telemetry(&settings)?;
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
-        tracing::info!("from this target");
-        tracing::info!(target: "noisy_dependency", "from another target");
-        tracing::debug!("debug from this target");
-    });
-    let messages: Vec<String> = captured
-        .lines()?
-        .iter()
-        .filter_map(|line| str_at(line, "message").map(str::to_owned))
-        .collect();
-    assert_eq!(messages, ["from this target"]);
-    Ok(())
-}
-
-#[test]
 fn invalid_settings_are_refused_with_the_variable_named() {
+    let _serial = common::serial();
     let mut bad = settings();
     bad.log_level = Some("loud".into());
     let error = Telemetry::builder(&bad)
@@ -269,6 +227,7 @@ fn invalid_settings_are_refused_with_the_variable_named() {
 
 #[test]
 fn pretty_format_is_human_readable_not_json() -> anyhow::Result<()> {
+    let _serial = common::serial();
     let mut settings = settings();
     settings.log_format = groundwork_telemetry::LogFormat::Pretty;
     let (telemetry, captured) = telemetry(&settings)?;
@@ -304,120 +263,129 @@ fn app(metrics: &HttpMetrics) -> Router {
         .route("/metrics", metrics.handler())
 }
 
-#[tokio::test]
-async fn http_requests_continue_the_callers_trace_and_carry_the_request_id() -> anyhow::Result<()> {
-    let (telemetry, captured) = telemetry(&settings())?;
-    let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-    let metrics = HttpMetrics::new();
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let parent_span = "00f067aa0ba902b7";
+#[test]
+fn http_requests_continue_the_callers_trace_and_carry_the_request_id() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    common::runtime()?.block_on(async {
+        let (telemetry, captured) = telemetry(&settings())?;
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        let metrics = HttpMetrics::new();
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent_span = "00f067aa0ba902b7";
 
-    let response = app(&metrics)
-        .oneshot(
-            Request::get("/v1/orders/42")
-                .header("traceparent", format!("00-{trace_id}-{parent_span}-01"))
-                .header("x-request-id", "req-abc-123")
-                .body(Body::empty())?,
-        )
-        .await?;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response
+        let response = app(&metrics)
+            .oneshot(
+                Request::get("/v1/orders/42")
+                    .header("traceparent", format!("00-{trace_id}-{parent_span}-01"))
+                    .header("x-request-id", "req-abc-123")
+                    .body(Body::empty())?,
+            )
+            .await?;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some("req-abc-123")
+        );
+
+        let line = &captured.with_message("handling order")?[0];
+        assert_eq!(str_at(line, "traceId"), Some(trace_id));
+        assert_ne!(
+            str_at(line, "spanId"),
+            Some(parent_span),
+            "the server span is a new child span"
+        );
+        assert_eq!(line["context"]["requestId"], Value::from("req-abc-123"));
+        assert_eq!(line["context"]["step"], Value::from("lookup"));
+        assert_eq!(
+            line["context"]["http.route"],
+            Value::from("/v1/orders/{id}")
+        );
+        assert_eq!(line["context"]["http.request.method"], Value::from("GET"));
+        Ok(())
+    })
+}
+
+#[test]
+fn a_request_without_an_id_or_trace_gets_new_ones() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    common::runtime()?.block_on(async {
+        let (telemetry, captured) = telemetry(&settings())?;
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        let metrics = HttpMetrics::new();
+        let response = app(&metrics)
+            .oneshot(
+                Request::get("/v1/orders/7")
+                    .header("x-request-id", "bad id with spaces")
+                    .body(Body::empty())?,
+            )
+            .await?;
+        let echoed = response
             .headers()
             .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("req-abc-123")
-    );
-
-    let line = &captured.with_message("handling order")?[0];
-    assert_eq!(str_at(line, "traceId"), Some(trace_id));
-    assert_ne!(
-        str_at(line, "spanId"),
-        Some(parent_span),
-        "the server span is a new child span"
-    );
-    assert_eq!(line["context"]["requestId"], Value::from("req-abc-123"));
-    assert_eq!(line["context"]["step"], Value::from("lookup"));
-    assert_eq!(
-        line["context"]["http.route"],
-        Value::from("/v1/orders/{id}")
-    );
-    assert_eq!(line["context"]["http.request.method"], Value::from("GET"));
-    Ok(())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            is_hex(&echoed, 32),
+            "a fresh id replaces an unusable one: {echoed}"
+        );
+        let line = &captured.with_message("handling order")?[0];
+        assert_eq!(line["context"]["requestId"], Value::from(echoed.as_str()));
+        assert!(is_hex(str_at(line, "traceId").unwrap_or_default(), 32));
+        Ok(())
+    })
 }
 
-#[tokio::test]
-async fn a_request_without_an_id_or_trace_gets_new_ones() -> anyhow::Result<()> {
-    let (telemetry, captured) = telemetry(&settings())?;
-    let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-    let metrics = HttpMetrics::new();
-    let response = app(&metrics)
-        .oneshot(
-            Request::get("/v1/orders/7")
-                .header("x-request-id", "bad id with spaces")
-                .body(Body::empty())?,
-        )
-        .await?;
-    let echoed = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        is_hex(&echoed, 32),
-        "a fresh id replaces an unusable one: {echoed}"
-    );
-    let line = &captured.with_message("handling order")?[0];
-    assert_eq!(line["context"]["requestId"], Value::from(echoed.as_str()));
-    assert!(is_hex(str_at(line, "traceId").unwrap_or_default(), 32));
-    Ok(())
-}
-
-#[tokio::test]
-async fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()> {
-    let metrics = HttpMetrics::new();
-    let app = app(&metrics);
-    for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
-        app.clone()
-            .oneshot(Request::get(path).body(Body::empty())?)
+#[test]
+fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    common::runtime()?.block_on(async {
+        let metrics = HttpMetrics::new();
+        let app = app(&metrics);
+        for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
+            app.clone()
+                .oneshot(Request::get(path).body(Body::empty())?)
+                .await?;
+        }
+        let response = app
+            .oneshot(Request::get("/metrics").body(Body::empty())?)
             .await?;
-    }
-    let response = app
-        .oneshot(Request::get("/metrics").body(Body::empty())?)
-        .await?;
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
-    let text = String::from_utf8(body.to_vec())?;
-    assert!(
-        text.contains(
-            r#"http_server_request_duration_seconds_count{method="GET",route="/v1/orders/{id}",status="200"} 2"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            r#"http_server_request_duration_seconds_count{method="GET",route="/v1/fail",status="503"} 1"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/v1/fail",status="503",le="0.005"}"#),
-        "semantic-convention buckets: {text}"
-    );
-    assert!(text.contains("http_server_active_requests 0"), "{text}");
-    assert!(
-        !text.contains("route=\"/metrics\""),
-        "scrapes are not traffic: {text}"
-    );
-    Ok(())
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+        let text = String::from_utf8(body.to_vec())?;
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{method="GET",route="/v1/orders/{id}",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{method="GET",route="/v1/fail",status="503"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/v1/fail",status="503",le="0.005"}"#),
+            "semantic-convention buckets: {text}"
+        );
+        assert!(text.contains("http_server_active_requests 0"), "{text}");
+        assert!(
+            !text.contains("route=\"/metrics\""),
+            "scrapes are not traffic: {text}"
+        );
+        Ok(())
+    })
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value};
 use tracing_subscriber::fmt::MakeWriter;
@@ -73,4 +73,19 @@ impl<'a> MakeWriter<'a> for Captured {
 /// The string at `key` of a line.
 pub fn str_at<'a>(line: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     line.get(key).and_then(Value::as_str)
+}
+
+/// Runs the tests of one binary one at a time. `tracing` caches each callsite's interest
+/// process-wide, combined over every live subscriber; tests that create and drop subscribers on
+/// parallel threads can catch that cache mid-rebuild and lose a span or an event.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A single-threaded runtime for a test that holds [`serial`]'s guard outside its async body.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
