@@ -14,10 +14,10 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::manifest::{
-    BackupId, BackupKind, BackupManifest, Compression, MANIFEST_FILE, MANIFEST_FORMAT,
-    STARTED_FILE, StartedMarker, StoredObject, backup_object, rfc3339,
+    BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
+    StoredObject, backup_object, rfc3339,
 };
-use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress, encryption_of};
+use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
 use crate::storage::Storage;
 use crate::storage::percent_decode;
 use crate::{BackupError, Identity};
@@ -288,8 +288,7 @@ pub async fn backup_clickhouse(
         }
     };
 
-    let manifest = BackupManifest {
-        format: MANIFEST_FORMAT,
+    let manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::ClickHouse,
         source: source.clone(),
@@ -298,19 +297,12 @@ pub async fn backup_clickhouse(
             "groundwork-backup {} (portable export)",
             env!("CARGO_PKG_VERSION")
         ),
-        started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
-        duration_seconds: clock.elapsed().as_secs_f64(),
-        raw_bytes: objects.iter().map(|o| o.raw_bytes).sum(),
-        stored_bytes: objects.iter().map(|o| o.stored_bytes).sum(),
+        started,
+        clock,
         objects,
-        compression: Compression {
-            algorithm: "zstd".into(),
-            level: options.pipeline.zstd_level,
-        },
-        encryption: encryption_of(&options.pipeline),
+        pipeline: &options.pipeline,
         row_counts,
-    };
+    });
     storage
         .put_json(
             &backup_object(BackupKind::ClickHouse, &source, &id, MANIFEST_FILE),

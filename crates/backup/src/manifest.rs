@@ -165,7 +165,46 @@ pub struct BackupManifest {
     pub row_counts: BTreeMap<String, i64>,
 }
 
+/// What a source knows once its data is stored; [`BackupManifest::completed`] derives the rest.
+pub(crate) struct Completed<'a> {
+    pub(crate) id: BackupId,
+    pub(crate) kind: BackupKind,
+    pub(crate) source: String,
+    pub(crate) server_version: String,
+    pub(crate) tool_version: String,
+    pub(crate) started: SystemTime,
+    pub(crate) clock: std::time::Instant,
+    pub(crate) objects: Vec<StoredObject>,
+    pub(crate) pipeline: &'a crate::pipeline::PipelineOptions,
+    pub(crate) row_counts: BTreeMap<String, i64>,
+}
+
 impl BackupManifest {
+    /// The manifest of a backup whose objects are all stored: totals, timings, compression and
+    /// encryption follow from `completed`.
+    pub(crate) fn completed(completed: Completed<'_>) -> Self {
+        Self {
+            format: MANIFEST_FORMAT,
+            id: completed.id,
+            kind: completed.kind,
+            source: completed.source,
+            server_version: completed.server_version,
+            tool_version: completed.tool_version,
+            started_at: rfc3339(completed.started),
+            finished_at: rfc3339(SystemTime::now()),
+            duration_seconds: completed.clock.elapsed().as_secs_f64(),
+            raw_bytes: completed.objects.iter().map(|o| o.raw_bytes).sum(),
+            stored_bytes: completed.objects.iter().map(|o| o.stored_bytes).sum(),
+            objects: completed.objects,
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: completed.pipeline.zstd_level,
+            },
+            encryption: crate::pipeline::encryption_of(completed.pipeline),
+            row_counts: completed.row_counts,
+        }
+    }
+
     /// The start time as seconds since the Unix epoch.
     pub fn started_unix(&self) -> Option<f64> {
         parse_unix(&self.started_at)

@@ -15,10 +15,10 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _};
 
 use crate::manifest::{
-    BackupId, BackupKind, BackupManifest, Compression, MANIFEST_FILE, MANIFEST_FORMAT,
-    STARTED_FILE, StartedMarker, backup_object, rfc3339,
+    BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
+    backup_object, rfc3339,
 };
-use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress, encryption_of};
+use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
 use crate::process::{ChildGuard, program_version};
 use crate::storage::Storage;
 use crate::storage::percent_decode;
@@ -321,26 +321,18 @@ pub async fn backup_postgres(
         }
     };
 
-    let manifest = BackupManifest {
-        format: MANIFEST_FORMAT,
+    let manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::Postgres,
         source: source.clone(),
         server_version,
         tool_version,
-        started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
-        duration_seconds: clock.elapsed().as_secs_f64(),
-        raw_bytes: object.raw_bytes,
-        stored_bytes: object.stored_bytes,
+        started,
+        clock,
         objects: vec![object],
-        compression: Compression {
-            algorithm: "zstd".into(),
-            level: options.pipeline.zstd_level,
-        },
-        encryption: encryption_of(&options.pipeline),
+        pipeline: &options.pipeline,
         row_counts,
-    };
+    });
     storage
         .put_json(
             &backup_object(BackupKind::Postgres, &source, &id, MANIFEST_FILE),

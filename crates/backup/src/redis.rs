@@ -12,10 +12,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::manifest::{
-    BackupId, BackupKind, BackupManifest, Compression, MANIFEST_FILE, MANIFEST_FORMAT,
-    STARTED_FILE, StartedMarker, backup_object, rfc3339,
+    BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
+    backup_object, rfc3339,
 };
-use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress, encryption_of};
+use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
 use crate::process::{ChildGuard, program_version};
 use crate::storage::Storage;
 use crate::storage::percent_decode;
@@ -186,26 +186,18 @@ pub async fn backup_redis(
             return Err(err);
         }
     };
-    let manifest = BackupManifest {
-        format: MANIFEST_FORMAT,
+    let manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::Redis,
         source: source.clone(),
         server_version,
         tool_version,
-        started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
-        duration_seconds: clock.elapsed().as_secs_f64(),
-        raw_bytes: object.raw_bytes,
-        stored_bytes: object.stored_bytes,
+        started,
+        clock,
         objects: vec![object],
-        compression: Compression {
-            algorithm: "zstd".into(),
-            level: options.pipeline.zstd_level,
-        },
-        encryption: encryption_of(&options.pipeline),
+        pipeline: &options.pipeline,
         row_counts: key_counts,
-    };
+    });
     storage
         .put_json(
             &backup_object(BackupKind::Redis, &source, &id, MANIFEST_FILE),
