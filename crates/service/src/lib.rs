@@ -115,6 +115,25 @@ impl Default for ServeOptions {
     }
 }
 
+/// Binds `address` (`host:port`) and serves `app` on it as [`serve`] does. A port that cannot be
+/// bound is an error naming the address.
+pub async fn serve_at(
+    address: &str,
+    app: Router,
+    health: &Health,
+    shutdown: Shutdown,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(address).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {address} ({error}); is another process using the port?"),
+        )
+    })?;
+    tracing::info!(%address, "listening");
+    serve(listener, app, health, shutdown, options).await
+}
+
 /// Serves `app` on `listener` until `shutdown` fires, then: marks `health` as shutting down
 /// (readiness 503), keeps accepting for the drain delay, stops accepting and waits for in-flight
 /// requests to finish.

@@ -89,3 +89,26 @@ async fn triggered_completes_for_every_clone_and_after_the_fact() {
     // A late subscriber completes at once.
     shutdown.triggered().await;
 }
+
+#[tokio::test]
+async fn a_taken_port_is_an_error_naming_the_address() -> Result<()> {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = taken.local_addr()?.to_string();
+    let health = Health::builder().build()?;
+    let error = groundwork_service::serve_at(
+        &address,
+        axum::Router::new(),
+        &health,
+        Shutdown::new(),
+        ServeOptions::default(),
+    )
+    .await
+    .err()
+    .context("serving on a taken port succeeded")?;
+    let message = error.to_string();
+    assert!(
+        message.contains(&address) && message.contains("is another process using the port"),
+        "{message}"
+    );
+    Ok(())
+}

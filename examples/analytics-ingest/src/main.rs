@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use groundwork_config::ExposeSecret;
 use groundwork_example_analytics_ingest::Settings;
 use groundwork_service::{LogLevelFollower, ServeOptions, Shutdown};
@@ -30,18 +29,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
     let ingest = groundwork_example_analytics_ingest::start(settings, shutdown.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {address}; is another process using the port?")
-        })?;
-    tracing::info!(%address, "analytics-ingest listening");
 
     let options = ServeOptions {
         drain_delay: Duration::ZERO,
     };
-    groundwork_service::serve(
-        listener,
+    groundwork_service::serve_at(
+        &address,
         ingest.router.clone(),
         &ingest.health,
         shutdown,

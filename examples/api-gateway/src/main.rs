@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use groundwork_example_api_gateway::Settings;
 use groundwork_service::{ServeOptions, Shutdown};
 
@@ -28,17 +27,11 @@ async fn main() -> anyhow::Result<()> {
         telemetry.log_level().clone(),
         telemetry_settings.log_directives()?,
     );
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {address}; is another process using the port?")
-        })?;
-    tracing::info!(%address, "api-gateway listening");
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    groundwork_service::serve(
-        listener,
+    groundwork_service::serve_at(
+        &address,
         gateway.router.clone(),
         &gateway.health,
         shutdown,

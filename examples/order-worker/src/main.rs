@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use groundwork_config::ExposeSecret as _;
 use groundwork_example_order_worker::Settings;
 use groundwork_service::{LogLevelFollower, ServeOptions, Shutdown};
@@ -27,18 +26,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
     let worker = groundwork_example_order_worker::start(settings, shutdown.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {address}; is another process using the port?")
-        })?;
-    tracing::info!(%address, "order-worker health endpoints listening");
 
     let options = ServeOptions {
         drain_delay: Duration::ZERO,
     };
-    groundwork_service::serve(
-        listener,
+    groundwork_service::serve_at(
+        &address,
         worker.router.clone(),
         &worker.health,
         shutdown,
