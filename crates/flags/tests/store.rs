@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use groundwork_flags::admin::{AdminError, FlagAdmin};
 use groundwork_flags::{Flag, Flags, Reason, store};
 use groundwork_live::{Feed, FeedOptions};
@@ -43,16 +43,8 @@ async fn migrations_run_once_under_groundwork_migrate_and_then_find_nothing_to_d
 
 /// Waits, without sleeping, until `check` holds: re-checks whenever the feed publishes.
 async fn until(feed: &Feed, what: &str, check: impl Fn() -> bool) -> Result<()> {
-    let mut generations = feed.generations();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check() {
-        if tokio::time::timeout_at(deadline, generations.changed())
-            .await
-            .is_err()
-        {
-            bail!("timed out waiting until {what}");
-        }
-    }
+    groundwork_testkit::until_changed(feed.generations(), Duration::from_secs(10), what, check)
+        .await?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use groundwork_live::FeedOptions;
 use groundwork_live::config::{self, LiveConfig};
 use groundwork_testkit::TestDatabase;
@@ -31,16 +31,8 @@ fn reset_peak_rss() -> bool {
 }
 
 async fn until(config: &LiveConfig, what: &str, check: impl Fn() -> bool) -> Result<()> {
-    let mut updates = config.updates();
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
-    while !check() {
-        if tokio::time::timeout_at(deadline, updates.changed())
-            .await
-            .is_err()
-        {
-            bail!("timed out waiting until {what}");
-        }
-    }
+    groundwork_testkit::until_changed(config.updates(), Duration::from_mins(1), what, check)
+        .await?;
     Ok(())
 }
 

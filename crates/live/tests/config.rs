@@ -50,16 +50,8 @@ async fn migrated() -> Result<TestDatabase> {
 
 /// Waits, without sleeping, until `check` holds: re-checks whenever the values are replaced.
 async fn until(config: &LiveConfig, what: &str, check: impl Fn() -> bool) -> Result<()> {
-    let mut updates = config.updates();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check() {
-        if tokio::time::timeout_at(deadline, updates.changed())
-            .await
-            .is_err()
-        {
-            bail!("timed out waiting until {what}");
-        }
-    }
+    groundwork_testkit::until_changed(config.updates(), Duration::from_secs(10), what, check)
+        .await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use groundwork_live::FeedOptions;
 use groundwork_live::config::{self, LiveConfig};
 use groundwork_testkit::TestCluster;
@@ -15,16 +15,8 @@ const ENV: &str = "production";
 const UPDATES: i64 = 1_000;
 
 async fn until(config: &LiveConfig, what: &str, check: impl Fn() -> bool) -> Result<()> {
-    let mut updates = config.updates();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        if tokio::time::timeout_at(deadline, updates.changed())
-            .await
-            .is_err()
-        {
-            bail!("timed out waiting until {what}");
-        }
-    }
+    groundwork_testkit::until_changed(config.updates(), Duration::from_secs(30), what, check)
+        .await?;
     Ok(())
 }
 

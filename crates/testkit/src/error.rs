@@ -60,6 +60,13 @@ pub enum TestkitError {
         detail: String,
     },
 
+    /// A condition a test waited for did not hold in time (or its signal closed first).
+    #[error("timed out after {timeout:?} waiting until {what}")]
+    TimedOut {
+        what: String,
+        timeout: std::time::Duration,
+    },
+
     /// The helper thread or runtime that runs cleanup could not be started.
     #[error("cannot run cleanup for {what}")]
     CleanupRuntime {

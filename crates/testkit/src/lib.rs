@@ -10,6 +10,7 @@
 mod cleanup;
 mod error;
 mod infra_env;
+mod wait;
 
 #[cfg(feature = "amqp")]
 mod amqp;
@@ -26,6 +27,7 @@ mod s3;
 
 pub use error::TestkitError;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin, parse_env_file, redact_url};
+pub use wait::until_changed;
 
 #[cfg(feature = "amqp")]
 pub use amqp::TestAmqp;
