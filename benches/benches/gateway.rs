@@ -15,7 +15,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use groundwork_config::Loader;
 use groundwork_telemetry::{Telemetry, TelemetrySettings};
 use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
@@ -151,11 +151,20 @@ impl Client {
     }
 }
 
-fn weights(c: &mut Criterion) {
+fn main() {
     let fixture = match fixture() {
         Ok(fixture) => fixture,
         Err(error) => panic!("benchmark setup (is `cargo xtask infra up` running?): {error:#}"),
     };
+    let mut c = Criterion::default().configure_from_args();
+    latency(&mut c, &fixture);
+    throughput(&mut c, &fixture);
+    c.final_summary();
+    interleaved(&fixture);
+}
+
+/// One connection, one request at a time: each iteration is a round trip.
+fn latency(c: &mut Criterion, fixture: &Fixture) {
     for (name, address) in [
         ("gateway/weights/full_middleware", fixture.gateway),
         ("gateway/weights/bare_axum", fixture.bare),
@@ -181,5 +190,98 @@ fn weights(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, weights);
-criterion_main!(benches);
+/// Kept-alive connections the throughput variants keep busy at once, each from its own thread.
+const CONNECTIONS: u64 = 4;
+
+/// Requests per second with [`CONNECTIONS`] connections sending back to back: the server is never
+/// idle between requests, so its own cost per request decides the rate.
+fn throughput(c: &mut Criterion, fixture: &Fixture) {
+    let mut group = c.benchmark_group("gateway/weights_throughput");
+    group.throughput(criterion::Throughput::Elements(1));
+    for (name, address) in [
+        ("full_middleware", fixture.gateway),
+        ("bare_axum", fixture.bare),
+        ("bare_axum_with_telemetry_layer", fixture.layered),
+    ] {
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            match Client::connect(address, "/v1/matching/weights") {
+                Ok(client) => clients.push(client),
+                Err(error) => panic!("benchmark setup: {error}"),
+            }
+        }
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| load(&mut clients, iters));
+        });
+    }
+    group.finish();
+}
+
+/// Rounds of the interleaved comparison, and requests per variant in each round.
+const ROUNDS: usize = 21;
+const ROUND_REQUESTS: u32 = 4_000;
+
+/// The throughput ratios with the variants interleaved in short rounds (full, bare, layered, then
+/// again), so that a slow second of a shared machine hits all of them alike: criterion measures
+/// each variant for seconds on its own, and on two shared cores the machine's speed drifts more
+/// than the difference being measured. Prints the median ratio over the rounds and its spread.
+fn interleaved(fixture: &Fixture) {
+    let variants = [fixture.gateway, fixture.bare, fixture.layered];
+    let mut clients: Vec<Vec<Client>> = Vec::new();
+    for address in variants {
+        let mut connections = Vec::new();
+        for _ in 0..CONNECTIONS {
+            match Client::connect(address, "/v1/matching/weights") {
+                Ok(client) => connections.push(client),
+                Err(error) => panic!("benchmark setup: {error}"),
+            }
+        }
+        clients.push(connections);
+    }
+    let mut full_vs_bare = Vec::new();
+    let mut layered_vs_bare = Vec::new();
+    for _ in 0..ROUNDS {
+        let [full, bare, layered] = [0, 1, 2].map(|variant| {
+            let elapsed = load(&mut clients[variant], u64::from(ROUND_REQUESTS));
+            f64::from(ROUND_REQUESTS) / elapsed.as_secs_f64()
+        });
+        full_vs_bare.push(full / bare);
+        layered_vs_bare.push(layered / bare);
+    }
+    for (name, ratios) in [
+        ("full_middleware / bare_axum", &mut full_vs_bare),
+        (
+            "bare_axum_with_telemetry_layer / bare_axum",
+            &mut layered_vs_bare,
+        ),
+    ] {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "gateway/weights_throughput/interleaved {name}: median {:.3}x (min {:.3}, max {:.3}) over {ROUNDS} rounds of {ROUND_REQUESTS} requests",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
+    }
+}
+
+/// Sends `requests` over the connections at once, each connection back to back; the time taken.
+fn load(clients: &mut [Client], requests: u64) -> Duration {
+    let connections = clients.len() as u64;
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for (index, client) in (0_u64..).zip(clients.iter_mut()) {
+            // Spread the requests over the connections; the first ones take the remainder.
+            let share = requests / connections + u64::from(index < requests % connections);
+            scope.spawn(move || {
+                for _ in 0..share {
+                    match client.get() {
+                        Ok(200) => {}
+                        other => panic!("expected 200, got {other:?}"),
+                    }
+                }
+            });
+        }
+    });
+    started.elapsed()
+}

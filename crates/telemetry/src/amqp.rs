@@ -25,7 +25,6 @@
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Writes `context` into message headers (`traceparent`, `tracestate` by default) as long strings.
 pub fn inject(context: &Context, headers: &mut FieldTable) {
@@ -53,18 +52,17 @@ pub fn consumer_span(
     routing_key: &str,
     headers: Option<&FieldTable>,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
-        "amqp.consume",
-        otel.name = %format_args!("{queue} process"),
-        otel.kind = "consumer",
-        messaging.system = "rabbitmq",
-        messaging.operation.type = "process",
-        messaging.destination.name = %queue,
-        messaging.rabbitmq.destination.routing_key = %routing_key,
-    );
-    // Only fails when no OpenTelemetry layer is installed, and then there is nothing to continue.
-    let _ = span.set_parent(extract(headers));
-    span
+    crate::bridge::with_remote_parent(&extract(headers), || {
+        tracing::info_span!(
+            "amqp.consume",
+            otel.name = %format_args!("{queue} process"),
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.destination.name = %queue,
+            messaging.rabbitmq.destination.routing_key = %routing_key,
+        )
+    })
 }
 
 struct HeadersInjector<'a>(&'a mut FieldTable);

@@ -1,41 +1,73 @@
 //! The OpenTelemetry tracer provider: sampler, resource and, when configured, OTLP export.
 
+use std::sync::Arc;
+
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+#[cfg(feature = "otlp")]
+use opentelemetry_sdk::trace::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanProcessor};
+
+#[cfg(feature = "otlp")]
+use crate::bridge::SharedProcessor;
 
 use crate::TelemetryError;
 use crate::settings::{ParentBasedRoot, SamplerChoice, TelemetrySettings};
 
-pub(crate) fn tracer_provider(
-    settings: &TelemetrySettings,
-) -> Result<SdkTracerProvider, TelemetryError> {
+/// The span pipeline: the tracer provider (global, for spans made through OpenTelemetry's own API;
+/// it owns flushing and shutdown) and, when an endpoint is configured, the batch processor the
+/// `tracing` bridge hands its finished spans to directly.
+pub(crate) struct Pipeline {
+    pub(crate) provider: SdkTracerProvider,
+    pub(crate) exporter: Option<Arc<dyn SpanProcessor>>,
+}
+
+pub(crate) fn pipeline(settings: &TelemetrySettings) -> Result<Pipeline, TelemetryError> {
     let mut resource = Resource::builder_empty().with_service_name(settings.service().to_owned());
     for (key, value) in settings.resource_pairs()? {
         if key != "service.name" {
             resource = resource.with_attribute(KeyValue::new(key, value));
         }
     }
+    let resource = resource.build();
     let builder = SdkTracerProvider::builder()
         .with_sampler(sampler(settings.sampler()?))
-        .with_resource(resource.build());
+        .with_resource(resource.clone());
     #[cfg(feature = "otlp")]
-    let builder = match settings.traces_endpoint()? {
-        Some(endpoint) => builder.with_batch_exporter(crate::otlp::ReportingExporter::new(
-            crate::otlp::exporter(settings, &endpoint)?,
-            &endpoint,
-        )),
-        None => builder,
+    let (builder, exporter) = match settings.traces_endpoint()? {
+        Some(endpoint) => {
+            use opentelemetry_sdk::trace::SpanExporter as _;
+
+            let mut exporter = crate::otlp::ReportingExporter::new(
+                crate::otlp::exporter(settings, &endpoint)?,
+                &endpoint,
+            );
+            // The provider would pass the resource through the processor, which it does not own
+            // alone here; the exporter gets it directly instead.
+            exporter.set_resource(&resource);
+            let batch: Arc<dyn SpanProcessor> =
+                Arc::new(BatchSpanProcessor::builder(exporter).build());
+            (
+                builder.with_span_processor(SharedProcessor(Arc::clone(&batch))),
+                Some(batch),
+            )
+        }
+        None => (builder, None),
     };
     #[cfg(not(feature = "otlp"))]
-    if settings.traces_endpoint()?.is_some() {
+    let exporter = if settings.traces_endpoint()?.is_some() {
         return Err(TelemetryError::Setting {
             variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
             reason: "this build has no OTLP exporter; enable groundwork-telemetry's `otlp` feature"
                 .to_owned(),
         });
-    }
-    Ok(builder.build())
+    } else {
+        None
+    };
+    Ok(Pipeline {
+        provider: builder.build(),
+        exporter,
+    })
 }
 
 fn sampler(choice: SamplerChoice) -> Sampler {

@@ -31,9 +31,7 @@ use metrics::{Gauge, Histogram, Key, Label, Recorder as _};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
-use tracing::Instrument as _;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The request id header nginx and the platform's gateways set.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,30 +52,33 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The request id of the current request, in the request's extensions for handlers to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(Arc<str>);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// The id as sent in `X-Request-ID`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only printable ASCII is ever kept or generated, which `to_str` accepts.
+        self.0.to_str().unwrap_or_default()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 /// Prometheus metrics for HTTP servers: a duration histogram by method, route and status, and the
 /// number of requests in flight. Cheap to clone; clones share one registry.
 #[derive(Clone)]
-pub struct HttpMetrics {
+pub struct HttpMetrics(Arc<MetricsInner>);
+
+struct MetricsInner {
     recorder: Arc<PrometheusRecorder>,
     active: Gauge,
     /// Histograms by route, then method and status: registering one per request would build its
     /// labels and hash them every time.
-    durations: Arc<RwLock<DurationsByRoute>>,
+    durations: RwLock<DurationsByRoute>,
 }
 
 impl fmt::Debug for HttpMetrics {
@@ -104,23 +105,23 @@ impl HttpMetrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = Arc::new(builder.build_recorder());
         let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
-        Self {
+        Self(Arc::new(MetricsInner {
             recorder,
             active,
-            durations: Arc::default(),
-        }
+            durations: RwLock::default(),
+        }))
     }
 
     /// Makes this registry the process-wide `metrics` recorder, so the service's own
     /// `metrics::counter!` and friends appear on the same `/metrics` page. Returns `false` when
     /// another recorder was installed first.
     pub fn install_global(&self) -> bool {
-        metrics::set_global_recorder(Arc::clone(&self.recorder)).is_ok()
+        metrics::set_global_recorder(Arc::clone(&self.0.recorder)).is_ok()
     }
 
     /// The Prometheus text exposition of every metric in the registry.
     pub fn render(&self) -> String {
-        self.recorder.handle().render()
+        self.0.recorder.handle().render()
     }
 
     /// A handler serving [`render`](Self::render) as `text/plain; version=0.0.4`; mount it where
@@ -151,7 +152,7 @@ impl HttpMetrics {
                 .find(|(m, s, _)| m == method && *s == status)
                 .map(|(_, _, histogram)| histogram.clone())
         };
-        if let Some(histogram) = self.durations.read().ok().as_deref().and_then(lookup) {
+        if let Some(histogram) = self.0.durations.read().ok().as_deref().and_then(lookup) {
             return histogram;
         }
         let labels = [
@@ -159,11 +160,11 @@ impl HttpMetrics {
             Label::new("route", route.to_owned()),
             Label::new("status", status.to_string()),
         ];
-        let histogram = self.recorder.register_histogram(
+        let histogram = self.0.recorder.register_histogram(
             &Key::from_parts(REQUEST_DURATION, labels.to_vec()),
             &METADATA,
         );
-        if let Ok(mut map) = self.durations.write() {
+        if let Ok(mut map) = self.0.durations.write() {
             map.entry(route.into())
                 .or_default()
                 .push((method.clone(), status, histogram.clone()));
@@ -229,14 +230,11 @@ pub struct TelemetryService<S> {
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for TelemetryService<S>
 where
-    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: 'static,
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = TelemetryFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -245,99 +243,176 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
         let method = request.method().clone();
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|path| Arc::<str>::from(path.as_str()));
-        let request_id = request_id(request.headers());
-        let span_name = match &route {
-            Some(route) => format!("{method} {route}"),
-            None => method.as_str().to_owned(),
-        };
-        // Plain `&str` values, not `%` (Display): both layers record them without formatting.
-        let span = tracing::info_span!(
-            "http.server.request",
-            otel.name = span_name.as_str(),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = method.as_str(),
-            http.route = route.as_deref(),
-            url.path = request.uri().path(),
-            http.response.status_code = Empty,
-            requestId = request_id.as_str(),
-        );
-        // Only fails when no OpenTelemetry layer is installed, and then there are no ids to continue.
-        let _ = span.set_parent(crate::extract(&HeaderExtractor(request.headers())));
+        // An `Arc<str>` inside: cloning it copies no bytes.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let (request_id, generated) = request_id(request.headers());
+        let caller = caller_context(request.headers());
+        let route_str = route.as_ref().map(MatchedPath::as_str);
+        // Plain `&str` values, not `%` (Display), where a value is needed as text anyway: both layers
+        // record them without formatting. The span name is formatted only by an exporting bridge.
+        let span = crate::bridge::with_remote_parent(&caller, || {
+            tracing::info_span!(
+                "http.server.request",
+                otel.name = %SpanName(&method, route_str),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = method.as_str(),
+                http.route = route_str,
+                url.path = request.uri().path(),
+                http.response.status_code = Empty,
+                requestId = request_id.as_str(),
+            )
+        });
 
-        let header = HeaderValue::from_str(request_id.as_str()).ok();
-        if let Some(value) = &header {
-            request.headers_mut().insert(REQUEST_ID, value.clone());
+        if generated {
+            // A generated id replaces whatever unusable id came in, so what handlers forward is
+            // what the logs and the response carry.
+            request
+                .headers_mut()
+                .insert(REQUEST_ID, request_id.0.clone());
         }
+        let header = request_id.0.clone();
         request.extensions_mut().insert(request_id);
 
-        let active = self.metrics.as_ref().map(|metrics| {
-            metrics.active.increment(1.0);
-            ActiveRequest(metrics.active.clone())
+        let metrics = self.metrics.clone().map(|metrics| {
+            metrics.0.active.increment(1.0);
+            ActiveRequest(metrics)
         });
-        let metrics = self.metrics.clone();
-        let future = self.inner.call(request).instrument(span.clone());
-        Box::pin(async move {
-            let result = future.await;
-            drop(active);
-            let status = match &result {
-                Ok(response) => response.status().as_u16(),
-                Err(_) => 500,
-            };
-            // As i64: the OpenTelemetry bridge turns unsigned fields into strings.
-            span.record("http.response.status_code", i64::from(status));
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-            }
-            if let Some(metrics) = metrics {
-                metrics
-                    .duration(&method, route.as_deref().unwrap_or(""), status)
-                    .record(started.elapsed().as_secs_f64());
-            }
-            result.map(|mut response| {
-                if let Some(value) = header {
-                    response.headers_mut().insert(REQUEST_ID, value);
-                }
-                response
-            })
-        })
+        TelemetryFuture {
+            inner: self.inner.call(request),
+            span,
+            done: Some(Done {
+                started,
+                method,
+                route,
+                header,
+                metrics,
+            }),
+        }
+    }
+}
+
+/// `{method} {route}`, the server span's name, formatted only when a span is exported.
+struct SpanName<'a>(&'a Method, Option<&'a str>);
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())?;
+        if let Some(route) = self.1 {
+            f.write_str(" ")?;
+            f.write_str(route)?;
+        }
+        Ok(())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`TelemetryService`]: polls the inner service inside the request's
+    /// span, then records the status, the metrics and the echoed `X-Request-ID`.
+    pub struct TelemetryFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        done: Option<Done>,
+    }
+}
+
+impl<F> fmt::Debug for TelemetryFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryFuture")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the response needs once the inner future is ready.
+struct Done {
+    started: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+    header: HeaderValue,
+    metrics: Option<ActiveRequest>,
+}
+
+impl<F, ResBody, E> Future for TelemetryFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        let Some(done) = this.done.take() else {
+            return Poll::Ready(result);
+        };
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 500,
+        };
+        // As i64: OpenTelemetry has no unsigned integers.
+        this.span
+            .record("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            this.span.record("otel.status_code", "ERROR");
+        }
+        if let Some(active) = &done.metrics {
+            active
+                .0
+                .duration(
+                    &done.method,
+                    done.route.as_ref().map_or("", MatchedPath::as_str),
+                    status,
+                )
+                .record(done.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result.map(|mut response| {
+            response.headers_mut().insert(REQUEST_ID, done.header);
+            response
+        }))
     }
 }
 
 /// Decrements the in-flight gauge when the request ends, also when its future is dropped.
-struct ActiveRequest(Gauge);
+struct ActiveRequest(HttpMetrics);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.0.active.decrement(1.0);
     }
 }
 
-fn request_id(headers: &HeaderMap) -> RequestId {
-    let incoming = headers
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic())
-        });
-    if let Some(id) = incoming {
-        return RequestId(Arc::from(id));
+/// The caller's trace context; most requests carry none, and those skip the propagators.
+fn caller_context(headers: &HeaderMap) -> opentelemetry::Context {
+    if headers.contains_key("traceparent") || headers.contains_key("baggage") {
+        crate::extract(&HeaderExtractor(headers))
+    } else {
+        opentelemetry::Context::new()
     }
-    // 32 lowercase hex digits, like a trace id, formatted on the stack.
+}
+
+/// The incoming `X-Request-ID` when it is usable, else a new one (and `true`).
+fn request_id(headers: &HeaderMap) -> (RequestId, bool) {
+    let incoming = headers.get(REQUEST_ID).filter(|value| {
+        let id = value.as_bytes();
+        !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(u8::is_ascii_graphic)
+    });
+    if let Some(id) = incoming {
+        return (RequestId(id.clone()), false);
+    }
+    // 32 lowercase hex digits, like a trace id.
     let id = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
     let mut hex = [0_u8; 32];
     for (index, digit) in hex.iter_mut().enumerate() {
         let nibble = (id >> (4 * (31 - index))) & 0xf;
         *digit = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
     }
-    RequestId(Arc::from(std::str::from_utf8(&hex).unwrap_or_default()))
+    // Hex digits are always a valid header value.
+    let value = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("0"));
+    (RequestId(value), true)
 }
 
 /// Writes the current span's context into outgoing request headers (`traceparent`, `tracestate`),

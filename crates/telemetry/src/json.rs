@@ -23,11 +23,13 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::bridge::SpanState;
+
 /// Writes one JSON object per event, in the platform's log line format.
 ///
-/// `traceId` and `spanId` are the W3C ids of the OpenTelemetry span that is current when the event
-/// is recorded: [`crate::init`] installs the OpenTelemetry layer that makes every entered `tracing`
-/// span current. Outside a span both keys are absent. `context` holds the event's fields followed by
+/// `traceId` and `spanId` are the W3C ids of the event's innermost span, which the OpenTelemetry
+/// bridge installed by [`crate::init`] gives every `tracing` span (used alone, the layer takes them
+/// from the current OpenTelemetry context instead). Outside a span both keys are absent. `context` holds the event's fields followed by
 /// the fields of its enclosing spans, innermost first; a name already written is skipped, so the
 /// innermost value wins.
 ///
@@ -91,7 +93,13 @@ impl SpanFields {
         let start = self.json.len();
         write(&mut self.json);
         let range = start..self.json.len();
-        if let Some((_, value)) = self.entries.iter_mut().find(|(n, _)| *n == name) {
+        // Names come from the span's callsite, one `&'static str` per field: comparing the pointers
+        // finds the same field without comparing bytes.
+        if let Some((_, value)) = self
+            .entries
+            .iter_mut()
+            .find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
+        {
             *value = range;
         } else {
             self.entries.push((name, range));
@@ -110,16 +118,16 @@ impl Visit for SpanFields {
         self.set(field.name(), |out| write_f64(out, value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field.name(), |out| write_display(out, value));
+        self.set(field.name(), |out| write_integer(out, value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field.name(), |out| write_display(out, value));
+        self.set(field.name(), |out| write_integer(out, value));
     }
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.set(field.name(), |out| write_display(out, value));
+        self.set(field.name(), |out| write_integer(out, value));
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.set(field.name(), |out| write_display(out, value));
+        self.set(field.name(), |out| write_integer(out, value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.set(field.name(), |out| {
@@ -136,6 +144,9 @@ impl Visit for SpanFields {
         self.set(field.name(), |out| write_json_debug(out, value));
     }
 }
+
+/// The bytes reserved for a span's serialized fields when it is created.
+const SPAN_FIELDS_CAPACITY: usize = 256;
 
 /// Per-thread buffers for one line; reused so that steady-state events do not allocate.
 #[derive(Debug, Default)]
@@ -182,16 +193,16 @@ impl Visit for EventVisitor<'_> {
         self.field(field, |out| write_f64(out, value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| write_display(out, value));
+        self.field(field, |out| write_integer(out, value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |out| write_display(out, value));
+        self.field(field, |out| write_integer(out, value));
     }
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.field(field, |out| write_display(out, value));
+        self.field(field, |out| write_integer(out, value));
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.field(field, |out| write_display(out, value));
+        self.field(field, |out| write_integer(out, value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.field(field, |out| {
@@ -229,7 +240,11 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = SpanFields::default();
+        // Sized for a typical span up front: growing from empty would copy the bytes several times.
+        let mut fields = SpanFields {
+            json: String::with_capacity(SPAN_FIELDS_CAPACITY),
+            entries: Vec::with_capacity(attrs.fields().len()),
+        };
         attrs.record(&mut fields);
         span.extensions_mut().insert(fields);
     }
@@ -272,9 +287,15 @@ where
         event.record(&mut EventVisitor {
             buffers: &mut *buffers,
         });
+        let mut ids = None;
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
                 let extensions = span.extensions();
+                if ids.is_none() {
+                    ids = extensions
+                        .get::<SpanState>()
+                        .map(|state| (state.context.trace_id(), state.context.span_id()));
+                }
                 let Some(fields) = extensions.get::<SpanFields>() else {
                     continue;
                 };
@@ -302,18 +323,19 @@ where
         line.push_str("\",\"service\":\"");
         line.push_str(&self.service);
         line.push('"');
-        opentelemetry::Context::map_current(|cx| {
-            let span = cx.span();
-            let span_context = span.span_context();
-            if span_context.is_valid() {
-                let _ = write!(
-                    line,
-                    ",\"traceId\":\"{}\",\"spanId\":\"{}\"",
-                    span_context.trace_id(),
-                    span_context.span_id()
-                );
-            }
+        // The bridge's ids; without it, those of an OpenTelemetry context someone else made current.
+        let ids = ids.or_else(|| {
+            opentelemetry::Context::map_current(|cx| {
+                let span = cx.span();
+                let span_context = span.span_context();
+                span_context
+                    .is_valid()
+                    .then(|| (span_context.trace_id(), span_context.span_id()))
+            })
         });
+        if let Some((trace_id, span_id)) = ids {
+            let _ = write!(line, ",\"traceId\":\"{trace_id}\",\"spanId\":\"{span_id}\"");
+        }
         line.push_str(",\"message\":\"");
         line.push_str(&buffers.message);
         line.push_str("\",\"context\":{");
@@ -346,8 +368,8 @@ fn write_json_display(out: &mut String, value: &dyn fmt::Display) {
     out.push('"');
 }
 
-fn write_display(out: &mut String, value: impl fmt::Display) {
-    let _ = write!(out, "{value}");
+fn write_integer(out: &mut String, value: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// JSON has no NaN or infinities; they are written as strings so the line stays valid JSON.
@@ -359,29 +381,63 @@ fn write_f64(out: &mut String, value: f64) {
     }
 }
 
-/// Escapes `value` for the inside of a JSON string.
+/// Escapes `value` for the inside of a JSON string. Runs of bytes that need no escaping (nearly
+/// all of them) are found eight bytes at a time and copied whole.
 pub(crate) fn escape_into(out: &mut String, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &str = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(index) = next_escape(bytes, start) {
+        // `index` is at an ASCII byte, so both slices end on character boundaries.
         out.push_str(&value[start..index]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
+        match bytes[index] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            control => {
+                let _ = write!(out, "\\u{control:04x}");
+            }
         }
         start = index + 1;
     }
     out.push_str(&value[start..]);
+}
+
+/// The index of the first byte at or after `from` that JSON requires escaped: `"`, `\`, or a
+/// control character below 0x20.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `word` is zero, or (with `less`) below 0x20: the classic bit tricks,
+    // exact about whether such a byte exists.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let has_control = |word: u64| word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    let is_escaped = |byte: &u8| *byte < 0x20 || *byte == b'"' || *byte == b'\\';
+
+    let rest = bytes.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0_u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if has_control(word)
+            || has_zero(word ^ (ONES * u64::from(b'"')))
+            || has_zero(word ^ (ONES * u64::from(b'\\')))
+        {
+            return chunk
+                .iter()
+                .position(is_escaped)
+                .map(|index| from + offset + index);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(is_escaped)
+        .map(|index| from + offset + index)
 }
 
 /// A `fmt::Write` that escapes everything written through it into a JSON string's inside.
@@ -444,6 +500,26 @@ mod tests {
             write_timestamp(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
             assert_eq!(out, expected, "{millis} ms after the epoch");
         }
+    }
+
+    #[test]
+    fn every_byte_that_needs_escaping_is_found_at_every_position() -> Result<(), serde_json::Error>
+    {
+        let specials = ['"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7}'];
+        for special in specials {
+            for len in 0..20 {
+                for at in 0..=len {
+                    let mut value: String = "aé\u{7f}b".chars().cycle().take(len).collect();
+                    let index = value.char_indices().nth(at).map_or(value.len(), |(i, _)| i);
+                    value.insert(index, special);
+                    let mut out = String::new();
+                    write_json_str(&mut out, &value);
+                    let parsed: String = serde_json::from_str(&out)?;
+                    assert_eq!(parsed, value, "{special:?} at {at} of {len}");
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod bridge;
 mod error;
 mod export;
 mod json;
@@ -18,7 +19,7 @@ pub mod http;
 pub use error::TelemetryError;
 pub use json::JsonLayer;
 pub use level::LogLevelHandle;
-pub use propagation::{current_context, extract, inject};
+pub use propagation::{current_context, extract, inject, with_remote_parent};
 pub use settings::{
     LogFormat, OtlpProtocol, ParentBasedRoot, PropagatorChoice, SamplerChoice, TelemetrySettings,
 };

@@ -4,8 +4,8 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::settings::PropagatorChoice;
 
@@ -24,9 +24,38 @@ pub(crate) fn install(choices: &[PropagatorChoice]) {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
 }
 
-/// The OpenTelemetry context of the current `tracing` span: what [`inject`] sends on.
+/// The OpenTelemetry context of the current `tracing` span: what [`inject`] sends on. Empty outside
+/// a span or when the subscriber is not Groundwork's.
+///
+/// `tracing` spans are not made current in OpenTelemetry's own thread-local context (that would
+/// cost every poll of every instrumented future); this is the way to their ids.
 pub fn current_context() -> Context {
-    tracing::Span::current().context()
+    match crate::bridge::span_context(&tracing::Span::current()) {
+        Some(span_context) => Context::new().with_remote_span_context(span_context),
+        None => Context::new(),
+    }
+}
+
+/// Creates a span continuing a caller's trace: the first span `make_span` creates gets the span in
+/// `parent` (read by [`extract`]) as its parent, instead of the current `tracing` span, and
+/// follows its sampling decision. Without a span in `parent`, `make_span`'s span is left as it is.
+///
+/// ```
+/// use groundwork_telemetry::{extract, with_remote_parent};
+/// use std::collections::HashMap;
+///
+/// let headers = HashMap::from([(
+///     "traceparent".to_owned(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+/// )]);
+/// let span = with_remote_parent(&extract(&headers), || tracing::info_span!("handle job"));
+/// let _entered = span.enter();
+/// ```
+pub fn with_remote_parent(
+    parent: &Context,
+    make_span: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    crate::bridge::with_remote_parent(parent, make_span)
 }
 
 /// Writes `context` into a carrier (HTTP headers, message headers) with the configured

@@ -3,7 +3,6 @@
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_core::subscriber::Interest;
@@ -12,6 +11,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer, Layered, SubscriberExt as _};
 use tracing_subscriber::{Registry, reload};
 
+use crate::bridge::OtelBridge;
 use crate::json::JsonLayer;
 use crate::level::{LogLevelHandle, parse_filter};
 use crate::settings::{LogFormat, TelemetrySettings};
@@ -21,14 +21,8 @@ use crate::{TelemetryError, export, propagation};
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The registry with the OpenTelemetry bridge.
-type Bridged = Layered<
-    tracing_subscriber::filter::Filtered<
-        tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::SdkTracer>,
-        ExportedToSpans,
-        Registry,
-    >,
-    Registry,
->;
+type Bridged =
+    Layered<tracing_subscriber::filter::Filtered<OtelBridge, ExportedToSpans, Registry>, Registry>;
 /// Everything below the level filter: bridge and formatter.
 pub(crate) type Formatted = Layered<Box<dyn Layer<Bridged> + Send + Sync>, Bridged>;
 
@@ -90,14 +84,10 @@ where
         let settings = self.settings;
         let filter = parse_filter(&settings.log_directives()?)?;
         propagation::install(&settings.propagator_list()?);
-        let provider = export::tracer_provider(settings)?;
+        let export::Pipeline { provider, exporter } = export::pipeline(settings)?;
 
         let (filter, reload_handle) = reload::Layer::new(filter);
-        let bridge = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("groundwork-telemetry"))
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(ExportedToSpans);
+        let bridge = OtelBridge::new(settings.sampler()?, exporter).with_filter(ExportedToSpans);
         let formatter: Box<dyn Layer<Bridged> + Send + Sync> = match settings.log_format {
             LogFormat::Pretty => Box::new(
                 tracing_subscriber::fmt::layer()

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{AppState, WEIGHTS_KEY};
 
@@ -46,11 +47,27 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     )
 }
 
+/// A config value kept as its JSON encoding: the live config decodes it once per change, and each
+/// response shares those bytes instead of serializing the value again.
+struct EncodedJson(Bytes);
+
+impl<'de> Deserialize<'de> for EncodedJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        serde_json::to_vec(&value)
+            .map(|encoded| Self(Bytes::from(encoded)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// `GET /v1/matching/weights`: the current value of `matching.algorithm.weights`, as stored.
 async fn matching_weights(State(state): State<Arc<AppState>>) -> Response {
-    // Decoded once per change and cached by the live config; a read is a lookup.
-    match state.config.get::<serde_json::Value>(WEIGHTS_KEY) {
-        Some(value) => json(StatusCode::OK, &*value),
+    match state.config.get::<EncodedJson>(WEIGHTS_KEY) {
+        Some(value) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            value.0.clone(),
+        )
+            .into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!(

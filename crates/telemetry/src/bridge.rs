@@ -1,0 +1,509 @@
+//! The OpenTelemetry bridge: W3C trace and span ids for every `tracing` span, and the finished
+//! spans handed to the exporter.
+//!
+//! Every span gets its ids when it is created, from its parent (the enclosing `tracing` span, or
+//! a caller's context given to [`with_remote_parent`]) or as the root of a new trace, and the
+//! sampling decision is taken then. The ids live in the span's extensions as a [`SpanState`], where
+//! the JSON layer reads them for each log line and [`crate::current_context`] for propagation.
+//!
+//! What makes it cheap: a span records its name, attributes, events and times only when an
+//! exporter is configured and the span is sampled; otherwise it costs its two ids. Entering and
+//! leaving a span (once per poll of an instrumented future) costs nothing here, because the ids are
+//! found through the span itself instead of a thread-local OpenTelemetry context.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{
+    Event as OtelEvent, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
+    TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    IdGenerator as _, RandomIdGenerator, SpanData, SpanEvents, SpanLinks, SpanProcessor,
+};
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::settings::{ParentBasedRoot, SamplerChoice};
+
+/// The most events one span keeps; later ones are counted as dropped.
+const MAX_EVENTS_PER_SPAN: usize = 128;
+
+thread_local! {
+    /// A caller's span context for the next span created on this thread (see [`with_remote_parent`]).
+    static REMOTE_PARENT: RefCell<Option<SpanContext>> = const { RefCell::new(None) };
+}
+
+/// Creates a span whose parent is the span in `parent` (a caller's context read by
+/// [`crate::extract`]) instead of the current `tracing` span: the first span `make_span` creates
+/// continues the caller's trace and inherits its sampling decision. A `parent` without a valid
+/// span leaves `make_span`'s span where it would have been.
+pub(crate) fn with_remote_parent(
+    parent: &opentelemetry::Context,
+    make_span: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    let span_context = parent.span().span_context().clone();
+    if !span_context.is_valid() {
+        return make_span();
+    }
+    REMOTE_PARENT.with(|slot| *slot.borrow_mut() = Some(span_context));
+    let span = make_span();
+    // A span that was filtered out never reached the bridge: forget the parent it did not take.
+    REMOTE_PARENT.with(|slot| slot.borrow_mut().take());
+    span
+}
+
+fn take_remote_parent() -> Option<SpanContext> {
+    REMOTE_PARENT.with(|slot| slot.borrow_mut().take())
+}
+
+/// A span's OpenTelemetry identity, kept in its extensions.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    pub(crate) context: SpanContext,
+    parent_span_id: SpanId,
+    parent_is_remote: bool,
+    /// Present only for sampled spans while an exporter is configured.
+    recording: Option<Box<Recording>>,
+}
+
+/// What an exported span carries besides its ids.
+#[derive(Debug)]
+struct Recording {
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+    events: Vec<OtelEvent>,
+    dropped_events: u32,
+    status: Status,
+}
+
+/// The layer that gives spans their OpenTelemetry ids and exports the sampled ones.
+pub(crate) struct OtelBridge {
+    sampler: SamplerChoice,
+    exporter: Option<Arc<dyn SpanProcessor>>,
+    scope: InstrumentationScope,
+}
+
+impl fmt::Debug for OtelBridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelBridge")
+            .field("sampler", &self.sampler)
+            .field("exporting", &self.exporter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtelBridge {
+    /// A bridge that samples with `sampler` and, when `exporter` is given, sends finished sampled
+    /// spans to it.
+    pub(crate) fn new(sampler: SamplerChoice, exporter: Option<Arc<dyn SpanProcessor>>) -> Self {
+        Self {
+            sampler,
+            exporter,
+            scope: InstrumentationScope::builder("groundwork-telemetry").build(),
+        }
+    }
+
+    fn sampled(&self, trace_id: TraceId, parent: Option<&SpanContext>) -> bool {
+        let root = |choice: ParentBasedRoot| match choice {
+            ParentBasedRoot::AlwaysOn => true,
+            ParentBasedRoot::AlwaysOff => false,
+            ParentBasedRoot::TraceIdRatio(ratio) => ratio_sampled(ratio, trace_id),
+        };
+        match self.sampler {
+            SamplerChoice::AlwaysOn => true,
+            SamplerChoice::AlwaysOff => false,
+            SamplerChoice::TraceIdRatio(ratio) => ratio_sampled(ratio, trace_id),
+            SamplerChoice::ParentBased(choice) => {
+                parent.map_or_else(|| root(choice), SpanContext::is_sampled)
+            }
+        }
+    }
+}
+
+/// The trace-id ratio rule of OpenTelemetry's SDK: the low 63 bits of the trace id against the
+/// ratio, so every service sampling at the same ratio keeps the same traces.
+fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let bound = (ratio.max(0.0) * (1_u64 << 63) as f64) as u64;
+    let bytes = trace_id.to_bytes();
+    let mut low = [0_u8; 8];
+    low.copy_from_slice(&bytes[8..]);
+    (u64::from_be_bytes(low) >> 1) < bound
+}
+
+impl<S> Layer<S> for OtelBridge
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let parent = match take_remote_parent() {
+            Some(remote) => Some((remote, true)),
+            None => span.parent().and_then(|parent| {
+                let extensions = parent.extensions();
+                let state = extensions.get::<SpanState>()?;
+                Some((state.context.clone(), false))
+            }),
+        };
+        let ids = RandomIdGenerator::default();
+        let (trace_id, trace_state) = match &parent {
+            Some((context, _)) => (context.trace_id(), context.trace_state().clone()),
+            None => (ids.new_trace_id(), TraceState::NONE),
+        };
+        let sampled = self.sampled(trace_id, parent.as_ref().map(|(context, _)| context));
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let recording = (sampled && self.exporter.is_some()).then(|| {
+            let metadata = attrs.metadata();
+            let mut recording = Box::new(Recording {
+                name: Cow::Borrowed(metadata.name()),
+                kind: SpanKind::Internal,
+                start: SystemTime::now(),
+                attributes: Vec::with_capacity(attrs.fields().len() + 4),
+                events: Vec::new(),
+                dropped_events: 0,
+                status: Status::Unset,
+            });
+            push_location(&mut recording.attributes, metadata);
+            attrs.record(&mut AttributeVisitor(&mut recording));
+            recording
+        });
+        let state = SpanState {
+            context: SpanContext::new(trace_id, ids.new_span_id(), flags, false, trace_state),
+            parent_span_id: parent
+                .as_ref()
+                .map_or(SpanId::INVALID, |(context, _)| context.span_id()),
+            parent_is_remote: parent.as_ref().is_some_and(|(_, remote)| *remote),
+            recording,
+        };
+        span.extensions_mut().insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(recording) = extensions
+            .get_mut::<SpanState>()
+            .and_then(|state| state.recording.as_deref_mut())
+        {
+            values.record(&mut AttributeVisitor(recording));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(recording) = extensions
+            .get_mut::<SpanState>()
+            .and_then(|state| state.recording.as_deref_mut())
+        else {
+            return;
+        };
+        let metadata = event.metadata();
+        let mut fields = EventVisitor {
+            message: None,
+            attributes: vec![
+                KeyValue::new("level", metadata.level().as_str()),
+                KeyValue::new("target", metadata.target()),
+            ],
+        };
+        event.record(&mut fields);
+        let name: Cow<'static, str> = match fields.message {
+            Some(message) => message.into(),
+            None => Cow::Borrowed(metadata.name()),
+        };
+        if *metadata.level() == Level::ERROR {
+            recording.status = Status::error(name.clone());
+        }
+        if recording.events.len() >= MAX_EVENTS_PER_SPAN {
+            recording.dropped_events = recording.dropped_events.saturating_add(1);
+            return;
+        }
+        recording.events.push(OtelEvent::new(
+            name,
+            SystemTime::now(),
+            fields.attributes,
+            0,
+        ));
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let Some(span) = ctx.span(&id) else { return };
+        // Taken out before exporting, so no extension lock is held while the processor runs.
+        let state = span.extensions_mut().remove::<SpanState>();
+        let Some(SpanState {
+            context,
+            parent_span_id,
+            parent_is_remote,
+            recording: Some(recording),
+        }) = state
+        else {
+            return;
+        };
+        let Recording {
+            name,
+            kind,
+            start,
+            attributes,
+            events,
+            dropped_events,
+            status,
+        } = *recording;
+        let mut span_events = SpanEvents::default();
+        span_events.events = events;
+        span_events.dropped_count = dropped_events;
+        exporter.on_end(SpanData {
+            span_context: context,
+            parent_span_id,
+            parent_span_is_remote: parent_is_remote,
+            span_kind: kind,
+            name,
+            start_time: start,
+            end_time: SystemTime::now(),
+            attributes,
+            dropped_attributes_count: 0,
+            events: span_events,
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        });
+    }
+}
+
+/// Where the span was created, with OpenTelemetry's `code.*` attribute names.
+fn push_location(
+    attributes: &mut Vec<KeyValue>,
+    metadata: &'static tracing_core::Metadata<'static>,
+) {
+    if let Some(file) = metadata.file() {
+        attributes.push(KeyValue::new("code.file.path", file));
+    }
+    if let Some(module) = metadata.module_path() {
+        attributes.push(KeyValue::new("code.module.name", module));
+    }
+    if let Some(line) = metadata.line() {
+        attributes.push(KeyValue::new("code.line.number", i64::from(line)));
+    }
+    attributes.push(KeyValue::new("target", metadata.target()));
+}
+
+/// Span fields as attributes; the `otel.*` fields set the span's name, kind and status instead.
+struct AttributeVisitor<'a>(&'a mut Recording);
+
+impl AttributeVisitor<'_> {
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        let attributes = &mut self.0.attributes;
+        if let Some(existing) = attributes.iter_mut().find(|kv| kv.key.as_str() == name) {
+            existing.value = value;
+        } else {
+            attributes.push(KeyValue::new(Key::from_static_str(name), value));
+        }
+    }
+
+    fn special(&mut self, field: &Field, value: &str) -> bool {
+        match field.name() {
+            "otel.name" => self.0.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => {
+                self.0.kind = match value {
+                    "server" => SpanKind::Server,
+                    "client" => SpanKind::Client,
+                    "producer" => SpanKind::Producer,
+                    "consumer" => SpanKind::Consumer,
+                    _ => SpanKind::Internal,
+                };
+            }
+            "otel.status_code" => {
+                self.0.status = match value {
+                    "ERROR" | "error" => match &self.0.status {
+                        Status::Error { .. } => return true,
+                        _ => Status::error(""),
+                    },
+                    "OK" | "ok" => Status::Ok,
+                    _ => Status::Unset,
+                };
+            }
+            "otel.status_description" | "otel.status_message" => {
+                self.0.status = Status::error(value.to_owned());
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl Visit for AttributeVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, unsigned(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.special(field, value) {
+            self.set(field, Value::String(value.to_owned().into()));
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.set(field, Value::String(value.to_string().into()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if !self.special(field, &text) {
+            self.set(field, Value::String(text.into()));
+        }
+    }
+}
+
+/// OpenTelemetry has no unsigned integers: values that fit are integers, larger ones strings.
+fn unsigned(value: u64) -> Value {
+    i64::try_from(value).map_or_else(|_| Value::String(value.to_string().into()), Value::I64)
+}
+
+/// An event's fields as span-event attributes, its message as the event's name.
+struct EventVisitor {
+    message: Option<String>,
+    attributes: Vec<KeyValue>,
+}
+
+impl EventVisitor {
+    fn push(&mut self, field: &Field, value: Value) {
+        self.attributes
+            .push(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+}
+
+impl Visit for EventVisitor {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, unsigned(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.push(field, Value::String(value.to_owned().into()));
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Value::String(value.to_string().into()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        } else if !field.name().starts_with("log.") {
+            self.push(field, Value::String(format!("{value:?}").into()));
+        }
+    }
+}
+
+/// The batch processor, shared by the bridge (which hands it the spans of `tracing`) and the
+/// tracer provider (which flushes it, shuts it down, and serves spans created through
+/// OpenTelemetry's own API).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedProcessor(pub(crate) Arc<dyn SpanProcessor>);
+
+impl SpanProcessor for SharedProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+/// The span context of `span`, when the bridge gave it one.
+pub(crate) fn span_context(span: &tracing::Span) -> Option<SpanContext> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = registry.span(id)?;
+        let extensions = span.extensions();
+        extensions
+            .get::<SpanState>()
+            .map(|state| state.context.clone())
+    })
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_sampling_follows_the_low_bits_of_the_trace_id() {
+        let low = TraceId::from_bytes([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let high =
+            TraceId::from_bytes([0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(ratio_sampled(0.5, low));
+        assert!(!ratio_sampled(0.5, high));
+        assert!(ratio_sampled(1.0, high));
+        assert!(!ratio_sampled(0.0, low));
+    }
+
+    #[test]
+    fn parent_based_sampling_follows_the_parent() {
+        let bridge = OtelBridge::new(SamplerChoice::ParentBased(ParentBasedRoot::AlwaysOn), None);
+        let trace_id = TraceId::from_bytes([1; 16]);
+        let parent = |flags| {
+            SpanContext::new(
+                trace_id,
+                SpanId::from_bytes([2; 8]),
+                flags,
+                true,
+                TraceState::NONE,
+            )
+        };
+        assert!(bridge.sampled(trace_id, None));
+        assert!(bridge.sampled(trace_id, Some(&parent(TraceFlags::SAMPLED))));
+        assert!(!bridge.sampled(trace_id, Some(&parent(TraceFlags::default()))));
+    }
+}

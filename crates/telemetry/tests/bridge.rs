@@ -1,0 +1,201 @@
+//! The OpenTelemetry bridge against an in-test OTLP/gRPC collector: warnings and errors become span
+//! events, sampling follows the caller and the configured sampler, and unsampled spans still give
+//! log lines their trace ids.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Captured, str_at};
+use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, extract, with_remote_parent};
+
+/// Telemetry exporting to `collector`, not installed globally.
+fn telemetry(
+    collector: &FakeCollectorServer,
+    sampler: Option<&str>,
+) -> anyhow::Result<(Telemetry, Captured)> {
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("payments".into());
+    settings.otlp_endpoint = Some(collector.endpoint());
+    settings.otlp_protocol = Some("grpc".into());
+    settings.traces_sampler = sampler.map(str::to_owned);
+    let captured = Captured::default();
+    let telemetry = Telemetry::builder(&settings)
+        .writer(captured.clone())
+        .build()?;
+    Ok((telemetry, captured))
+}
+
+/// Flushes on a blocking thread (the gRPC exporter needs the runtime) and collects what arrived.
+async fn flushed(
+    telemetry: Telemetry,
+    collector: &mut FakeCollectorServer,
+    at_least: usize,
+) -> anyhow::Result<Vec<ExportedSpan>> {
+    let telemetry = tokio::task::spawn_blocking(move || {
+        let result = telemetry.force_flush();
+        result.map(|()| telemetry)
+    })
+    .await??;
+    let spans = collector
+        .exported_spans(at_least, Duration::from_secs(5))
+        .await;
+    telemetry.shutdown()?;
+    Ok(spans)
+}
+
+/// The gRPC exporter and the collector need worker threads while a test waits for a flush.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+async fn collector() -> anyhow::Result<FakeCollectorServer> {
+    FakeCollectorServer::start()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot start the collector: {error}"))
+}
+
+fn traceparent(
+    trace_id: &str,
+    parent: &str,
+    flags: &str,
+) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(
+        "traceparent".to_owned(),
+        format!("00-{trace_id}-{parent}-{flags}"),
+    )])
+}
+
+#[test]
+fn warnings_and_errors_become_span_events_and_an_error_fails_the_span() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, _captured) = telemetry(&collector, None)?;
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let span = tracing::info_span!("charge", tenant = "acme", amount = 1250_u64);
+            let _entered = span.enter();
+            tracing::info!("an info line is a log line only");
+            tracing::warn!(attempt = 2_i64, "card declined");
+            tracing::error!(code = "E42", "payment failed");
+        });
+        let spans = flushed(telemetry, &mut collector, 1).await?;
+
+        let charge = spans
+            .iter()
+            .find(|span| span.name == "charge")
+            .ok_or_else(|| anyhow::anyhow!("no span `charge` among {spans:#?}"))?;
+        let names: Vec<&str> = charge
+            .events
+            .iter()
+            .map(|event| event.name.as_str())
+            .collect();
+        assert_eq!(names, ["card declined", "payment failed"]);
+        let declined = &charge.events[0].attributes;
+        assert!(declined["attempt"].contains("IntValue(2)"), "{declined:?}");
+        assert!(declined["level"].contains("WARN"), "{declined:?}");
+        assert!(charge.events[1].attributes["code"].contains("E42"));
+        let status = charge
+            .status
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no status on {charge:#?}"))?;
+        assert_eq!(status.code, "STATUS_CODE_ERROR");
+        assert_eq!(status.message, "payment failed");
+        assert!(charge.attributes["tenant"].contains("acme"));
+        assert!(charge.attributes["amount"].contains("IntValue(1250)"));
+        assert!(charge.attributes.contains_key("code.file.path"));
+        assert_eq!(charge.kind, "SPAN_KIND_INTERNAL");
+        Ok(())
+    })
+}
+
+#[test]
+fn sampling_follows_the_caller_and_unsampled_spans_keep_their_trace_ids() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, captured) = telemetry(&collector, None)?;
+        let sampled_trace = "0af7651916cd43dd8448eb211c80319c";
+        let unsampled_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let caller = "b7ad6b7169203331";
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            for (trace_id, flags, name) in [
+                (sampled_trace, "01", "sampled"),
+                (unsampled_trace, "00", "unsampled"),
+            ] {
+                let parent = extract(&traceparent(trace_id, caller, flags));
+                let span =
+                    with_remote_parent(&parent, || tracing::info_span!("handle", job = name));
+                let _entered = span.enter();
+                let child = tracing::info_span!("step");
+                let _child = child.enter();
+                tracing::info!(job = name, "handled");
+            }
+        });
+        let spans = flushed(telemetry, &mut collector, 2).await?;
+
+        let names: Vec<(&str, &str)> = spans
+            .iter()
+            .map(|span| (span.name.as_str(), span.trace_id.as_str()))
+            .collect();
+        assert_eq!(
+            spans.len(),
+            2,
+            "only the sampled trace is exported: {names:?}"
+        );
+        assert!(
+            spans.iter().all(|span| span.trace_id == sampled_trace),
+            "{names:?}"
+        );
+        let handle = spans
+            .iter()
+            .find(|span| span.name == "handle")
+            .ok_or_else(|| anyhow::anyhow!("no span `handle` among {names:?}"))?;
+        assert_eq!(handle.parent_span_id, caller);
+
+        for (trace_id, name) in [(sampled_trace, "sampled"), (unsampled_trace, "unsampled")] {
+            let line = captured
+                .with_message("handled")?
+                .into_iter()
+                .find(|line| line["context"]["job"] == name)
+                .ok_or_else(|| anyhow::anyhow!("no line for the {name} job"))?;
+            assert_eq!(str_at(&line, "traceId"), Some(trace_id), "{name}");
+            assert!(str_at(&line, "spanId").is_some_and(|id| id.len() == 16 && id != caller));
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn a_sampler_that_records_nothing_exports_nothing_but_logs_keep_ids() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, captured) = telemetry(&collector, Some("always_off"))?;
+        let context = tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let span = tracing::info_span!("nightly report");
+            let _entered = span.enter();
+            tracing::info!("report written");
+            groundwork_telemetry::current_context()
+        });
+        let spans = flushed(telemetry, &mut collector, 0).await?;
+        assert!(spans.is_empty(), "{spans:#?}");
+
+        let line = &captured.with_message("report written")?[0];
+        let trace_id = str_at(line, "traceId").unwrap_or_default();
+        assert_eq!(trace_id.len(), 32);
+        // What would be propagated is the same trace, marked as not sampled.
+        let mut headers = std::collections::HashMap::new();
+        groundwork_telemetry::inject(&context, &mut headers);
+        let traceparent = headers.get("traceparent").cloned().unwrap_or_default();
+        assert!(
+            traceparent.starts_with(&format!("00-{trace_id}-")) && traceparent.ends_with("-00"),
+            "{traceparent}"
+        );
+        Ok(())
+    })
+}
