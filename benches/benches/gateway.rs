@@ -218,11 +218,11 @@ fn throughput(c: &mut Criterion, fixture: &Fixture) {
 }
 
 /// Rounds of the interleaved comparison, and requests per variant in each round.
-const ROUNDS: usize = 21;
-const ROUND_REQUESTS: u32 = 4_000;
+const ROUNDS: usize = 31;
+const ROUND_REQUESTS: u32 = 3_000;
 
-/// The throughput ratios with the variants interleaved in short rounds (full, bare, layered, then
-/// again), so that a slow second of a shared machine hits all of them alike: criterion measures
+/// The throughput ratios with the variants interleaved in short rounds (each variant once per
+/// round, the order rotating from round to round), so that a slow second of a shared machine hits all of them alike: criterion measures
 /// each variant for seconds on its own, and on two shared cores the machine's speed drifts more
 /// than the difference being measured. Prints the median ratio over the rounds and its spread.
 fn interleaved(fixture: &Fixture) {
@@ -240,11 +240,15 @@ fn interleaved(fixture: &Fixture) {
     }
     let mut full_vs_bare = Vec::new();
     let mut layered_vs_bare = Vec::new();
-    for _ in 0..ROUNDS {
-        let [full, bare, layered] = [0, 1, 2].map(|variant| {
+    for round in 0..ROUNDS {
+        // Each round starts with a different variant, so none always pays for a round's start.
+        let mut rates = [0.0_f64; 3];
+        for step in 0..3 {
+            let variant = (round + step) % 3;
             let elapsed = load(&mut clients[variant], u64::from(ROUND_REQUESTS));
-            f64::from(ROUND_REQUESTS) / elapsed.as_secs_f64()
-        });
+            rates[variant] = f64::from(ROUND_REQUESTS) / elapsed.as_secs_f64();
+        }
+        let [full, bare, layered] = rates;
         full_vs_bare.push(full / bare);
         layered_vs_bare.push(layered / bare);
     }

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -174,7 +175,31 @@ impl HttpMetrics {
 }
 
 /// Duration histograms by route, then by method and status.
-type DurationsByRoute = HashMap<Box<str>, Vec<(Method, u16, Histogram)>>;
+type DurationsByRoute =
+    HashMap<Box<str>, Vec<(Method, u16, Histogram)>, BuildHasherDefault<RouteHasher>>;
+
+/// FNV-1a: route strings are short and chosen by the service, not by callers, so the map needs
+/// no protection against crafted collisions and `SipHash` would be most of a lookup's cost.
+#[derive(Debug)]
+struct RouteHasher(u64);
+
+impl Default for RouteHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for RouteHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -410,8 +435,10 @@ fn request_id(headers: &HeaderMap) -> (RequestId, bool) {
         let nibble = (id >> (4 * (31 - index))) & 0xf;
         *digit = b"0123456789abcdef"[usize::try_from(nibble).unwrap_or(0)];
     }
-    // Hex digits are always a valid header value.
-    let value = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("0"));
+    // Shared from the start, so that the copies for the request, the response and the extension
+    // are reference counts. Hex digits are always a valid header value.
+    let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(hex))
+        .unwrap_or(HeaderValue::from_static("0"));
     (RequestId(value), true)
 }
 

@@ -16,6 +16,7 @@ use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::TraceContextExt as _;
+use smallvec::SmallVec;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
@@ -75,11 +76,13 @@ impl<W> JsonLayer<W> {
 }
 
 /// The fields a span recorded, each already serialized as a JSON value: one buffer and the range
-/// of each value in it, so a span costs two allocations however many fields it has.
+/// of each value in it, so a span costs one allocation besides its extension, however many fields
+/// it has (up to eight; more spill the index onto the heap).
 #[derive(Debug, Default)]
 struct SpanFields {
     json: String,
-    entries: Vec<(&'static str, std::ops::Range<usize>)>,
+    /// Inline for spans of up to eight fields, so the index costs no allocation of its own.
+    entries: SmallVec<[(&'static str, std::ops::Range<usize>); 8]>,
 }
 
 impl SpanFields {
@@ -243,7 +246,7 @@ where
         // Sized for a typical span up front: growing from empty would copy the bytes several times.
         let mut fields = SpanFields {
             json: String::with_capacity(SPAN_FIELDS_CAPACITY),
-            entries: Vec::with_capacity(attrs.fields().len()),
+            entries: SmallVec::new(),
         };
         attrs.record(&mut fields);
         span.extensions_mut().insert(fields);
