@@ -17,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{
     Event as OtelEvent, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
     TraceId, TraceState,
@@ -38,30 +39,51 @@ use crate::settings::{ParentBasedRoot, SamplerChoice};
 const MAX_EVENTS_PER_SPAN: usize = 128;
 
 thread_local! {
-    /// A caller's span context for the next span created on this thread (see [`with_remote_parent`]).
-    static REMOTE_PARENT: RefCell<Option<SpanContext>> = const { RefCell::new(None) };
+    /// A caller's context for the next span created on this thread (see [`with_remote_parent`]).
+    static REMOTE_PARENT: RefCell<Option<RemoteParent>> = const { RefCell::new(None) };
+}
+
+/// What a span created by [`with_remote_parent`] continues: the caller's span, and the caller's
+/// whole context when it carries more than a span (baggage), so it can be sent on.
+#[derive(Debug, Clone)]
+struct RemoteParent {
+    span: SpanContext,
+    carried: Option<opentelemetry::Context>,
 }
 
 /// Creates a span whose parent is the span in `parent` (a caller's context read by
 /// [`crate::extract`]) instead of the current `tracing` span: the first span `make_span` creates
-/// continues the caller's trace and inherits its sampling decision. A `parent` without a valid
-/// span leaves `make_span`'s span where it would have been.
+/// continues the caller's trace and inherits its sampling decision and baggage. A `parent` with
+/// neither a valid span nor baggage leaves `make_span`'s span where it would have been.
 pub(crate) fn with_remote_parent(
     parent: &opentelemetry::Context,
     make_span: impl FnOnce() -> tracing::Span,
 ) -> tracing::Span {
-    let span_context = parent.span().span_context().clone();
-    if !span_context.is_valid() {
+    let span = parent.span().span_context().clone();
+    let has_baggage = !parent.baggage().is_empty();
+    if !span.is_valid() && !has_baggage {
         return make_span();
     }
-    REMOTE_PARENT.with(|slot| *slot.borrow_mut() = Some(span_context));
-    let span = make_span();
-    // A span that was filtered out never reached the bridge: forget the parent it did not take.
-    REMOTE_PARENT.with(|slot| slot.borrow_mut().take());
-    span
+    let remote = RemoteParent {
+        span,
+        carried: has_baggage.then(|| parent.clone()),
+    };
+    let _restore = Restore(REMOTE_PARENT.with(|slot| slot.borrow_mut().replace(remote)));
+    make_span()
 }
 
-fn take_remote_parent() -> Option<SpanContext> {
+/// Puts back what the slot held before, also when `make_span` panics or nests another call, so a
+/// parent never outlives the call it was given to.
+struct Restore(Option<RemoteParent>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        REMOTE_PARENT.with(|slot| *slot.borrow_mut() = previous);
+    }
+}
+
+fn take_remote_parent() -> Option<RemoteParent> {
     REMOTE_PARENT.with(|slot| slot.borrow_mut().take())
 }
 
@@ -69,6 +91,9 @@ fn take_remote_parent() -> Option<SpanContext> {
 #[derive(Debug)]
 pub(crate) struct SpanState {
     pub(crate) context: SpanContext,
+    /// A caller's context with baggage, inherited by child spans and sent on by
+    /// [`crate::current_context`]; `None` (the usual case) costs nothing.
+    pub(crate) carried: Option<opentelemetry::Context>,
     parent_span_id: SpanId,
     parent_is_remote: bool,
     /// Present only for sampled spans while an exporter is configured.
@@ -155,13 +180,29 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let parent = match take_remote_parent() {
-            Some(remote) => Some((remote, true)),
-            None => span.parent().and_then(|parent| {
-                let extensions = parent.extensions();
-                let state = extensions.get::<SpanState>()?;
-                Some((state.context.clone(), false))
-            }),
+        // The parent's ids, whether it is remote, and the context it carries.
+        let parent: Option<(SpanContext, bool, Option<opentelemetry::Context>)> =
+            match take_remote_parent() {
+                Some(RemoteParent { span, carried }) if span.is_valid() => {
+                    let remote = span.is_remote();
+                    Some((span, remote, carried))
+                }
+                // Baggage without a span: a new trace that still carries the baggage.
+                Some(RemoteParent { carried, .. }) => {
+                    Some((SpanContext::empty_context(), false, carried))
+                }
+                None => span.parent().and_then(|parent| {
+                    let extensions = parent.extensions();
+                    let state = extensions.get::<SpanState>()?;
+                    Some((state.context.clone(), false, state.carried.clone()))
+                }),
+            };
+        let (parent, carried) = match parent {
+            Some((context, remote, carried)) if context.is_valid() => {
+                (Some((context, remote)), carried)
+            }
+            Some((_, _, carried)) => (None, carried),
+            None => (None, None),
         };
         let ids = RandomIdGenerator::default();
         let (trace_id, trace_state) = match &parent {
@@ -186,11 +227,15 @@ where
                 status: Status::Unset,
             });
             push_location(&mut recording.attributes, metadata);
-            attrs.record(&mut AttributeVisitor(&mut recording));
+            // No extension lock is held: a field's `Debug` may itself log.
+            let mut updates = FieldUpdates::default();
+            attrs.record(&mut updates);
+            updates.apply(&mut recording);
             recording
         });
         let state = SpanState {
             context: SpanContext::new(trace_id, ids.new_span_id(), flags, false, trace_state),
+            carried,
             parent_span_id: parent
                 .as_ref()
                 .map_or(SpanId::INVALID, |(context, _)| context.span_id()),
@@ -202,12 +247,18 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(recording) = extensions
+        if !is_recording(&span.extensions()) {
+            return;
+        }
+        // Recorded with no extension lock held: a field's `Debug` may itself log or read spans.
+        let mut updates = FieldUpdates::default();
+        values.record(&mut updates);
+        if let Some(recording) = span
+            .extensions_mut()
             .get_mut::<SpanState>()
             .and_then(|state| state.recording.as_deref_mut())
         {
-            values.record(&mut AttributeVisitor(recording));
+            updates.apply(recording);
         }
     }
 
@@ -215,13 +266,9 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        let Some(recording) = extensions
-            .get_mut::<SpanState>()
-            .and_then(|state| state.recording.as_deref_mut())
-        else {
+        if !is_recording(&span.extensions()) {
             return;
-        };
+        }
         let metadata = event.metadata();
         let mut fields = EventVisitor {
             message: None,
@@ -230,12 +277,21 @@ where
                 KeyValue::new("target", metadata.target()),
             ],
         };
+        // As in `on_record`, no lock while user values are formatted.
         event.record(&mut fields);
         let name: Cow<'static, str> = match fields.message {
             Some(message) => message.into(),
             None => Cow::Borrowed(metadata.name()),
         };
-        if *metadata.level() == Level::ERROR {
+        let mut extensions = span.extensions_mut();
+        let Some(recording) = extensions
+            .get_mut::<SpanState>()
+            .and_then(|state| state.recording.as_deref_mut())
+        else {
+            return;
+        };
+        // An error fails a span whose status nobody set; `Ok`, once set, is final.
+        if *metadata.level() == Level::ERROR && matches!(recording.status, Status::Unset) {
             recording.status = Status::error(name.clone());
         }
         if recording.events.len() >= MAX_EVENTS_PER_SPAN {
@@ -262,6 +318,7 @@ where
             parent_span_id,
             parent_is_remote,
             recording: Some(recording),
+            ..
         }) = state
         else {
             return;
@@ -313,44 +370,82 @@ fn push_location(
     attributes.push(KeyValue::new("target", metadata.target()));
 }
 
-/// Span fields as attributes; the `otel.*` fields set the span's name, kind and status instead.
-struct AttributeVisitor<'a>(&'a mut Recording);
+/// Whether the span's state records for export.
+fn is_recording(extensions: &tracing_subscriber::registry::Extensions<'_>) -> bool {
+    extensions
+        .get::<SpanState>()
+        .is_some_and(|state| state.recording.is_some())
+}
 
-impl AttributeVisitor<'_> {
-    fn set(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        let attributes = &mut self.0.attributes;
-        if let Some(existing) = attributes.iter_mut().find(|kv| kv.key.as_str() == name) {
-            existing.value = value;
-        } else {
-            attributes.push(KeyValue::new(Key::from_static_str(name), value));
+/// Span fields as attributes, collected without holding the span's lock; the `otel.*` fields set
+/// the span's name, kind and status instead.
+#[derive(Default)]
+struct FieldUpdates {
+    attributes: Vec<(&'static str, Value)>,
+    name: Option<String>,
+    kind: Option<SpanKind>,
+    status: Option<Status>,
+}
+
+impl FieldUpdates {
+    fn apply(self, recording: &mut Recording) {
+        for (name, value) in self.attributes {
+            let attributes = &mut recording.attributes;
+            if let Some(existing) = attributes.iter_mut().find(|kv| kv.key.as_str() == name) {
+                existing.value = value;
+            } else {
+                attributes.push(KeyValue::new(Key::from_static_str(name), value));
+            }
         }
+        if let Some(name) = self.name {
+            recording.name = Cow::Owned(name);
+        }
+        if let Some(kind) = self.kind {
+            recording.kind = kind;
+        }
+        match self.status {
+            // An error already described keeps its description.
+            Some(Status::Error { description })
+                if description.is_empty() && matches!(recording.status, Status::Error { .. }) => {}
+            // `Ok` is final.
+            Some(_) if matches!(recording.status, Status::Ok) => {}
+            Some(status) => recording.status = status,
+            None => {}
+        }
+    }
+
+    fn set(&mut self, field: &Field, value: Value) {
+        self.attributes.push((field.name(), value));
     }
 
     fn special(&mut self, field: &Field, value: &str) -> bool {
         match field.name() {
-            "otel.name" => self.0.name = Cow::Owned(value.to_owned()),
+            "otel.name" => self.name = Some(value.to_owned()),
             "otel.kind" => {
-                self.0.kind = match value {
-                    "server" => SpanKind::Server,
-                    "client" => SpanKind::Client,
-                    "producer" => SpanKind::Producer,
-                    "consumer" => SpanKind::Consumer,
-                    _ => SpanKind::Internal,
-                };
+                let kind = |name: &str| value.eq_ignore_ascii_case(name);
+                self.kind = Some(if kind("server") {
+                    SpanKind::Server
+                } else if kind("client") {
+                    SpanKind::Client
+                } else if kind("producer") {
+                    SpanKind::Producer
+                } else if kind("consumer") {
+                    SpanKind::Consumer
+                } else {
+                    SpanKind::Internal
+                });
             }
             "otel.status_code" => {
-                self.0.status = match value {
-                    "ERROR" | "error" => match &self.0.status {
-                        Status::Error { .. } => return true,
-                        _ => Status::error(""),
-                    },
-                    "OK" | "ok" => Status::Ok,
-                    _ => Status::Unset,
+                self.status = if value.eq_ignore_ascii_case("error") {
+                    Some(Status::error(""))
+                } else if value.eq_ignore_ascii_case("ok") {
+                    Some(Status::Ok)
+                } else {
+                    None
                 };
             }
             "otel.status_description" | "otel.status_message" => {
-                self.0.status = Status::error(value.to_owned());
+                self.status = Some(Status::error(value.to_owned()));
             }
             _ => return false,
         }
@@ -358,7 +453,7 @@ impl AttributeVisitor<'_> {
     }
 }
 
-impl Visit for AttributeVisitor<'_> {
+impl Visit for FieldUpdates {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.set(field, Value::F64(value));
     }
@@ -461,15 +556,16 @@ impl SpanProcessor for SharedProcessor {
     }
 }
 
-/// The span context of `span`, when the bridge gave it one.
-pub(crate) fn span_context(span: &tracing::Span) -> Option<SpanContext> {
+/// The OpenTelemetry context of `span` when the bridge gave it ids: its span, plus the baggage it
+/// carries from a caller.
+pub(crate) fn context_of(span: &tracing::Span) -> Option<opentelemetry::Context> {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let span = registry.span(id)?;
         let extensions = span.extensions();
-        extensions
-            .get::<SpanState>()
-            .map(|state| state.context.clone())
+        let state = extensions.get::<SpanState>()?;
+        let carried = state.carried.clone().unwrap_or_default();
+        Some(carried.with_remote_span_context(state.context.clone()))
     })
     .flatten()
 }

@@ -32,7 +32,9 @@ use metrics::{Gauge, Histogram, Key, Label, Recorder as _};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use tracing::Instrument as _;
 use tracing::field::Empty;
+use tracing::instrument::Instrumented;
 
 /// The request id header nginx and the platform's gateways set.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -147,17 +149,18 @@ impl HttpMetrics {
     }
 
     fn duration(&self, method: &Method, route: &str, status: u16) -> Histogram {
+        let method = method_label(method);
         let lookup = |map: &DurationsByRoute| {
             map.get(route)?
                 .iter()
-                .find(|(m, s, _)| m == method && *s == status)
+                .find(|(m, s, _)| *m == method && *s == status)
                 .map(|(_, _, histogram)| histogram.clone())
         };
         if let Some(histogram) = self.0.durations.read().ok().as_deref().and_then(lookup) {
             return histogram;
         }
         let labels = [
-            Label::new("method", method.as_str().to_owned()),
+            Label::new("method", method),
             Label::new("route", route.to_owned()),
             Label::new("status", status.to_string()),
         ];
@@ -168,15 +171,32 @@ impl HttpMetrics {
         if let Ok(mut map) = self.0.durations.write() {
             map.entry(route.into())
                 .or_default()
-                .push((method.clone(), status, histogram.clone()));
+                .push((method, status, histogram.clone()));
         }
         histogram
     }
 }
 
+/// The method as a metric label: the standard methods by name, any other as `_OTHER`, as
+/// OpenTelemetry's HTTP conventions ask, so a client inventing methods cannot create series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
 /// Duration histograms by route, then by method and status.
 type DurationsByRoute =
-    HashMap<Box<str>, Vec<(Method, u16, Histogram)>, BuildHasherDefault<RouteHasher>>;
+    HashMap<Box<str>, Vec<(&'static str, u16, Histogram)>, BuildHasherDefault<RouteHasher>>;
 
 /// FNV-1a: route strings are short and chosen by the service, not by callers, so the map needs
 /// no protection against crafted collisions and `SipHash` would be most of a lookup's cost.
@@ -304,8 +324,7 @@ where
             ActiveRequest(metrics)
         });
         TelemetryFuture {
-            inner: self.inner.call(request),
-            span,
+            inner: self.inner.call(request).instrument(span),
             done: Some(Done {
                 started,
                 method,
@@ -333,11 +352,11 @@ impl fmt::Display for SpanName<'_> {
 
 pin_project_lite::pin_project! {
     /// The response future of [`TelemetryService`]: polls the inner service inside the request's
-    /// span, then records the status, the metrics and the echoed `X-Request-ID`.
+    /// span (and drops it inside the span, so a cancelled handler's last lines keep their ids),
+    /// then records the status, the metrics and the echoed `X-Request-ID`.
     pub struct TelemetryFuture<F> {
         #[pin]
-        inner: F,
-        span: tracing::Span,
+        inner: Instrumented<F>,
         done: Option<Done>,
     }
 }
@@ -345,7 +364,7 @@ pin_project_lite::pin_project! {
 impl<F> fmt::Debug for TelemetryFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TelemetryFuture")
-            .field("span", &self.span)
+            .field("span", self.inner.span())
             .finish_non_exhaustive()
     }
 }
@@ -366,11 +385,9 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = {
-            let _entered = this.span.enter();
-            std::task::ready!(this.inner.poll(cx))
-        };
+        let mut this = self.project();
+        let result = std::task::ready!(this.inner.as_mut().poll(cx));
+        let span = this.inner.span();
         let Some(done) = this.done.take() else {
             return Poll::Ready(result);
         };
@@ -379,10 +396,9 @@ where
             Err(_) => 500,
         };
         // As i64: OpenTelemetry has no unsigned integers.
-        this.span
-            .record("http.response.status_code", i64::from(status));
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
-            this.span.record("otel.status_code", "ERROR");
+            span.record("otel.status_code", "ERROR");
         }
         if let Some(active) = &done.metrics {
             active

@@ -109,6 +109,13 @@ impl SpanFields {
         }
     }
 
+    /// Takes over the values in `other`, which win over the ones already here.
+    fn merge(&mut self, other: &SpanFields) {
+        for (name, value) in other.iter() {
+            self.set(name, |out| out.push_str(value));
+        }
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.entries
             .iter()
@@ -162,6 +169,8 @@ struct LineBuffers {
 
 thread_local! {
     static BUFFERS: RefCell<LineBuffers> = RefCell::new(LineBuffers::default());
+    /// Values recorded on an existing span, before they are merged under the span's lock.
+    static RECORD_SCRATCH: RefCell<SpanFields> = RefCell::new(SpanFields::default());
 }
 
 /// Collects an event's fields: `message` apart, the others into `context`.
@@ -254,14 +263,26 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(fields) = extensions.get_mut::<SpanFields>() {
-            values.record(fields);
-        } else {
-            let mut fields = SpanFields::default();
-            values.record(&mut fields);
-            extensions.insert(fields);
-        }
+        // Serialized before the span's lock is taken, into a reused per-thread buffer: a value's
+        // `Debug` may itself log, and that line reads this span's fields.
+        let record = |recorded: &mut SpanFields| {
+            recorded.json.clear();
+            recorded.entries.clear();
+            values.record(recorded);
+            let mut extensions = span.extensions_mut();
+            if let Some(fields) = extensions.get_mut::<SpanFields>() {
+                fields.merge(recorded);
+            } else {
+                let mut fields = SpanFields::default();
+                fields.merge(recorded);
+                extensions.insert(fields);
+            }
+        };
+        RECORD_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => record(&mut scratch),
+            // Recording a value that records another: a fresh buffer for the inner one.
+            Err(_) => record(&mut SpanFields::default()),
+        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

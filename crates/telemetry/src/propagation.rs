@@ -4,7 +4,6 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::settings::PropagatorChoice;
@@ -24,21 +23,19 @@ pub(crate) fn install(choices: &[PropagatorChoice]) {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
 }
 
-/// The OpenTelemetry context of the current `tracing` span: what [`inject`] sends on. Empty outside
-/// a span or when the subscriber is not Groundwork's.
+/// The OpenTelemetry context of the current `tracing` span, with the baggage its trace received:
+/// what [`inject`] sends on. Empty outside a span or when the subscriber is not Groundwork's.
 ///
 /// `tracing` spans are not made current in OpenTelemetry's own thread-local context (that would
 /// cost every poll of every instrumented future); this is the way to their ids.
 pub fn current_context() -> Context {
-    match crate::bridge::span_context(&tracing::Span::current()) {
-        Some(span_context) => Context::new().with_remote_span_context(span_context),
-        None => Context::new(),
-    }
+    crate::bridge::context_of(&tracing::Span::current()).unwrap_or_default()
 }
 
 /// Creates a span continuing a caller's trace: the first span `make_span` creates gets the span in
 /// `parent` (read by [`extract`]) as its parent, instead of the current `tracing` span, and
-/// follows its sampling decision. Without a span in `parent`, `make_span`'s span is left as it is.
+/// follows its sampling decision; baggage in `parent` is carried by the span and its children. With
+/// neither a span nor baggage in `parent`, `make_span`'s span is left as it is.
 ///
 /// ```
 /// use groundwork_telemetry::{extract, with_remote_parent};

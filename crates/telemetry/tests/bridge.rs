@@ -199,3 +199,143 @@ fn a_sampler_that_records_nothing_exports_nothing_but_logs_keep_ids() -> anyhow:
         Ok(())
     })
 }
+
+#[test]
+fn baggage_from_the_caller_is_sent_on_with_the_trace() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let collector = collector().await?;
+        let (telemetry, _captured) = telemetry(&collector, None)?;
+        let trace_id = "0af7651916cd43dd8448eb211c80319c";
+        let (with_trace, baggage_only) =
+            tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                let outgoing = |incoming: std::collections::HashMap<String, String>| {
+                    let span =
+                        with_remote_parent(&extract(&incoming), || tracing::info_span!("handle"));
+                    let _entered = span.enter();
+                    // A child span, as a handler's own work would open.
+                    let child = tracing::info_span!("call downstream");
+                    let _child = child.enter();
+                    let mut headers = std::collections::HashMap::new();
+                    groundwork_telemetry::inject(
+                        &groundwork_telemetry::current_context(),
+                        &mut headers,
+                    );
+                    headers
+                };
+                let mut incoming = traceparent(trace_id, "b7ad6b7169203331", "01");
+                incoming.insert("baggage".to_owned(), "tenant=acme".to_owned());
+                let with_trace = outgoing(incoming);
+                let baggage_only = outgoing(std::collections::HashMap::from([(
+                    "baggage".to_owned(),
+                    "tenant=globex".to_owned(),
+                )]));
+                (with_trace, baggage_only)
+            });
+        assert_eq!(
+            with_trace.get("baggage").map(String::as_str),
+            Some("tenant=acme")
+        );
+        assert!(
+            with_trace
+                .get("traceparent")
+                .is_some_and(|value| value.starts_with(&format!("00-{trace_id}-"))),
+            "{with_trace:?}"
+        );
+        assert_eq!(
+            baggage_only.get("baggage").map(String::as_str),
+            Some("tenant=globex")
+        );
+        assert!(
+            baggage_only
+                .get("traceparent")
+                .is_some_and(|value| !value.contains(trace_id)),
+            "a new trace: {baggage_only:?}"
+        );
+        telemetry.shutdown()?;
+        Ok(())
+    })
+}
+
+/// A value whose `Debug` logs, as error reports that capture span traces do.
+struct Chatty;
+
+impl std::fmt::Debug for Chatty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::warn!("formatting a value that logs");
+        f.write_str("chatty")
+    }
+}
+
+#[test]
+fn a_value_that_logs_while_it_is_recorded_does_not_deadlock() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, captured) = telemetry(&collector, None)?;
+        let dispatch = telemetry.dispatch().clone();
+        // On a thread of its own, so that a deadlock fails the test instead of hanging it.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                let span = tracing::info_span!("report", detail = tracing::field::Empty);
+                let _entered = span.enter();
+                span.record("detail", tracing::field::debug(&Chatty));
+                tracing::error!(report = ?Chatty, "request failed");
+            });
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| anyhow::anyhow!("recording a value that logs deadlocked"))?;
+        let spans = flushed(telemetry, &mut collector, 1).await?;
+        let report = spans
+            .iter()
+            .find(|span| span.name == "report")
+            .ok_or_else(|| anyhow::anyhow!("no span `report` among {spans:#?}"))?;
+        assert!(report.attributes["detail"].contains("chatty"));
+        let names: Vec<&str> = report
+            .events
+            .iter()
+            .map(|event| event.name.as_str())
+            .collect();
+        assert!(names.contains(&"request failed"), "{names:?}");
+        assert!(names.contains(&"formatting a value that logs"), "{names:?}");
+        assert!(
+            !captured
+                .with_message("formatting a value that logs")?
+                .is_empty()
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_span_constructor_that_panics_does_not_hand_the_callers_trace_to_the_next_span()
+-> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let collector = collector().await?;
+        let (telemetry, captured) = telemetry(&collector, None)?;
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let parent = extract(&traceparent(trace_id, "b7ad6b7169203331", "01"));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                with_remote_parent(&parent, || panic!("a field expression failed"))
+            }));
+            assert!(outcome.is_err());
+            let unrelated = tracing::info_span!("unrelated");
+            let _entered = unrelated.enter();
+            tracing::info!("unrelated work");
+        });
+        let line = &captured.with_message("unrelated work")?[0];
+        let logged = str_at(line, "traceId").unwrap_or_default();
+        assert_eq!(logged.len(), 32);
+        assert_ne!(
+            logged, trace_id,
+            "the caller's trace leaked into a later span"
+        );
+        telemetry.shutdown()?;
+        Ok(())
+    })
+}

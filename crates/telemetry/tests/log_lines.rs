@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
@@ -259,6 +261,14 @@ fn app(metrics: &HttpMetrics) -> Router {
             "/v1/fail",
             get(|| async { (http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
         )
+        .route(
+            "/v1/slow",
+            get(|| async {
+                let _guard = LogOnDrop;
+                std::future::pending::<()>().await;
+                "never"
+            }),
+        )
         .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
         .route("/metrics", metrics.handler())
 }
@@ -339,6 +349,41 @@ fn a_request_without_an_id_or_trace_gets_new_ones() -> anyhow::Result<()> {
     })
 }
 
+/// Logs when a handler is dropped before it finishes, as a transaction guard would.
+struct LogOnDrop;
+
+impl Drop for LogOnDrop {
+    fn drop(&mut self) {
+        tracing::warn!("request abandoned, rolled back");
+    }
+}
+
+#[test]
+fn a_handler_dropped_mid_request_logs_inside_the_request_span() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    common::runtime()?.block_on(async {
+        let (telemetry, captured) = telemetry(&settings())?;
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        let metrics = HttpMetrics::new();
+        let request = Request::get("/v1/slow")
+            .header("x-request-id", "req-cancelled")
+            .body(Body::empty())?;
+        // The client goes away: the response future is dropped while the handler waits.
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(50), app(&metrics).oneshot(request)).await;
+        assert!(outcome.is_err(), "the handler never answers");
+
+        let line = &captured.with_message("request abandoned, rolled back")?[0];
+        assert!(
+            is_hex(str_at(line, "traceId").unwrap_or_default(), 32),
+            "{line:?}"
+        );
+        assert_eq!(line["context"]["requestId"], Value::from("req-cancelled"));
+        assert_eq!(line["context"]["http.route"], Value::from("/v1/slow"));
+        Ok(())
+    })
+}
+
 #[test]
 fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()> {
     let _serial = common::serial();
@@ -348,6 +393,17 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
         for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
             app.clone()
                 .oneshot(Request::get(path).body(Body::empty())?)
+                .await?;
+        }
+        // Methods outside the standard set share one label, so clients cannot create series.
+        for method in ["PURGE", "BREW"] {
+            app.clone()
+                .oneshot(
+                    Request::builder()
+                        .method(method)
+                        .uri("/v1/orders/3")
+                        .body(Body::empty())?,
+                )
                 .await?;
         }
         let response = app
@@ -381,6 +437,13 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
             text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/v1/fail",status="503",le="0.005"}"#),
             "semantic-convention buckets: {text}"
         );
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{method="_OTHER",route="/v1/orders/{id}",status="405"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("PURGE") && !text.contains("BREW"), "{text}");
         assert!(text.contains("http_server_active_requests 0"), "{text}");
         assert!(
             !text.contains("route=\"/metrics\""),
