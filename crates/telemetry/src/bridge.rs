@@ -263,6 +263,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // WARN and ERROR become span events; lower levels are log lines only, which keeps the
+        // per-event path one comparison here.
+        if *event.metadata().level() > Level::WARN {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
             return;
         };

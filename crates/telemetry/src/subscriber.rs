@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
-use tracing_core::subscriber::Interest;
-use tracing_core::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::{Context, Filter, Layer, Layered, SubscriberExt as _};
+use tracing_subscriber::layer::{Layer, Layered, SubscriberExt as _};
 use tracing_subscriber::{Registry, reload};
 
 use crate::bridge::OtelBridge;
@@ -21,8 +19,7 @@ use crate::{TelemetryError, export, propagation};
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The registry with the OpenTelemetry bridge.
-type Bridged =
-    Layered<tracing_subscriber::filter::Filtered<OtelBridge, ExportedToSpans, Registry>, Registry>;
+type Bridged = Layered<OtelBridge, Registry>;
 /// Everything below the level filter: bridge and formatter.
 pub(crate) type Formatted = Layered<Box<dyn Layer<Bridged> + Send + Sync>, Bridged>;
 
@@ -87,7 +84,7 @@ where
         let export::Pipeline { provider, exporter } = export::pipeline(settings)?;
 
         let (filter, reload_handle) = reload::Layer::new(filter);
-        let bridge = OtelBridge::new(settings.sampler()?, exporter).with_filter(ExportedToSpans);
+        let bridge = OtelBridge::new(settings.sampler()?, exporter);
         let formatter: Box<dyn Layer<Bridged> + Send + Sync> = match settings.log_format {
             LogFormat::Pretty => Box::new(
                 tracing_subscriber::fmt::layer()
@@ -98,9 +95,9 @@ where
                 Box::new(JsonLayer::new(settings.service()).with_writer(self.make_writer))
             }
         };
-        // The level filter is the outermost layer on purpose: a global filter below a per-layer
-        // filter (the bridge's) cannot mark disabled callsites `never`, and a disabled event would
-        // then cost a filter evaluation instead of one cached check.
+        // One global level filter and no per-layer filters: a disabled event is then one cached
+        // callsite check, and spans skip per-layer filter bookkeeping on every callback. The
+        // bridge itself ignores events below WARN.
         let subscriber = Registry::default()
             .with(bridge)
             .with(formatter)
@@ -181,31 +178,6 @@ impl Drop for Telemetry {
         if !self.shut_down {
             // Nothing can be reported from a drop; `shutdown()` returns the error instead.
             let _ = self.provider.shutdown_with_timeout(self.shutdown_timeout);
-        }
-    }
-}
-
-/// What reaches the OpenTelemetry bridge: spans, and WARN/ERROR events as span events. Lower events
-/// are log lines only, which keeps the per-event path free of allocation.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ExportedToSpans;
-
-impl ExportedToSpans {
-    fn wants(metadata: &Metadata<'_>) -> bool {
-        metadata.is_span() || *metadata.level() <= Level::WARN
-    }
-}
-
-impl<S> Filter<S> for ExportedToSpans {
-    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        Self::wants(metadata)
-    }
-
-    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if Self::wants(metadata) {
-            Interest::always()
-        } else {
-            Interest::never()
         }
     }
 }
