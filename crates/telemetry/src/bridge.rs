@@ -246,6 +246,10 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        // Without an exporter no span records anything: nothing to look up.
+        if self.exporter.is_none() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         if !is_recording(&span.extensions()) {
             return;
@@ -265,7 +269,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         // WARN and ERROR become span events; lower levels are log lines only, which keeps the
         // per-event path one comparison here.
-        if *event.metadata().level() > Level::WARN {
+        if *event.metadata().level() > Level::WARN || self.exporter.is_none() {
             return;
         }
         let Some(span) = ctx.event_span(event) else {
