@@ -218,8 +218,8 @@ fn throughput(c: &mut Criterion, fixture: &Fixture) {
 }
 
 /// Rounds of the interleaved comparison, and requests per variant in each round.
-const ROUNDS: usize = 31;
-const ROUND_REQUESTS: u32 = 3_000;
+const ROUNDS: usize = 151;
+const ROUND_REQUESTS: u32 = 1_500;
 
 /// The throughput ratios with the variants interleaved in short rounds (each variant once per
 /// round, the order rotating from round to round), so that a slow second of a shared machine hits all of them alike: criterion measures
