@@ -229,7 +229,7 @@ where
             push_location(&mut recording.attributes, metadata);
             // No extension lock is held: a field's `Debug` may itself log.
             let mut updates = FieldUpdates::default();
-            attrs.record(&mut updates);
+            attrs.record(&mut Values(|name, value| updates.take(name, value)));
             updates.apply(&mut recording);
             recording
         });
@@ -256,7 +256,7 @@ where
         }
         // Recorded with no extension lock held: a field's `Debug` may itself log or read spans.
         let mut updates = FieldUpdates::default();
-        values.record(&mut updates);
+        values.record(&mut Values(|name, value| updates.take(name, value)));
         if let Some(recording) = span
             .extensions_mut()
             .get_mut::<SpanState>()
@@ -279,16 +279,21 @@ where
             return;
         }
         let metadata = event.metadata();
-        let mut fields = EventVisitor {
-            message: None,
-            attributes: vec![
-                KeyValue::new("level", metadata.level().as_str()),
-                KeyValue::new("target", metadata.target()),
-            ],
-        };
+        // The message names the span event; `log.*` fields are the `log` bridge's metadata.
+        let mut message = None;
+        let mut attributes = vec![
+            KeyValue::new("level", metadata.level().as_str()),
+            KeyValue::new("target", metadata.target()),
+        ];
         // As in `on_record`, no lock while user values are formatted.
-        event.record(&mut fields);
-        let name: Cow<'static, str> = match fields.message {
+        event.record(&mut Values(|name: &'static str, value: Value| {
+            if name == "message" {
+                message = Some(value.as_str().into_owned());
+            } else if !name.starts_with("log.") {
+                attributes.push(KeyValue::new(Key::from_static_str(name), value));
+            }
+        }));
+        let name: Cow<'static, str> = match message {
             Some(message) => message.into(),
             None => Cow::Borrowed(metadata.name()),
         };
@@ -307,12 +312,9 @@ where
             recording.dropped_events = recording.dropped_events.saturating_add(1);
             return;
         }
-        recording.events.push(OtelEvent::new(
-            name,
-            SystemTime::now(),
-            fields.attributes,
-            0,
-        ));
+        recording
+            .events
+            .push(OtelEvent::new(name, SystemTime::now(), attributes, 0));
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -423,15 +425,14 @@ impl FieldUpdates {
         }
     }
 
-    fn set(&mut self, field: &Field, value: Value) {
-        self.attributes.push((field.name(), value));
-    }
-
-    fn special(&mut self, field: &Field, value: &str) -> bool {
-        match field.name() {
-            "otel.name" => self.name = Some(value.to_owned()),
+    /// Takes one field: an `otel.*` field sets the name, kind or status, any other is an attribute.
+    fn take(&mut self, name: &'static str, value: Value) {
+        let text = || value.as_str();
+        match name {
+            "otel.name" => self.name = Some(text().into_owned()),
             "otel.kind" => {
-                let kind = |name: &str| value.eq_ignore_ascii_case(name);
+                let text = text();
+                let kind = |name: &str| text.eq_ignore_ascii_case(name);
                 self.kind = Some(if kind("server") {
                     SpanKind::Server
                 } else if kind("client") {
@@ -445,100 +446,54 @@ impl FieldUpdates {
                 });
             }
             "otel.status_code" => {
-                self.status = if value.eq_ignore_ascii_case("error") {
+                let text = text();
+                self.status = if text.eq_ignore_ascii_case("error") {
                     Some(Status::error(""))
-                } else if value.eq_ignore_ascii_case("ok") {
+                } else if text.eq_ignore_ascii_case("ok") {
                     Some(Status::Ok)
                 } else {
                     None
                 };
             }
             "otel.status_description" | "otel.status_message" => {
-                self.status = Some(Status::error(value.to_owned()));
+                self.status = Some(Status::error(text().into_owned()));
             }
-            _ => return false,
+            _ => self.attributes.push((name, value)),
         }
-        true
     }
 }
 
-impl Visit for FieldUpdates {
+/// Every field of a span or an event as an OpenTelemetry value, handed to the closure with its
+/// name. Strings are copied: the values outlive the borrowed fields.
+struct Values<F>(F);
+
+impl<F: FnMut(&'static str, Value)> Visit for Values<F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field, Value::F64(value));
+        (self.0)(field.name(), Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field, Value::I64(value));
+        (self.0)(field.name(), Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field, unsigned(value));
+        (self.0)(field.name(), unsigned(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field, Value::Bool(value));
+        (self.0)(field.name(), Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.special(field, value) {
-            self.set(field, Value::String(value.to_owned().into()));
-        }
+        (self.0)(field.name(), Value::String(value.to_owned().into()));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.set(field, Value::String(value.to_string().into()));
+        (self.0)(field.name(), Value::String(value.to_string().into()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        if !self.special(field, &text) {
-            self.set(field, Value::String(text.into()));
-        }
+        (self.0)(field.name(), Value::String(format!("{value:?}").into()));
     }
 }
 
 /// OpenTelemetry has no unsigned integers: values that fit are integers, larger ones strings.
 fn unsigned(value: u64) -> Value {
     i64::try_from(value).map_or_else(|_| Value::String(value.to_string().into()), Value::I64)
-}
-
-/// An event's fields as span-event attributes, its message as the event's name.
-struct EventVisitor {
-    message: Option<String>,
-    attributes: Vec<KeyValue>,
-}
-
-impl EventVisitor {
-    fn push(&mut self, field: &Field, value: Value) {
-        self.attributes
-            .push(KeyValue::new(Key::from_static_str(field.name()), value));
-    }
-}
-
-impl Visit for EventVisitor {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, Value::F64(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, Value::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, unsigned(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, Value::Bool(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = Some(value.to_owned());
-        } else {
-            self.push(field, Value::String(value.to_owned().into()));
-        }
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push(field, Value::String(value.to_string().into()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.message = Some(format!("{value:?}"));
-        } else if !field.name().starts_with("log.") {
-            self.push(field, Value::String(format!("{value:?}").into()));
-        }
-    }
 }
 
 /// The batch processor, shared by the bridge (which hands it the spans of `tracing`) and the

@@ -5,22 +5,7 @@
 
 mod common;
 
-use common::{Captured, str_at};
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
-
-fn settings() -> TelemetrySettings {
-    let mut settings = TelemetrySettings::default();
-    settings.service_name = Some("query-engine".into());
-    settings
-}
-
-fn telemetry(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Captured)> {
-    let captured = Captured::default();
-    let telemetry = Telemetry::builder(settings)
-        .writer(captured.clone())
-        .build()?;
-    Ok((telemetry, captured))
-}
+use common::{settings, str_at, telemetry};
 
 #[test]
 fn the_level_changes_at_run_time_and_a_bad_filter_changes_nothing() -> anyhow::Result<()> {

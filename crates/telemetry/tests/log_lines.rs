@@ -9,27 +9,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Captured, str_at};
+use common::{settings, str_at, telemetry};
 use groundwork_config::Secret;
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_telemetry::Telemetry;
 use http::Request;
 use serde_json::Value;
 use tower::ServiceExt as _;
-
-fn settings() -> TelemetrySettings {
-    let mut settings = TelemetrySettings::default();
-    settings.service_name = Some("query-engine".into());
-    settings
-}
-
-fn telemetry(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Captured)> {
-    let captured = Captured::default();
-    let telemetry = Telemetry::builder(settings)
-        .writer(captured.clone())
-        .build()?;
-    Ok((telemetry, captured))
-}
 
 fn is_hex(text: &str, len: usize) -> bool {
     text.len() == len

@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use groundwork_telemetry::{Telemetry, TelemetrySettings};
 use serde_json::{Map, Value};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -68,6 +69,22 @@ impl<'a> MakeWriter<'a> for Captured {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// Settings for the service `query-engine`, everything else default.
+pub fn settings() -> TelemetrySettings {
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("query-engine".into());
+    settings
+}
+
+/// Telemetry built (not installed) from `settings`, writing its lines into the returned capture.
+pub fn telemetry(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Captured)> {
+    let captured = Captured::default();
+    let telemetry = Telemetry::builder(settings)
+        .writer(captured.clone())
+        .build()?;
+    Ok((telemetry, captured))
 }
 
 /// The string at `key` of a line.
