@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod tls;
+
+#[cfg(feature = "amqp")]
+mod amqp;
+#[cfg(feature = "clickhouse")]
+mod clickhouse;
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "amqp")]
+pub use amqp::amqp_connect;
+#[cfg(feature = "clickhouse")]
+pub use clickhouse::clickhouse_client;
+pub use error::{ConnectError, Service};
+#[cfg(feature = "http")]
+pub use http::http_client;
+#[cfg(feature = "redis")]
+pub use redis::{RedisOptions, redis_pool};
+pub use tls::{TlsError, TlsSettings};
