@@ -17,6 +17,7 @@ pub(crate) mod process;
 mod rabbitmq;
 mod redis;
 mod s3;
+mod tls;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -32,7 +33,8 @@ use self::probe::{Endpoint, Probe};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum InfraCommand {
-    /// Reuse or start postgres, redis, rabbitmq, clickhouse and s3 (moto); write target/infra/env
+    /// Reuse or start postgres, redis, rabbitmq, clickhouse, s3 (moto) and the TLS endpoints; write
+    /// target/infra/env
     Up {
         /// Fail with the command to run instead of installing missing servers
         #[arg(long)]
@@ -74,6 +76,12 @@ enum Service {
     RabbitMq,
     ClickHouse,
     S3,
+    /// Redis's own TLS port, on a server of its own.
+    RedisTls,
+    /// stunnel terminating TLS in front of RabbitMQ.
+    AmqpTls,
+    /// stunnel terminating TLS in front of ClickHouse's HTTP interface.
+    ClickHouseTls,
 }
 
 /// What xtask knows about a service apart from how to install, start and stop its server.
@@ -99,12 +107,16 @@ struct Spec {
 }
 
 impl Service {
-    const ALL: [Service; 5] = [
+    /// In start order: the TLS endpoints come after the servers they front.
+    const ALL: [Service; 8] = [
         Service::Postgres,
         Service::Redis,
         Service::RabbitMq,
         Service::ClickHouse,
         Service::S3,
+        Service::RedisTls,
+        Service::AmqpTls,
+        Service::ClickHouseTls,
     ];
 
     fn spec(self) -> &'static Spec {
@@ -114,6 +126,9 @@ impl Service {
             Service::RabbitMq => &rabbitmq::SPEC,
             Service::ClickHouse => &clickhouse::SPEC,
             Service::S3 => &s3::SPEC,
+            Service::RedisTls => &tls::REDIS_SPEC,
+            Service::AmqpTls => &tls::AMQPS_SPEC,
+            Service::ClickHouseTls => &tls::CLICKHOUSE_SPEC,
         }
     }
 
@@ -125,17 +140,23 @@ impl Service {
             Service::RabbitMq => rabbitmq::missing_packages(),
             Service::ClickHouse => clickhouse::missing_packages(),
             Service::S3 => s3::missing_packages(),
+            Service::RedisTls | Service::AmqpTls | Service::ClickHouseTls => {
+                tls::missing_packages(self)
+            }
         }
     }
 
     /// Starts the server in `dir`; returns once it has been launched, not necessarily answering yet.
-    fn start(self, dir: &Path) -> Result<()> {
+    fn start(self, dir: &Path, running: &[Running]) -> Result<()> {
         match self {
             Service::Postgres => postgres::start(dir),
             Service::Redis => redis::start(dir),
             Service::RabbitMq => rabbitmq::start(dir),
             Service::ClickHouse => clickhouse::start(dir),
             Service::S3 => s3::start(dir),
+            Service::RedisTls | Service::AmqpTls | Service::ClickHouseTls => {
+                tls::start(self, dir, running)
+            }
         }
     }
 
@@ -144,9 +165,12 @@ impl Service {
         match self {
             Service::Postgres => postgres::stop(dir),
             Service::RabbitMq => rabbitmq::stop(dir),
-            Service::Redis | Service::ClickHouse | Service::S3 => {
-                process::terminate(pid, Duration::from_secs(20))
-            }
+            Service::Redis
+            | Service::ClickHouse
+            | Service::S3
+            | Service::RedisTls
+            | Service::AmqpTls
+            | Service::ClickHouseTls => process::terminate(pid, Duration::from_secs(20)),
         }
     }
 }
@@ -290,12 +314,23 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
 
     install_missing(&to_start, infra_dir, options)?;
     for service in to_start {
-        running.push(start(service, infra_dir)?);
+        let started = start(service, infra_dir, &running)?;
+        running.push(started);
     }
     running.sort_by_key(|found| found.service);
 
     let env_file = infra_dir.join("env");
-    write_atomically(&env_file, &render_env_file(&running))?;
+    tls::ensure_certificates(infra_dir)?;
+    let mut contents = render_env_file(&running);
+    let ca_cert = tls::ca_cert(infra_dir).display().to_string();
+    contents.extend([
+        "export ",
+        tls::CA_ENV_VAR,
+        "=",
+        &shell_value(&ca_cert),
+        "\n",
+    ]);
+    write_atomically(&env_file, &contents)?;
 
     let rows = running.iter().map(|found| {
         let (origin, pid) = match found.origin {
@@ -385,7 +420,7 @@ fn install_missing(to_start: &[Service], infra_dir: &Path, options: UpOptions) -
     Ok(())
 }
 
-fn start(service: Service, infra_dir: &Path) -> Result<Running> {
+fn start(service: Service, infra_dir: &Path, running: &[Running]) -> Result<Running> {
     let spec = service.spec();
     let dir = infra_dir.join(spec.name);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -403,7 +438,7 @@ fn start(service: Service, infra_dir: &Path) -> Result<Running> {
         dir.display()
     );
     service
-        .start(&dir)
+        .start(&dir, running)
         .with_context(|| format!("cannot start {}; see {}", spec.name, log_hint(spec, &dir)))?;
     wait_until_answers(spec, &dir)?;
     // Redis listens before it writes its PID file, so give the file a moment to appear.

@@ -21,10 +21,7 @@ const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 ///
 /// The client connects lazily; a wrong certificate fails the first query with an error whose
 /// chain names the TLS reason.
-pub fn clickhouse_client(
-    url: &str,
-    tls: &TlsSettings,
-) -> Result<clickhouse::Client, ConnectError> {
+pub fn clickhouse_client(url: &str, tls: &TlsSettings) -> Result<clickhouse::Client, ConnectError> {
     let parsed = parse(Service::ClickHouse, url)?;
     let url_error = |reason: String| ConnectError::Url {
         service: Service::ClickHouse,
@@ -89,7 +86,7 @@ pub fn clickhouse_client(
         })?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        http.set_keepalive(Some(std::time::Duration::from_mins(1)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*config).clone())
             .https_only()

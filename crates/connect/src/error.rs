@@ -164,7 +164,10 @@ fn one_line(error: &str) -> String {
 /// `host:port` of a URL, for messages; the default port of its scheme when it names none.
 pub(crate) fn host_of(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("<no host>");
-    match url.port_or_known_default().or_else(|| default_port(url.scheme())) {
+    match url
+        .port_or_known_default()
+        .or_else(|| default_port(url.scheme()))
+    {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     }
@@ -210,11 +213,11 @@ mod tests {
 
     #[test]
     fn certificate_failures_say_which_check_failed() {
-        let reason = reason(
-            true,
-            "invalid peer certificate: UnknownIssuer",
+        let reason = reason(true, "invalid peer certificate: UnknownIssuer");
+        assert!(
+            reason.starts_with("TLS: the certificate is not signed by a trusted CA"),
+            "{reason}"
         );
-        assert!(reason.starts_with("TLS: the certificate is not signed by a trusted CA"), "{reason}");
         let reason = reason_for_name();
         assert!(reason.contains("not valid for this host name"), "{reason}");
     }
@@ -230,12 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn hosts_carry_the_scheme_default_port() {
-        let url = url::Url::parse("rediss://user:pw@cache.example").expect("url");
+    fn hosts_carry_the_scheme_default_port() -> Result<(), url::ParseError> {
+        let url = url::Url::parse("rediss://user:pw@cache.example")?;
         assert_eq!(host_of(&url), "cache.example:6379");
-        let url = url::Url::parse("amqps://mq.example/%2f").expect("url");
+        let url = url::Url::parse("amqps://mq.example/%2f")?;
         assert_eq!(host_of(&url), "mq.example:5671");
-        let url = url::Url::parse("https://ch.example:8443").expect("url");
+        let url = url::Url::parse("https://ch.example:8443")?;
         assert_eq!(host_of(&url), "ch.example:8443");
+        Ok(())
     }
 }

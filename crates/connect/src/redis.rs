@@ -6,8 +6,8 @@ use deadpool_redis::redis::{self, ClientTlsConfig, TlsCertificates};
 use deadpool_redis::{Manager, Pool, Runtime};
 use groundwork_config::ExposeSecret as _;
 
-use crate::error::{ConnectError, Service, describe, host_of, parse, reason};
 use crate::TlsSettings;
+use crate::error::{ConnectError, Service, describe, host_of, parse, reason};
 
 /// How a Redis pool connects.
 #[derive(Debug, Clone)]
@@ -80,8 +80,8 @@ pub async fn redis_pool(
     }
     .map_err(|error| url_error(error.to_string()))?;
 
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(options.connect_timeout));
+    let config =
+        redis::AsyncConnectionConfig::new().set_connection_timeout(Some(options.connect_timeout));
     let manager = Manager::new_with_config(client.get_connection_info().clone(), config)
         .map_err(|error| url_error(error.to_string()))?;
     let pool = Pool::builder(manager)
@@ -92,22 +92,33 @@ pub async fn redis_pool(
         .build()
         .map_err(|error| url_error(error.to_string()))?;
 
+    let timeout = |host: String| ConnectError::Timeout {
+        service: Service::Redis,
+        host,
+        timeout: options.connect_timeout,
+        expected: if secure { "TLS" } else { "plain-text" },
+    };
     let first = tokio::time::timeout(options.connect_timeout, pool.get()).await;
     match first {
         Ok(Ok(connection)) => {
             drop(connection);
             Ok(pool)
         }
-        Ok(Err(deadpool_redis::PoolError::Timeout(_))) | Err(_) => Err(ConnectError::Timeout {
-            service: Service::Redis,
-            host,
-            timeout: options.connect_timeout,
-            expected: if secure { "TLS" } else { "plain-text" },
-        }),
-        Ok(Err(error)) => Err(ConnectError::Connect {
-            service: Service::Redis,
-            host,
-            reason: reason(secure, &describe(&error)),
-        }),
+        Ok(Err(error)) => {
+            let text = describe(&error);
+            // A plain server given a TLS hello (or the reverse) waits for more bytes: the
+            // connection timeout is how that ends.
+            if matches!(error, deadpool_redis::PoolError::Timeout(_)) || text.contains("timed out")
+            {
+                Err(timeout(host))
+            } else {
+                Err(ConnectError::Connect {
+                    service: Service::Redis,
+                    host,
+                    reason: reason(secure, &text),
+                })
+            }
+        }
+        Err(_) => Err(timeout(host)),
     }
 }

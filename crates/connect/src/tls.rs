@@ -125,23 +125,18 @@ impl TlsSettings {
     /// certificate when given, aws-lc-rs as the crypto provider, TLS 1.2 and 1.3.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
-        match self.ca_certificates()? {
-            Some(certificates) => {
-                for certificate in certificates {
-                    roots.add(certificate).map_err(|error| TlsError::Pem {
-                        setting: "ca_cert",
-                        expected: "a CA certificate",
-                        reason: error.to_string(),
-                    })?;
-                }
+        if let Some(certificates) = self.ca_certificates()? {
+            for certificate in certificates {
+                roots.add(certificate).map_err(|error| TlsError::Pem {
+                    setting: "ca_cert",
+                    expected: "a CA certificate",
+                    reason: error.to_string(),
+                })?;
             }
-            None => {
-                // Certificates the platform store holds but rustls cannot parse are skipped, as
-                // every rustls client does; the rest still verify.
-                let (added, _ignored) =
-                    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                let _ = added;
-            }
+        } else {
+            // Certificates the platform store holds but rustls cannot parse are skipped, as every
+            // rustls client does; the rest still verify.
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         }
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -162,6 +157,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(config_error)`
 fn config_error(error: rustls::Error) -> TlsError {
     TlsError::Config {
         reason: error.to_string(),
@@ -195,7 +191,9 @@ fn pem_reason(error: &rustls_pki_types::pem::Error) -> String {
         rustls_pki_types::pem::Error::NoItemsFound => {
             "no PEM block of the expected kind found".to_owned()
         }
-        rustls_pki_types::pem::Error::Base64Decode(_) => "a PEM block is not valid base64".to_owned(),
+        rustls_pki_types::pem::Error::Base64Decode(_) => {
+            "a PEM block is not valid base64".to_owned()
+        }
         rustls_pki_types::pem::Error::MissingSectionEnd { .. } => {
             "a PEM block has no `-----END` line".to_owned()
         }
@@ -210,61 +208,74 @@ fn pem_reason(error: &rustls_pki_types::pem::Error) -> String {
 mod tests {
     use super::*;
 
-    fn pair() -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        let cert = params.self_signed(&key).expect("cert");
-        (cert.pem(), key.serialize_pem())
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn pair() -> Result<(String, String), rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     #[test]
-    fn empty_settings_use_the_system_roots() {
+    fn empty_settings_use_the_system_roots() -> TestResult {
         let settings = TlsSettings::default();
         assert!(!settings.is_configured());
-        settings.client_config().expect("system roots");
+        settings.client_config()?;
+        Ok(())
     }
 
     #[test]
-    fn a_ca_and_a_client_certificate_make_a_configuration() {
-        let (cert, key) = pair();
+    fn a_ca_and_a_client_certificate_make_a_configuration() -> TestResult {
+        let (cert, key) = pair()?;
         let settings = TlsSettings {
             ca_cert: Some(cert.clone()),
             client_cert: Some(cert),
             client_key: Some(Secret::from(key)),
         };
-        let config = settings.client_config().expect("config");
+        let config = settings.client_config()?;
         assert!(config.client_auth_cert_resolver.has_certs());
+        Ok(())
     }
 
     #[test]
-    fn garbage_is_refused_naming_the_setting_without_quoting_it() {
+    fn garbage_is_refused_naming_the_setting_without_quoting_it() -> TestResult {
         let settings = TlsSettings {
             ca_cert: Some("not-a-certificate-s3cr3t".to_owned()),
             ..TlsSettings::default()
         };
-        let error = settings.client_config().expect_err("garbage").to_string();
+        let error = settings
+            .client_config()
+            .err()
+            .ok_or("garbage accepted")?
+            .to_string();
         assert!(error.contains("`ca_cert`"), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
+        Ok(())
     }
 
     #[test]
-    fn a_key_that_is_not_pem_is_refused_without_quoting_it() {
-        let (cert, _) = pair();
+    fn a_key_that_is_not_pem_is_refused_without_quoting_it() -> TestResult {
+        let (cert, _) = pair()?;
         let settings = TlsSettings {
             client_cert: Some(cert),
             client_key: Some(Secret::from("-----BEGIN PRIVATE KEY-----\ns3cr3t!!\n")),
             ..TlsSettings::default()
         };
-        let error = settings.client_config().expect_err("bad key").to_string();
+        let error = settings
+            .client_config()
+            .err()
+            .ok_or("bad key accepted")?
+            .to_string();
         assert!(error.contains("`client_key`"), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
         assert!(!format!("{settings:?}").contains("s3cr3t"));
+        Ok(())
     }
 
     #[test]
-    fn half_a_client_certificate_is_refused() {
-        let (cert, key) = pair();
+    fn half_a_client_certificate_is_refused() -> TestResult {
+        let (cert, key) = pair()?;
         let only_cert = TlsSettings {
             client_cert: Some(cert),
             ..TlsSettings::default()
@@ -285,18 +296,20 @@ mod tests {
                 missing: "client_cert"
             })
         );
+        Ok(())
     }
 
     #[test]
-    fn a_key_that_does_not_match_the_certificate_is_refused() {
-        let (cert, _) = pair();
-        let (_, other_key) = pair();
+    fn a_key_that_does_not_match_the_certificate_is_refused() -> TestResult {
+        let (cert, _) = pair()?;
+        let (_, other_key) = pair()?;
         let settings = TlsSettings {
             client_cert: Some(cert),
             client_key: Some(Secret::from(other_key)),
             ..TlsSettings::default()
         };
-        let error = settings.validate().expect_err("mismatch");
+        let error = settings.validate().err().ok_or("mismatch accepted")?;
         assert!(matches!(error, TlsError::Config { .. }), "{error}");
+        Ok(())
     }
 }

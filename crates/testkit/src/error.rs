@@ -52,6 +52,13 @@ pub enum TestkitError {
         source: std::io::Error,
     },
 
+    /// `cargo xtask infra up` did not record a TLS test endpoint (or the test CA).
+    #[error(
+        "{variable} is not set and the infra env file does not name it; start the TLS test \
+         endpoints with `cargo xtask infra up`"
+    )]
+    MissingTlsEndpoint { variable: &'static str },
+
     /// A throwaway PostgreSQL cluster could not be created, started or stopped.
     #[error("cannot {action} the throwaway PostgreSQL cluster in {}: {detail}", dir.display())]
     Cluster {

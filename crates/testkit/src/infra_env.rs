@@ -150,6 +150,14 @@ impl InfraEnv {
         self.resolve(service).0
     }
 
+    /// The value of `name`: the environment first, then the infra env file; `None` when neither
+    /// sets it (or sets it empty).
+    pub fn var(&self, name: &str) -> Option<String> {
+        non_empty(&self.vars, name)
+            .or_else(|| non_empty(&self.file_vars, name))
+            .map(str::to_owned)
+    }
+
     /// The URL of `service` and where it came from.
     pub fn resolve(&self, service: Service) -> (String, UrlOrigin) {
         let key = service.env_var();

@@ -10,6 +10,7 @@
 mod cleanup;
 mod error;
 mod infra_env;
+mod tls;
 mod wait;
 
 #[cfg(feature = "amqp")]
@@ -27,6 +28,7 @@ mod s3;
 
 pub use error::TestkitError;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin, parse_env_file, redact_url};
+pub use tls::{TEST_CA_ENV_VAR, TestTls};
 pub use wait::until_changed;
 
 #[cfg(feature = "amqp")]
