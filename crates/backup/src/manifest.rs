@@ -149,8 +149,14 @@ pub struct BackupManifest {
     pub started_at: String,
     /// When the data was stored, just before the manifest was written (RFC 3339, UTC).
     pub finished_at: String,
-    /// Seconds from start to finish.
-    pub duration_seconds: f64,
+    /// Milliseconds from start to finish. An integer, so a manifest reads back exactly as it was
+    /// written (a float such as 3.2152267119999998 seconds did not survive `serde_json`). Manifests
+    /// that stored `duration_seconds` read as the same time in milliseconds.
+    #[serde(
+        alias = "duration_seconds",
+        deserialize_with = "millis_or_legacy_seconds"
+    )]
+    pub duration_ms: u64,
     /// Total bytes before compression.
     pub raw_bytes: u64,
     /// Total bytes stored.
@@ -192,7 +198,7 @@ impl BackupManifest {
             tool_version: completed.tool_version,
             started_at: rfc3339(completed.started),
             finished_at: rfc3339(SystemTime::now()),
-            duration_seconds: completed.clock.elapsed().as_secs_f64(),
+            duration_ms: u64::try_from(completed.clock.elapsed().as_millis()).unwrap_or(u64::MAX),
             raw_bytes: completed.objects.iter().map(|o| o.raw_bytes).sum(),
             stored_bytes: completed.objects.iter().map(|o| o.stored_bytes).sum(),
             objects: completed.objects,
@@ -203,6 +209,11 @@ impl BackupManifest {
             encryption: crate::pipeline::encryption_of(completed.pipeline),
             row_counts: completed.row_counts,
         }
+    }
+
+    /// The time from start to finish.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.duration_ms)
     }
 
     /// The start time as seconds since the Unix epoch.
@@ -220,6 +231,39 @@ impl BackupManifest {
             .as_ref()
             .map_or_else(String::new, |enc| enc.recipients.join(", "))
     }
+}
+
+/// Reads `duration_ms`: an integer is milliseconds; a float is the `duration_seconds` of an
+/// earlier manifest (`serde_json` always writes an f64 with a fraction or an exponent, so an old
+/// manifest never holds an integer there).
+fn millis_or_legacy_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    struct Millis;
+
+    impl serde::de::Visitor<'_> for Millis {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("milliseconds (an integer) or seconds (a number with a fraction)")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, millis: u64) -> Result<u64, E> {
+            Ok(millis)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, millis: i64) -> Result<u64, E> {
+            u64::try_from(millis).map_err(|_| E::custom("a duration cannot be negative"))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, seconds: f64) -> Result<u64, E> {
+            std::time::Duration::try_from_secs_f64(seconds)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .map_err(|err| E::custom(format!("duration of {seconds} seconds: {err}")))
+        }
+    }
+
+    deserializer.deserialize_any(Millis)
 }
 
 /// The marker written before any data.
@@ -258,7 +302,61 @@ pub(crate) fn parse_unix(rfc: &str) -> Option<f64> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::BackupId;
+    use super::{BackupId, BackupKind, BackupManifest, Compression};
+
+    fn manifest_lasting(duration: Duration) -> BackupManifest {
+        BackupManifest {
+            format: super::MANIFEST_FORMAT,
+            id: BackupId::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_736_929_815)),
+            kind: BackupKind::Postgres,
+            source: "orders".into(),
+            server_version: "15.8".into(),
+            tool_version: "pg_dump (PostgreSQL) 15.8".into(),
+            started_at: "2025-01-15T08:30:15.000Z".into(),
+            finished_at: "2025-01-15T08:30:18.215Z".into(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            raw_bytes: 10,
+            stored_bytes: 5,
+            objects: Vec::new(),
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: 3,
+            },
+            encryption: None,
+            row_counts: std::collections::BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_exactly_as_written() {
+        // 3.215226712 s as f64 seconds is 3.2152267119999998, which serde_json read back as
+        // 3.215226712: a manifest found in storage then differed from the one written.
+        for duration in [
+            Duration::new(3, 215_226_712),
+            Duration::from_millis(1),
+            Duration::new(86_399, 999_999_999),
+        ] {
+            let manifest = manifest_lasting(duration);
+            let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+            let read: Option<BackupManifest> = serde_json::from_str(&text).ok();
+            assert_eq!(read.as_ref(), Some(&manifest), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_with_duration_in_seconds_still_reads() {
+        let written = manifest_lasting(Duration::new(3, 215_226_712));
+        let text = serde_json::to_string(&written).unwrap_or_default().replace(
+            "\"duration_ms\":3215",
+            "\"duration_seconds\":3.2152267119999998",
+        );
+        assert!(text.contains("duration_seconds"), "{text}");
+        let read: Result<BackupManifest, _> = serde_json::from_str(&text);
+        assert_eq!(
+            read.map(|m| m.duration_ms).map_err(|e| e.to_string()),
+            Ok(3215)
+        );
+    }
 
     #[test]
     fn ids_are_compact_utc_times_that_sort_by_age() {

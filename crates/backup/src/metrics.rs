@@ -50,7 +50,7 @@ pub fn render_metrics(entries: &[BackupEntry]) -> String {
             "backup_last_duration_seconds",
             "gauge",
             "Duration of the newest complete backup.",
-            |m| m.duration_seconds,
+            |m| m.duration().as_secs_f64(),
         ),
     ];
     let mut out = String::new();

@@ -561,7 +561,7 @@ async fn finish_backup(
             human_bytes(manifest.raw_bytes),
             human_bytes(manifest.stored_bytes),
             manifest.objects.first().map_or("-", |o| o.sha256.as_str()),
-            manifest.duration_seconds
+            manifest.duration().as_secs_f64()
         ),
     );
     if let Some(path) = metrics_file {
