@@ -11,6 +11,7 @@ mod catalog;
 mod clickhouse;
 mod error;
 mod keys;
+mod local;
 mod manifest;
 mod metrics;
 mod pipeline;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -73,6 +72,9 @@ pub struct Storage {
 
 impl Storage {
     /// Opens `file:///absolute/dir` (created if missing) or `s3://bucket[/prefix]`.
+    ///
+    /// In a local directory, the directories created for backups are 0700 and the files 0600,
+    /// whatever the umask; a relative `file:` URL is refused.
     pub fn open(url: &str, s3: &S3Options) -> Result<Self, BackupError> {
         let parsed = url::Url::parse(url).map_err(|err| {
             BackupError::config(
@@ -85,18 +87,8 @@ impl Storage {
         })?;
         match parsed.scheme() {
             "file" => {
-                let dir = parsed.to_file_path().map_err(|()| {
-                    BackupError::config("storage url", "file:// URLs need an absolute path")
-                })?;
-                std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
-                    action: "create backup directory",
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-                let store = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|err| BackupError::storage("opening", dir.display().to_string(), err))?
-                    .with_automatic_cleanup(true)
-                    .with_fsync(true);
+                let dir = local_dir(url, &parsed)?;
+                let store = crate::local::PrivateFileSystem::open(&dir)?;
                 Ok(Self {
                     store: Arc::new(store),
                     location: format!("file://{}", dir.display()),
@@ -295,6 +287,25 @@ impl fmt::Debug for Storage {
     }
 }
 
+/// The directory of a `file:` URL. `file:backups` parses as `file:///backups`: only a path
+/// written with its leading `/` is taken, never a relative one quietly moved to the root.
+fn local_dir(url: &str, parsed: &url::Url) -> Result<PathBuf, BackupError> {
+    let path_given = url.trim().split_once(':').map_or("", |(_, rest)| rest);
+    parsed
+        .to_file_path()
+        .ok()
+        .filter(|_| path_given.starts_with('/'))
+        .ok_or_else(|| {
+            BackupError::config(
+                "storage url",
+                format!(
+                    "file: URLs need an absolute path, like file:///var/backups (got {})",
+                    display_url(url)
+                ),
+            )
+        })
+}
+
 /// A URL for messages: user information removed.
 pub(crate) fn display_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -330,4 +341,28 @@ pub(crate) fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{S3Options, Storage};
+    use crate::BackupError;
+
+    #[test]
+    fn relative_file_urls_are_refused_and_create_nothing() {
+        let name = format!("groundwork-relative-{}", std::process::id());
+        for url in [
+            format!("file:{name}"),
+            format!("file:./{name}"),
+            format!("file:{name}/backups"),
+        ] {
+            let opened = Storage::open(&url, &S3Options::default());
+            assert!(
+                matches!(&opened, Err(BackupError::Config { reason, .. }) if reason.contains("absolute")),
+                "{url}: {opened:?}"
+            );
+            let taken_as = std::path::Path::new("/").join(&name);
+            assert!(!taken_as.exists(), "{url} created {}", taken_as.display());
+        }
+    }
 }

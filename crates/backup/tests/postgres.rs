@@ -8,7 +8,8 @@ use anyhow::Result;
 use common::{local_store, plain_dump, relation_count, s3_storage, secret, seeded_database};
 use groundwork_backup::{
     BackupError, BackupKind, Identity, PipelineOptions, PostgresBackupOptions,
-    PostgresRestoreOptions, backup_postgres, latest, restore_postgres, verify_postgres,
+    PostgresRestoreOptions, S3Options, Storage, backup_postgres, latest, restore_postgres,
+    verify_postgres,
 };
 use groundwork_testkit::{TestBucket, TestDatabase};
 
@@ -66,6 +67,52 @@ async fn round_trip_restores_a_database_whose_dump_is_identical() -> Result<()> 
     .await?;
     assert_eq!(report.raw_bytes, manifest.raw_bytes);
     assert_eq!(plain_dump(source.url())?, plain_dump(target.url())?);
+    Ok(())
+}
+
+/// Every directory and file under `dir` with its permission bits.
+fn modes_under(dir: &std::path::Path) -> Result<Vec<(std::path::PathBuf, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut found = vec![(
+        dir.to_owned(),
+        std::fs::metadata(dir)?.permissions().mode() & 0o7777,
+    )];
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            found.extend(modes_under(&entry.path())?);
+        } else {
+            found.push((
+                entry.path(),
+                entry.metadata()?.permissions().mode() & 0o7777,
+            ));
+        }
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unencrypted_local_backup_is_readable_by_its_owner_only() -> Result<()> {
+    // Under the usual umask 022 the files would otherwise be 0644 and the directories 0755.
+    let source = seeded_database(100).await?;
+    let parent = tempfile::tempdir()?;
+    let root = parent.path().join("backups");
+    let storage = Storage::open(&format!("file://{}", root.display()), &S3Options::default())?;
+    let manifest = backup_postgres(
+        &storage,
+        &secret(source.url()),
+        &PostgresBackupOptions::default(),
+    )
+    .await?;
+    assert!(manifest.encryption.is_none());
+    let modes = modes_under(&root)?;
+    let files = modes.iter().filter(|(path, _)| path.is_file()).count();
+    assert!(files >= 2, "{modes:?}");
+    for (path, mode) in &modes {
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, expected, "{} is {mode:o}", path.display());
+    }
     Ok(())
 }
 
