@@ -67,10 +67,12 @@ pub struct RedisRestoreReport {
     pub bytes: u64,
 }
 
-/// `redis-cli` connection settings: the URL without its password, which goes into
-/// `REDISCLI_AUTH` so it never appears in a process listing.
+/// `redis-cli` connection settings: the URL without its user information. The ACL user name
+/// goes to `--user`, the password into `REDISCLI_AUTH` so it never appears in a process
+/// listing. (`redis-cli -u redis://user@host` would take `user` as a password.)
 struct RedisTarget {
     url_without_password: String,
+    user: Option<String>,
     password: Option<SecretString>,
 }
 
@@ -78,6 +80,7 @@ impl fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTarget")
             .field("url", &self.url_without_password)
+            .field("user", &self.user)
             .finish_non_exhaustive()
     }
 }
@@ -102,9 +105,12 @@ impl RedisTarget {
         let password = parsed
             .password()
             .map(|p| SecretString::from(percent_decode(p)));
+        let user = Some(percent_decode(parsed.username())).filter(|u| !u.is_empty());
         let _ = parsed.set_password(None);
+        let _ = parsed.set_username("");
         Ok(Self {
             url_without_password: parsed.to_string(),
+            user,
             password,
         })
     }
@@ -112,6 +118,9 @@ impl RedisTarget {
     fn command(&self, redis_cli: &Path) -> Command {
         let mut command = Command::new(redis_cli);
         command.args(["-u", &self.url_without_password]);
+        if let Some(user) = &self.user {
+            command.args(["--user", user]);
+        }
         if let Some(password) = &self.password {
             command.env("REDISCLI_AUTH", password.expose_secret());
         }
@@ -316,6 +325,9 @@ fn parse_keyspace(info: &str) -> BTreeMap<String, i64> {
 
 /// Restores a Redis backup to `path` (written to a temporary file beside it, then renamed), for
 /// a stopped server to load at start: stop Redis, restore over its `dir`/`dbfilename`, start it.
+///
+/// A file replaced keeps its owner and mode (replacing another user's file needs the right to
+/// give it that owner, e.g. root); a new file is 0600.
 pub async fn restore_redis_file(
     storage: &Storage,
     manifest: &BackupManifest,
@@ -365,6 +377,7 @@ pub async fn restore_redis_file(
             source,
         })?;
     let (file, temp_path) = staging.into_parts();
+    take_owner_and_mode(&file, path)?;
     let bytes = pipeline::download(
         storage,
         spec,
@@ -395,6 +408,38 @@ pub async fn restore_redis_file(
     })
 }
 
+/// Gives the staging file `file` the owner and mode of the file at `path` it will replace, so
+/// the server (often running as its own user) can still read it; a new file is 0600.
+fn take_owner_and_mode(file: &std::fs::File, path: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let io_err = |action| {
+        move |source| BackupError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    };
+    let (mode, owner) = match std::fs::metadata(path) {
+        Ok(existing) => (
+            existing.mode() & 0o7777,
+            Some((existing.uid(), existing.gid())),
+        ),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            (crate::local::PRIVATE_FILE_MODE, None)
+        }
+        Err(source) => return Err(io_err("read the owner and mode of")(source)),
+    };
+    if let Some((uid, gid)) = owner {
+        // Without the right to do so (not root, not the owner) the restore stops rather than
+        // leave a file the server may be unable to read.
+        std::os::unix::fs::fchown(file, Some(uid), Some(gid))
+            .map_err(io_err("give the restored file the owner (uid, gid) of"))?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("give the restored file the mode of"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{RedisTarget, parse_keyspace};
@@ -418,5 +463,16 @@ mod tests {
             .unwrap_or_default();
         assert!(!url.contains("hunter2"), "{url}");
         assert!(!format!("{target:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_user_name_leaves_the_url_for_its_own_argument() {
+        let target = RedisTarget::parse("redis://backup%2Bops:hunter2@cache:6379/0").ok();
+        let (url, user) = target
+            .as_ref()
+            .map(|t| (t.url_without_password.clone(), t.user.clone()))
+            .unwrap_or_default();
+        assert_eq!(url, "redis://cache:6379/0");
+        assert_eq!(user.as_deref(), Some("backup+ops"));
     }
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,10 +18,25 @@ use groundwork_backup::{
 use groundwork_testkit::TestRedis;
 
 fn redis_cli(url: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new("redis-cli")
-        .args(["-u", url])
-        .args(args)
-        .output()?;
+    redis_cli_as(url, None, args)
+}
+
+/// An ACL user and its password.
+#[derive(Clone, Copy)]
+struct AclUser<'a> {
+    name: &'a str,
+    password: &'a str,
+}
+
+fn redis_cli_as(url: &str, user: Option<AclUser<'_>>, args: &[&str]) -> Result<String> {
+    let mut command = Command::new("redis-cli");
+    command.args(["-u", url]);
+    if let Some(user) = user {
+        command
+            .args(["--user", user.name])
+            .env("REDISCLI_AUTH", user.password);
+    }
+    let output = command.args(args).output()?;
     if !output.status.success() {
         bail!(
             "redis-cli {args:?}: {}",
@@ -42,7 +59,16 @@ impl Drop for ScratchServer {
     }
 }
 
-fn start_server(dir: &std::path::Path) -> Result<ScratchServer> {
+fn start_server(dir: &Path) -> Result<ScratchServer> {
+    start_server_with(dir, &[], None)
+}
+
+/// A scratch server with more settings (`extra`), pinged as `user`.
+fn start_server_with(
+    dir: &Path,
+    extra: &[&str],
+    user: Option<AclUser<'_>>,
+) -> Result<ScratchServer> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -57,6 +83,7 @@ fn start_server(dir: &std::path::Path) -> Result<ScratchServer> {
         ])
         .args(["--appendonly", "no", "--dbfilename", "dump.rdb", "--dir"])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -67,7 +94,7 @@ fn start_server(dir: &std::path::Path) -> Result<ScratchServer> {
     };
     // The server answers PING only once the RDB is loaded.
     for _ in 0..100 {
-        if redis_cli(&server.url, &["PING"]).is_ok_and(|pong| pong == "PONG") {
+        if redis_cli_as(&server.url, user, &["PING"]).is_ok_and(|pong| pong == "PONG") {
             return Ok(server);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -138,6 +165,129 @@ async fn an_rdb_backup_restores_into_a_server_that_serves_the_same_values() -> R
     assert_eq!(
         redis_cli(&server.url, &["LRANGE", &list, "0", "-1"])?,
         "a\nb\nc"
+    );
+    Ok(())
+}
+
+/// A `redis-cli` that appends its arguments to `argv.log` beside it, then runs the real one.
+fn recording_redis_cli(dir: &Path) -> Result<std::path::PathBuf> {
+    let script = dir.join("redis-cli");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\nexec redis-cli \"$@\"\n",
+            dir.join("argv.log").display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_a_user_name_backs_up_as_that_acl_user() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let user = AclUser {
+        name: "backup",
+        password: "s3cret-Pa55",
+    };
+    // The default user is off: only `backup` with its password gets in.
+    let acl = format!(">{}", user.password);
+    let server = start_server_with(
+        data.path(),
+        &[
+            "--user", "default", "off", "--user", user.name, "on", &acl, "~*", "&*", "+@all",
+        ],
+        Some(user),
+    )?;
+    redis_cli_as(&server.url, Some(user), &["SET", "greeting", "grüezi"])?;
+    redis_cli_as(&server.url, Some(user), &["RPUSH", "queue", "a", "b"])?;
+
+    let tools = tempfile::tempdir()?;
+    let store = local_store()?;
+    let url = server.url.replace(
+        "redis://",
+        &format!("redis://{}:{}@", user.name, user.password),
+    );
+    let options = RedisBackupOptions {
+        source_name: "acl".into(),
+        redis_cli: recording_redis_cli(tools.path())?,
+        ..RedisBackupOptions::default()
+    };
+    let manifest = backup_redis(&store.storage, &secret(&url), &options).await?;
+    assert_eq!(manifest.row_counts.get("db0"), Some(&2), "{manifest:?}");
+    let argv = std::fs::read_to_string(tools.path().join("argv.log"))?;
+    assert!(argv.contains("--rdb"), "{argv}");
+    assert!(
+        !argv.contains(user.password),
+        "the password is in argv: {argv}"
+    );
+
+    let restore_dir = tempfile::tempdir()?;
+    restore_redis_file(
+        &store.storage,
+        &manifest,
+        &restore_dir.path().join("dump.rdb"),
+        &RedisRestoreOptions::default(),
+    )
+    .await?;
+    let restored = start_server(restore_dir.path())?;
+    assert_eq!(redis_cli(&restored.url, &["GET", "greeting"])?, "grüezi");
+    assert_eq!(
+        redis_cli(&restored.url, &["LRANGE", "queue", "0", "-1"])?,
+        "a\nb"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_over_an_existing_rdb_keeps_its_owner_and_mode() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let server = start_server(data.path())?;
+    redis_cli(&server.url, &["SET", "greeting", "moin"])?;
+    let store = local_store()?;
+    let options = RedisBackupOptions {
+        source_name: "owned".into(),
+        ..RedisBackupOptions::default()
+    };
+    let manifest = backup_redis(&store.storage, &secret(&server.url), &options).await?;
+
+    let restore_dir = tempfile::tempdir()?;
+    let rdb = restore_dir.path().join("dump.rdb");
+    std::fs::write(&rdb, b"an older snapshot")?;
+    std::fs::set_permissions(&rdb, std::fs::Permissions::from_mode(0o640))?;
+    // As root the file is handed to another owner, as /var/lib/redis/dump.rdb belongs to the
+    // redis user; otherwise the owner is ours and only the mode is checked against a change.
+    let (uid, gid) = (4242, 4243);
+    let handed_over = std::os::unix::fs::chown(&rdb, Some(uid), Some(gid)).is_ok();
+    let before = std::fs::metadata(&rdb)?;
+
+    let report = restore_redis_file(
+        &store.storage,
+        &manifest,
+        &rdb,
+        &RedisRestoreOptions::default(),
+    )
+    .await?;
+    let after = std::fs::metadata(&rdb)?;
+    assert_eq!(report.bytes, after.len());
+    assert_eq!(after.permissions().mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    if handed_over {
+        assert_eq!((after.uid(), after.gid()), (uid, gid));
+    }
+    assert!(std::fs::read(&rdb)?.starts_with(b"REDIS"), "not replaced");
+
+    let fresh = restore_dir.path().join("fresh.rdb");
+    restore_redis_file(
+        &store.storage,
+        &manifest,
+        &fresh,
+        &RedisRestoreOptions::default(),
+    )
+    .await?;
+    assert_eq!(
+        std::fs::metadata(&fresh)?.permissions().mode() & 0o7777,
+        0o600
     );
     Ok(())
 }
