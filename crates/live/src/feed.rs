@@ -105,8 +105,8 @@ pub struct FeedOptions {
     /// Full reload interval, the safety net behind notifications: it catches changes lost while
     /// the listener was down, deletes, and a listener connection that silently died. 30 s.
     pub poll_interval: Duration,
-    /// Where the last good load is written (atomically) for a cold start while the database is
-    /// down. `None` keeps no snapshot.
+    /// Where the last good load is written (atomically, mode 0600, missing directories 0700) for
+    /// a cold start while the database is down. `None` keeps no snapshot.
     pub snapshot_path: Option<PathBuf>,
     /// First delay after an error; doubles up to `max_backoff`, with ±50% jitter so replicas
     /// do not reconnect in lockstep. 100 ms.
