@@ -101,7 +101,13 @@ fn example_value(key: &KeySpec) -> String {
         return scalar(example);
     }
     if key.secrecy == Secrecy::Secret {
-        return placeholder_for(key);
+        // An optional secret stays unset: a placeholder would switch on whatever the secret
+        // enables (a client key, an API token) and fail there.
+        return if key.required {
+            placeholder_for(key)
+        } else {
+            String::new()
+        };
     }
     if let Some(default) = key.default.as_ref().filter(|d| !d.is_null()) {
         return scalar(default);

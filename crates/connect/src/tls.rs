@@ -8,7 +8,7 @@ use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// TLS settings for one service's client: the CA to trust and a client certificate.
 ///
@@ -20,7 +20,7 @@ use serde::Deserialize;
 ///
 /// The settings only add to what the URL asks for: TLS itself is switched on by the URL's scheme,
 /// and settings given with a plain-text URL are an error, never ignored.
-#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM certificate(s) of the CA that signed the server's certificate, trusted instead of the

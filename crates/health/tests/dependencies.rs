@@ -295,3 +295,40 @@ async fn sustained_probes_cost_at_most_one_query_per_dependency_per_ttl() -> any
     }
     Ok(())
 }
+
+/// A check's own `amqps://` connection to a broker whose certificate the configured CA did not
+/// sign fails with the TLS reason; with the right CA it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failures_are_reported_with_the_reason() -> anyhow::Result<()> {
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let trusted = groundwork_connect::TlsSettings {
+        ca_cert: Some(tls.ca_cert.clone()),
+        ..groundwork_connect::TlsSettings::default()
+    };
+    let check = |settings: groundwork_connect::TlsSettings| -> anyhow::Result<Health> {
+        let rabbitmq = RabbitMqCheck::connect(tls.amqp_url.clone()).with_tls(settings);
+        Ok(Health::builder()
+            .check_with(rabbitmq, CheckOptions::default().timeout(Duration::from_secs(5)))
+            .details(Details::Always)
+            .build()?)
+    };
+
+    let server = Server::start(check(trusted)?.router()).await?;
+    let reply = server.get("/health/rabbitmq").await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The system's roots do not hold the test CA.
+    let server = Server::start(check(groundwork_connect::TlsSettings::default())?.router()).await?;
+    let status = server.get("/health/status").await?;
+    assert_eq!(status.status, 503, "{}", status.body);
+    let output = status.json()?["checks"]["rabbitmq:responseTime"][0]["output"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        output.contains("TLS: the certificate is not signed by a trusted CA"),
+        "{output}"
+    );
+    assert!(!status.body.contains("guest:guest"), "{}", status.body);
+    Ok(())
+}

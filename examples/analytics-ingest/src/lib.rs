@@ -79,12 +79,20 @@ pub struct Settings {
     /// ClickHouse HTTP endpoint, `http://[user[:password]@]host:port`.
     #[schemars(example = "http://localhost:8123")]
     pub clickhouse_url: SecretUrl,
+    /// TLS for an `https://` URL: `CLICKHOUSE_TLS_CA_CERT`, `CLICKHOUSE_TLS_CLIENT_CERT`,
+    /// `CLICKHOUSE_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub clickhouse_tls: groundwork_connect::TlsSettings,
     /// ClickHouse database holding the events table; must exist.
     #[serde(default = "default_clickhouse_database")]
     pub clickhouse_database: String,
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
+    /// TLS for an `amqps://` URL: `RABBITMQ_TLS_CA_CERT`, `RABBITMQ_TLS_CLIENT_CERT`,
+    /// `RABBITMQ_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub rabbitmq_tls: groundwork_connect::TlsSettings,
     /// Topic exchange `order.processed` arrives on.
     #[serde(default = "default_analytics_exchange")]
     pub analytics_exchange: String,
@@ -233,30 +241,23 @@ impl std::fmt::Debug for Ingest {
 
 /// A ClickHouse client for `url` and `database`, with user and password taken out of the URL
 /// and schema validation off (ClickHouse 18.16 cannot describe its columns to the client).
-pub fn clickhouse_client(url: &SecretUrl, database: &str) -> anyhow::Result<clickhouse::Client> {
-    let mut parsed = url::Url::parse(url.expose_secret())
-        .with_context(|| format!("CLICKHOUSE_URL {url} is not a URL"))?;
-    let user = parsed.username().to_owned();
-    let password = parsed.password().map(str::to_owned);
-    // Infallible for http(s) URLs; anything else is refused by the client on first use.
-    let _ = parsed.set_username("");
-    let _ = parsed.set_password(None);
-    let mut client = clickhouse::Client::default()
-        .with_url(parsed.as_str().trim_end_matches('/'))
+pub fn clickhouse_client(
+    url: &SecretUrl,
+    tls: &groundwork_connect::TlsSettings,
+    database: &str,
+) -> anyhow::Result<clickhouse::Client> {
+    Ok(groundwork_connect::clickhouse_client(url.expose_secret(), tls)?
         .with_database(database)
-        .with_validation(false);
-    if !user.is_empty() {
-        client = client.with_user(user);
-    }
-    if let Some(password) = password {
-        client = client.with_password(password);
-    }
-    Ok(client)
+        .with_validation(false))
 }
 
 /// Connects, creates the table, declares the queues, and starts consuming.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ingest> {
-    let clickhouse = clickhouse_client(&settings.clickhouse_url, &settings.clickhouse_database)?;
+    let clickhouse = clickhouse_client(
+        &settings.clickhouse_url,
+        &settings.clickhouse_tls,
+        &settings.clickhouse_database,
+    )?;
     clickhouse
         .query(CREATE_TABLE)
         .execute()
@@ -269,12 +270,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         })?;
 
     let amqp = Arc::new(
-        Connection::connect(
+        groundwork_connect::amqp_connect(
             settings.rabbitmq_url.expose_secret(),
+            &settings.rabbitmq_tls,
             ConnectionProperties::default(),
+            Duration::from_secs(10),
         )
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+        .await?,
     );
     let channel = amqp
         .create_channel()

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use groundwork_config::ExposeSecret as _;
+use groundwork_connect::RedisOptions;
 use groundwork_flags::Flags;
 use groundwork_health::{
     CheckOptions, ConfigFreshnessCheck, Health, PostgresCheck, RabbitMqCheck, RedisCheck,
@@ -37,6 +38,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+
+/// Time allowed for one connection to RabbitMQ (TCP, TLS, AMQP handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use orders::{ORDER_CREATED, OrderCreated};
 pub use settings::Settings;
@@ -152,24 +156,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .await
         .context("loading feature flags from feature_flags")?;
 
-    let redis = deadpool_redis::Config::from_url(settings.redis_url.expose_secret())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .context("cannot build the Redis pool from REDIS_URL")?;
-    // A pool connects lazily; take one connection now so a wrong URL fails start-up, not the first order.
-    drop(
-        redis
-            .get()
-            .await
-            .with_context(|| format!("cannot connect to Redis at {}", settings.redis_url))?,
-    );
+    // The pool takes one connection before it returns, so a wrong URL, password or certificate
+    // fails start-up, not the first order.
+    let redis = groundwork_connect::redis_pool(
+        settings.redis_url.expose_secret(),
+        &settings.redis_tls,
+        &RedisOptions::default(),
+    )
+    .await?;
 
     let amqp = Arc::new(
-        Connection::connect(
+        groundwork_connect::amqp_connect(
             settings.rabbitmq_url.expose_secret(),
+            &settings.rabbitmq_tls,
             ConnectionProperties::default(),
+            CONNECT_TIMEOUT,
         )
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+        .await?,
     );
     let publisher = amqp
         .create_channel()

@@ -30,6 +30,10 @@ pub struct Settings {
     /// Redis connection string; idempotency keys are kept here.
     #[schemars(example = "redis://localhost:6379")]
     pub redis_url: SecretUrl,
+    /// TLS for a `rediss://` URL: `REDIS_TLS_CA_CERT`, `REDIS_TLS_CLIENT_CERT`, `REDIS_TLS_CLIENT_KEY`
+    /// (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub redis_tls: groundwork_connect::TlsSettings,
     /// Prefix of every Redis key this service writes.
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
@@ -40,6 +44,10 @@ pub struct Settings {
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
+    /// TLS for an `amqps://` URL: `RABBITMQ_TLS_CA_CERT`, `RABBITMQ_TLS_CLIENT_CERT`,
+    /// `RABBITMQ_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub rabbitmq_tls: groundwork_connect::TlsSettings,
     /// Topic exchange `order.created` is published to.
     #[serde(default = "default_orders_exchange")]
     pub orders_exchange: String,

@@ -66,6 +66,10 @@ pub struct Settings {
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
+    /// TLS for an `amqps://` URL: `RABBITMQ_TLS_CA_CERT`, `RABBITMQ_TLS_CLIENT_CERT`,
+    /// `RABBITMQ_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub rabbitmq_tls: groundwork_connect::TlsSettings,
     /// Topic exchange `order.created` arrives on.
     #[serde(default = "default_orders_exchange")]
     pub orders_exchange: String,
@@ -222,12 +226,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", settings.database_url))?;
     let amqp = Arc::new(
-        Connection::connect(
+        groundwork_connect::amqp_connect(
             settings.rabbitmq_url.expose_secret(),
+            &settings.rabbitmq_tls,
             ConnectionProperties::default(),
+            Duration::from_secs(10),
         )
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {}", settings.rabbitmq_url))?,
+        .await?,
     );
 
     let setup = amqp

@@ -23,12 +23,24 @@ pub struct Settings {
     /// Redis connection string.
     #[schemars(example = "redis://localhost:6379")]
     pub redis_url: SecretUrl,
+    /// TLS for a `rediss://` URL: `REDIS_TLS_CA_CERT`, `REDIS_TLS_CLIENT_CERT`, `REDIS_TLS_CLIENT_KEY`
+    /// (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub redis_tls: groundwork_connect::TlsSettings,
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
+    /// TLS for an `amqps://` URL: `RABBITMQ_TLS_CA_CERT`, `RABBITMQ_TLS_CLIENT_CERT`,
+    /// `RABBITMQ_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub rabbitmq_tls: groundwork_connect::TlsSettings,
     /// ClickHouse HTTP endpoint.
     #[schemars(example = "http://localhost:8123")]
     pub clickhouse_url: SecretUrl,
+    /// TLS for an `https://` URL: `CLICKHOUSE_TLS_CA_CERT`, `CLICKHOUSE_TLS_CLIENT_CERT`,
+    /// `CLICKHOUSE_TLS_CLIENT_KEY` (PEM, each also as `*_FILE`); the system's roots when unset.
+    #[serde(default)]
+    pub clickhouse_tls: groundwork_connect::TlsSettings,
     /// OTLP collector endpoint; traces are not exported when unset.
     #[serde(default)]
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_ENDPOINT"))]
