@@ -25,17 +25,79 @@ pub struct TestCluster {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// Server options beyond the common ones (TLS), passed on every start.
+    options: String,
+}
+
+/// The TLS set-up of a [`TestCluster`] started with [`TestCluster::start_with_tls`]: the server's
+/// certificate and key (PEM) and, optionally, the CA whose client certificates are required.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClusterTls {
+    /// The server certificate (chain), PEM.
+    pub certificate_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// When set, TLS connections over TCP must present a client certificate signed by this CA
+    /// whose common name is the user name (`cert` authentication); plain connections are trusted.
+    pub client_ca_pem: Option<String>,
+}
+
+impl ClusterTls {
+    /// A server certificate and its key; client certificates are not asked for.
+    pub fn new(certificate_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        Self {
+            certificate_pem: certificate_pem.into(),
+            key_pem: key_pem.into(),
+            client_ca_pem: None,
+        }
+    }
+
+    /// Requires TLS clients to present a certificate signed by `ca_pem`, with the user name as
+    /// its common name.
+    #[must_use]
+    pub fn require_client_certificates(mut self, ca_pem: impl Into<String>) -> Self {
+        self.client_ca_pem = Some(ca_pem.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTls")
+            .field("client_certificates", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestCluster {
-    /// Creates and starts a cluster on a free loopback port.
+    /// Creates and starts a cluster on a free loopback port. It has TLS off (`ssl=off`).
     pub async fn start() -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        tokio::task::spawn_blocking(|| Self::start_blocking(None))
             .await
             .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
     }
 
-    fn start_blocking() -> Result<Self, TestkitError> {
+    /// Creates and starts a cluster with TLS on (`ssl=on`), serving `tls`'s certificate. The
+    /// certificate and key are written to the cluster's directory (the key with mode 0600, owned
+    /// by the server's user, as PostgreSQL requires). Plain connections are still accepted: the
+    /// client's `sslmode` decides.
+    ///
+    /// ```no_run
+    /// # async fn demo(cert_pem: String, key_pem: String, ca_path: &str) -> Result<(), groundwork_testkit::TestkitError> {
+    /// use groundwork_testkit::{ClusterTls, TestCluster};
+    ///
+    /// let cluster = TestCluster::start_with_tls(ClusterTls::new(cert_pem, key_pem)).await?;
+    /// let url = format!("{}?sslmode=verify-full&sslrootcert={ca_path}", cluster.url());
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_with_tls(tls: ClusterTls) -> Result<Self, TestkitError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(Some(&tls)))
+            .await
+            .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
+    }
+
+    fn start_blocking(tls: Option<&ClusterTls>) -> Result<Self, TestkitError> {
         let bin = postgres_bin()?;
         let port = free_port()
             .map_err(|e| cluster_error("pick a port for", Path::new("-"), e.to_string()))?;
@@ -45,7 +107,12 @@ impl TestCluster {
         std::fs::create_dir_all(dir.join("sock"))
             .map_err(|e| cluster_error("create", &dir, e.to_string()))?;
         chown_to_postgres(&dir)?;
-        let cluster = Self { dir, bin, port };
+        let mut cluster = Self {
+            dir,
+            bin,
+            port,
+            options: String::new(),
+        };
         cluster.run(
             "initialise",
             &cluster.bin.join("initdb"),
@@ -60,8 +127,46 @@ impl TestCluster {
                 "--no-sync".as_ref(),
             ],
         )?;
-        pg_ctl_start(&cluster.dir, &cluster.bin, cluster.port)?;
+        if let Some(tls) = tls {
+            cluster.options = cluster.write_tls(tls)?;
+        }
+        pg_ctl_start(&cluster.dir, &cluster.bin, cluster.port, &cluster.options)?;
         Ok(cluster)
+    }
+
+    /// Writes the TLS files and returns the server options that use them.
+    fn write_tls(&self, tls: &ClusterTls) -> Result<String, TestkitError> {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let write = |name: &str, content: &str| -> Result<PathBuf, TestkitError> {
+            let path = self.dir.join(name);
+            std::fs::write(&path, content)
+                .and_then(|()| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                })
+                .map_err(|e| cluster_error("write the TLS files of", &self.dir, e.to_string()))?;
+            Ok(path)
+        };
+        let certificate = write("server.crt", &tls.certificate_pem)?;
+        let key = write("server.key", &tls.key_pem)?;
+        let mut options = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            certificate.display(),
+            key.display()
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            let ca = write("client-ca.crt", ca)?;
+            options = format!("{options} -c ssl_ca_file={}", ca.display());
+            // The first matching line wins: TLS connections over TCP need a client certificate,
+            // plain ones stay trusted by the lines initdb wrote.
+            let hba = self.data().join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba)
+                .map_err(|e| cluster_error("read pg_hba.conf of", &self.dir, e.to_string()))?;
+            std::fs::write(&hba, format!("hostssl all all 127.0.0.1/32 cert\n{rules}"))
+                .map_err(|e| cluster_error("write pg_hba.conf of", &self.dir, e.to_string()))?;
+        }
+        chown_to_postgres(&self.dir)?;
+        Ok(options)
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -85,7 +190,8 @@ impl TestCluster {
     /// Starts the server again after [`TestCluster::stop`], on the same port.
     pub async fn resume(&self) -> Result<(), TestkitError> {
         let (dir, bin, port) = (self.dir.clone(), self.bin.clone(), self.port);
-        tokio::task::spawn_blocking(move || pg_ctl_start(&dir, &bin, port))
+        let options = self.options.clone();
+        tokio::task::spawn_blocking(move || pg_ctl_start(&dir, &bin, port, &options))
             .await
             .map_err(|e| cluster_error("start", &self.dir, e.to_string()))?
     }
@@ -120,9 +226,9 @@ impl Drop for TestCluster {
     }
 }
 
-fn pg_ctl_start(dir: &Path, bin: &Path, port: u16) -> Result<(), TestkitError> {
+fn pg_ctl_start(dir: &Path, bin: &Path, port: u16, extra: &str) -> Result<(), TestkitError> {
     let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=250",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=250{extra}",
         dir.join("sock").display()
     );
     let data = dir.join("data");

@@ -74,6 +74,13 @@ pub enum TestkitError {
         timeout: std::time::Duration,
     },
 
+    /// A test certificate could not be generated.
+    #[error("cannot generate a test certificate")]
+    Certificate {
+        #[source]
+        source: BoxError,
+    },
+
     /// The helper thread or runtime that runs cleanup could not be started.
     #[error("cannot run cleanup for {what}")]
     CleanupRuntime {

@@ -15,6 +15,8 @@ mod wait;
 
 #[cfg(feature = "amqp")]
 mod amqp;
+#[cfg(feature = "certs")]
+mod certs;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "postgres")]
@@ -33,10 +35,12 @@ pub use wait::until_changed;
 
 #[cfg(feature = "amqp")]
 pub use amqp::TestAmqp;
+#[cfg(feature = "certs")]
+pub use certs::{TestCa, TestCertificate};
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::TestClickHouse;
 #[cfg(feature = "postgres")]
-pub use cluster::TestCluster;
+pub use cluster::{ClusterTls, TestCluster};
 #[cfg(feature = "postgres")]
 pub use postgres::TestDatabase;
 #[cfg(feature = "redis")]
