@@ -38,10 +38,7 @@ pub(crate) fn pipeline(settings: &TelemetrySettings) -> Result<Pipeline, Telemet
         Some(endpoint) => {
             use opentelemetry_sdk::trace::SpanExporter as _;
 
-            let mut exporter = crate::otlp::ReportingExporter::new(
-                crate::otlp::exporter(settings, &endpoint)?,
-                &endpoint,
-            );
+            let mut exporter = crate::otlp::exporter(settings, &endpoint)?;
             // The provider would pass the resource through the processor, which it does not own
             // alone here; the exporter gets it directly instead.
             exporter.set_resource(&resource);

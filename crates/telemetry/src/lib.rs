@@ -10,6 +10,8 @@ mod otlp;
 mod propagation;
 mod settings;
 mod subscriber;
+#[cfg(feature = "otlp")]
+mod tls;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;

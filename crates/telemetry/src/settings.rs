@@ -6,6 +6,7 @@
 //! `.env.example`, and reports a bad value with its variable and source. This crate never reads the
 //! process environment itself.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use groundwork_config::Secret;
@@ -47,6 +48,18 @@ pub struct TelemetrySettings {
     /// Headers sent with every export, `key1=value1,key2=value2`; often an API key, so secret.
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_HEADERS"))]
     pub otlp_headers: Option<Secret>,
+    /// PEM file of the CA certificates trusted for an `https://` endpoint, instead of the system's
+    /// roots (which are used when this is unset).
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_CERTIFICATE"))]
+    pub otlp_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) presented to an `https://` endpoint that asks for
+    /// one (mutual TLS); needs `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"))]
+    pub otlp_client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (mutual TLS); needs
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_CLIENT_KEY"))]
+    pub otlp_client_key: Option<PathBuf>,
     /// Export timeout in milliseconds (default 10000).
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TIMEOUT"))]
     pub otlp_timeout: Option<u64>,

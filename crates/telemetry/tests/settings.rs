@@ -25,6 +25,12 @@ fn standard_variables_fill_the_embedded_settings() -> anyhow::Result<()> {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=t0ps3cret"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "/etc/otel/client.pem",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
         ])
@@ -39,6 +45,18 @@ fn standard_variables_fill_the_embedded_settings() -> anyhow::Result<()> {
         Some("http://collector:4317")
     );
     assert_eq!(telemetry.export_timeout().as_millis(), 2500);
+    assert_eq!(
+        telemetry.otlp_certificate.as_deref(),
+        Some(std::path::Path::new("/etc/otel/ca.pem"))
+    );
+    assert_eq!(
+        telemetry.otlp_client_certificate.as_deref(),
+        Some(std::path::Path::new("/etc/otel/client.pem"))
+    );
+    assert_eq!(
+        telemetry.otlp_client_key.as_deref(),
+        Some(std::path::Path::new("/etc/otel/client.key"))
+    );
     assert_eq!(
         telemetry.export_headers()?,
         [("api-key".to_owned(), "t0ps3cret".to_owned())]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod tls;
+
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
