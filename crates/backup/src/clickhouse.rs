@@ -40,6 +40,8 @@ pub struct ClickHouseBackupOptions {
     pub database: String,
     /// The name the backup is filed under; the database name when `None`.
     pub source_name: Option<String>,
+    /// CA and client certificate for an `https://` URL; the system's roots when empty.
+    pub tls: groundwork_connect::TlsSettings,
 }
 
 /// How to restore a ClickHouse backup.
@@ -54,6 +56,8 @@ pub struct ClickHouseRestoreOptions {
     pub clean: bool,
     /// Counters for a progress bar.
     pub progress: Option<std::sync::Arc<Progress>>,
+    /// CA and client certificate for an `https://` URL; the system's roots when empty.
+    pub tls: groundwork_connect::TlsSettings,
 }
 
 /// What a ClickHouse restore did.
@@ -69,6 +73,9 @@ pub struct ClickHouseRestoreReport {
     /// Tables restored.
     pub tables: usize,
 }
+
+/// Time allowed for a connection to ClickHouse (TCP and TLS).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An HTTP client for one server; the password stays out of URLs and messages.
 struct ClickHouseHttp {
@@ -87,7 +94,7 @@ impl fmt::Debug for ClickHouseHttp {
 }
 
 impl ClickHouseHttp {
-    fn new(url: &SecretString) -> Result<Self, BackupError> {
+    fn new(url: &SecretString, tls: &groundwork_connect::TlsSettings) -> Result<Self, BackupError> {
         let mut endpoint = url::Url::parse(url.expose_secret()).map_err(|err| {
             BackupError::config(
                 "clickhouse url",
@@ -106,10 +113,18 @@ impl ClickHouseHttp {
             .map(|p| SecretString::from(percent_decode(p)));
         let _ = endpoint.set_username("");
         let _ = endpoint.set_password(None);
+        if tls.is_configured() && endpoint.scheme() != "https" {
+            return Err(BackupError::config(
+                "clickhouse url",
+                "TLS settings are given but the URL is plain-text `http://`; use `https://`",
+            ));
+        }
         endpoint.set_path("/");
         endpoint.set_query(None);
+        let client = groundwork_connect::http_client(tls, CONNECT_TIMEOUT)
+            .map_err(|error| BackupError::config("clickhouse tls", error.to_string()))?;
         Ok(Self {
-            client: reqwest::Client::new(),
+            client,
             endpoint,
             user,
             password,
@@ -196,7 +211,7 @@ pub async fn backup_clickhouse(
     url: &SecretString,
     options: &ClickHouseBackupOptions,
 ) -> Result<BackupManifest, BackupError> {
-    let http = ClickHouseHttp::new(url)?;
+    let http = ClickHouseHttp::new(url, &options.tls)?;
     options.pipeline.validate(storage)?;
     let database = &options.database;
     let source = options
@@ -424,7 +439,7 @@ pub async fn restore_clickhouse(
             ),
         ));
     }
-    let http = ClickHouseHttp::new(url)?;
+    let http = ClickHouseHttp::new(url, &options.tls)?;
     let target = options
         .database
         .clone()

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use anyhow::Result;
 use common::{local_store, secret};
 use groundwork_backup::{
@@ -58,6 +60,7 @@ async fn a_portable_export_restores_schema_and_rows_into_another_database() -> R
         },
         database: source.database().to_owned(),
         source_name: None,
+        tls: groundwork_connect::TlsSettings::default(),
     };
     let manifest = backup_clickhouse(&store.storage, &secret(source.url()), &options).await?;
     assert_eq!(manifest.row_counts.get("events"), Some(&50_000));
@@ -74,6 +77,7 @@ async fn a_portable_export_restores_schema_and_rows_into_another_database() -> R
         database: Some(target.database().to_owned()),
         clean: false,
         progress: None,
+        tls: groundwork_connect::TlsSettings::default(),
     };
     let report =
         restore_clickhouse(&store.storage, &manifest, &secret(target.url()), &restore).await?;
@@ -104,5 +108,53 @@ async fn a_portable_export_restores_schema_and_rows_into_another_database() -> R
     let report =
         restore_clickhouse(&store.storage, &manifest, &secret(target.url()), &clean).await?;
     assert!(report.mismatches.is_empty(), "{report:?}");
+    Ok(())
+}
+
+/// The export goes over `https://` (stunnel in front of the same server) with the test CA, and
+/// refuses a server whose certificate another CA signed, naming the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_over_tls_trusts_the_configured_ca_only() -> Result<()> {
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let source = TestClickHouse::create().await?;
+    source
+        .client()
+        .query("CREATE TABLE notes (id UInt32, body String) ENGINE = TinyLog")
+        .execute()
+        .await?;
+    source
+        .client()
+        .query("INSERT INTO notes VALUES (1, 'over tls')")
+        .execute()
+        .await?;
+    let store = local_store()?;
+    let options = |ca_cert: String| ClickHouseBackupOptions {
+        pipeline: PipelineOptions::default(),
+        database: source.database().to_owned(),
+        source_name: None,
+        tls: groundwork_connect::TlsSettings {
+            ca_cert: Some(ca_cert),
+            ..groundwork_connect::TlsSettings::default()
+        },
+    };
+    let url = secret(&tls.clickhouse_url);
+    let manifest = backup_clickhouse(&store.storage, &url, &options(tls.ca_cert.clone())).await?;
+    assert_eq!(manifest.row_counts.get("notes"), Some(&1));
+
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = params.self_signed(&key)?.pem();
+    let refused = backup_clickhouse(&store.storage, &url, &options(other_ca)).await;
+    let error = refused
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a wrong CA must be refused"))?;
+    let mut chain = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        let _ = write!(chain, " / {inner:?}");
+        cause = inner.source();
+    }
+    assert!(chain.contains("UnknownIssuer"), "{chain}");
     Ok(())
 }

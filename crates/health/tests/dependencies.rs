@@ -308,7 +308,10 @@ async fn tls_failures_are_reported_with_the_reason() -> anyhow::Result<()> {
     let check = |settings: groundwork_connect::TlsSettings| -> anyhow::Result<Health> {
         let rabbitmq = RabbitMqCheck::connect(tls.amqp_url.clone()).with_tls(settings);
         Ok(Health::builder()
-            .check_with(rabbitmq, CheckOptions::default().timeout(Duration::from_secs(5)))
+            .check_with(
+                rabbitmq,
+                CheckOptions::default().timeout(Duration::from_secs(5)),
+            )
             .details(Details::Always)
             .build()?)
     };

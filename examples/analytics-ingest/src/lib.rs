@@ -246,9 +246,11 @@ pub fn clickhouse_client(
     tls: &groundwork_connect::TlsSettings,
     database: &str,
 ) -> anyhow::Result<clickhouse::Client> {
-    Ok(groundwork_connect::clickhouse_client(url.expose_secret(), tls)?
-        .with_database(database)
-        .with_validation(false))
+    Ok(
+        groundwork_connect::clickhouse_client(url.expose_secret(), tls)?
+            .with_database(database)
+            .with_validation(false),
+    )
 }
 
 /// Connects, creates the table, declares the queues, and starts consuming.

@@ -144,11 +144,47 @@ enum ClickHouseCommand {
     Restore(ChRestoreArgs),
 }
 
+/// TLS files for an `https://` ClickHouse URL, named like the services' `*_FILE` variables.
+#[derive(Debug, Args)]
+struct ChTlsArgs {
+    /// PEM file of the CA that signed ClickHouse's certificate; the system's roots when unset.
+    #[arg(long = "clickhouse-ca-cert", env = "CLICKHOUSE_TLS_CA_CERT_FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM file of a client certificate, for servers that require one.
+    #[arg(long = "clickhouse-client-cert", env = "CLICKHOUSE_TLS_CLIENT_CERT_FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long = "clickhouse-client-key", env = "CLICKHOUSE_TLS_CLIENT_KEY_FILE")]
+    client_key: Option<PathBuf>,
+}
+
+impl ChTlsArgs {
+    fn settings(&self) -> Result<groundwork_connect::TlsSettings, BackupError> {
+        let read = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|path| {
+                    std::fs::read_to_string(path).map_err(|source| BackupError::Config {
+                        what: "clickhouse tls",
+                        reason: format!("cannot read {}: {source}", path.display()),
+                    })
+                })
+                .transpose()
+        };
+        Ok(groundwork_connect::TlsSettings {
+            ca_cert: read(&self.ca_cert)?,
+            client_cert: read(&self.client_cert)?,
+            client_key: read(&self.client_key)?.map(Into::into),
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 struct ChBackupArgs {
     /// The server's HTTP interface, e.g. `http://user:password@host:8123`.
     #[arg(long, env = "CLICKHOUSE_URL", hide_env_values = true)]
     clickhouse_url: String,
+    #[command(flatten)]
+    tls: ChTlsArgs,
     /// The database to export.
     #[arg(long)]
     database: String,
@@ -164,6 +200,8 @@ struct ChRestoreArgs {
     /// The server's HTTP interface.
     #[arg(long, env = "CLICKHOUSE_URL", hide_env_values = true)]
     clickhouse_url: String,
+    #[command(flatten)]
+    tls: ChTlsArgs,
     /// The backup's source name.
     #[arg(long)]
     source: String,
@@ -627,6 +665,7 @@ async fn ch_backup(
         pipeline: pipeline_options(&args.pipeline, &progress)?,
         database: args.database.clone(),
         source_name: args.source.clone(),
+        tls: args.tls.settings()?,
     };
     log(
         "INFO",
@@ -657,6 +696,7 @@ async fn ch_restore(storage: &Storage, args: ChRestoreArgs) -> Result<Outcome, B
         database: args.database.clone(),
         clean: args.clean,
         progress: None,
+        tls: args.tls.settings()?,
     };
     let url = SecretString::from(args.clickhouse_url);
     let report = groundwork_backup::restore_clickhouse(storage, &manifest, &url, &options).await?;
