@@ -49,6 +49,7 @@ pub use postgres::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{
-    RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, backup_redis, restore_redis_file,
+    RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, RedisTlsFiles, backup_redis,
+    restore_redis_file,
 };
 pub use storage::{S3Options, Storage};

@@ -35,6 +35,8 @@ pub struct RedisBackupOptions {
     pub source_name: String,
     /// The `redis-cli` program.
     pub redis_cli: PathBuf,
+    /// Certificate files for a `rediss://` URL, handed to `redis-cli`.
+    pub tls: RedisTlsFiles,
 }
 
 impl Default for RedisBackupOptions {
@@ -43,8 +45,21 @@ impl Default for RedisBackupOptions {
             pipeline: PipelineOptions::default(),
             source_name: "redis".into(),
             redis_cli: PathBuf::from("redis-cli"),
+            tls: RedisTlsFiles::default(),
         }
     }
+}
+
+/// PEM files for `redis-cli` over TLS (`rediss://`): `--cacert`, `--cert`, `--key`. With none
+/// set, `redis-cli` verifies the server against the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTlsFiles {
+    /// The CA that signed the server's certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate, for servers that require one.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub client_key: Option<PathBuf>,
 }
 
 /// How to restore a Redis backup to a file.
@@ -74,6 +89,7 @@ struct RedisTarget {
     url_without_password: String,
     user: Option<String>,
     password: Option<SecretString>,
+    tls: RedisTlsFiles,
 }
 
 impl fmt::Debug for RedisTarget {
@@ -86,7 +102,7 @@ impl fmt::Debug for RedisTarget {
 }
 
 impl RedisTarget {
-    fn parse(url: &str) -> Result<Self, BackupError> {
+    fn parse(url: &str, tls: &RedisTlsFiles) -> Result<Self, BackupError> {
         let mut parsed = url::Url::parse(url).map_err(|err| {
             BackupError::config(
                 "redis url",
@@ -106,12 +122,22 @@ impl RedisTarget {
             .password()
             .map(|p| SecretString::from(percent_decode(p)));
         let user = Some(percent_decode(parsed.username())).filter(|u| !u.is_empty());
+        let secure = parsed.scheme() == "rediss";
+        let configured =
+            tls.ca_cert.is_some() || tls.client_cert.is_some() || tls.client_key.is_some();
+        if configured && !secure {
+            return Err(BackupError::config(
+                "redis url",
+                "TLS files are given but the URL is plain-text `redis://`; use `rediss://`",
+            ));
+        }
         let _ = parsed.set_password(None);
         let _ = parsed.set_username("");
         Ok(Self {
             url_without_password: parsed.to_string(),
             user,
             password,
+            tls: tls.clone(),
         })
     }
 
@@ -123,6 +149,15 @@ impl RedisTarget {
         }
         if let Some(password) = &self.password {
             command.env("REDISCLI_AUTH", password.expose_secret());
+        }
+        for (flag, file) in [
+            ("--cacert", &self.tls.ca_cert),
+            ("--cert", &self.tls.client_cert),
+            ("--key", &self.tls.client_key),
+        ] {
+            if let Some(file) = file {
+                command.arg(flag).arg(file);
+            }
         }
         command.stdin(Stdio::null());
         command
@@ -137,7 +172,7 @@ pub async fn backup_redis(
     redis_url: &SecretString,
     options: &RedisBackupOptions,
 ) -> Result<BackupManifest, BackupError> {
-    let target = RedisTarget::parse(redis_url.expose_secret())?;
+    let target = RedisTarget::parse(redis_url.expose_secret(), &options.tls)?;
     options.pipeline.validate(storage)?;
     let source = options.source_name.clone();
     if source.is_empty() || source.contains('/') {
@@ -456,7 +491,8 @@ mod tests {
 
     #[test]
     fn the_password_goes_to_the_environment() {
-        let target = RedisTarget::parse("redis://:hunter2@cache:6379/0").ok();
+        let target =
+            RedisTarget::parse("redis://:hunter2@cache:6379/0", &RedisTlsFiles::default()).ok();
         let url = target
             .as_ref()
             .map(|t| t.url_without_password.clone())
@@ -467,7 +503,11 @@ mod tests {
 
     #[test]
     fn the_user_name_leaves_the_url_for_its_own_argument() {
-        let target = RedisTarget::parse("redis://backup%2Bops:hunter2@cache:6379/0").ok();
+        let target = RedisTarget::parse(
+            "redis://backup%2Bops:hunter2@cache:6379/0",
+            &RedisTlsFiles::default(),
+        )
+        .ok();
         let (url, user) = target
             .as_ref()
             .map(|t| (t.url_without_password.clone(), t.user.clone()))

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use common::{local_store, secret};
 use groundwork_backup::{
-    BackupKind, Identity, PipelineOptions, RedisBackupOptions, RedisRestoreOptions, backup_redis,
-    latest, restore_redis_file,
+    BackupKind, Identity, PipelineOptions, RedisBackupOptions, RedisRestoreOptions, RedisTlsFiles,
+    backup_redis, latest, restore_redis_file,
 };
 use groundwork_testkit::TestRedis;
 
@@ -288,6 +288,44 @@ async fn restoring_over_an_existing_rdb_keeps_its_owner_and_mode() -> Result<()>
     assert_eq!(
         std::fs::metadata(&fresh)?.permissions().mode() & 0o7777,
         0o600
+    );
+    Ok(())
+}
+
+/// A `rediss://` server (Redis's own TLS port, started by `cargo xtask infra up`) is backed up
+/// through `redis-cli` with the test CA; without it the server's certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_is_backed_up_with_the_configured_ca() -> Result<()> {
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let store = local_store()?;
+    let options = |ca_cert: Option<std::path::PathBuf>| RedisBackupOptions {
+        source_name: "tls".into(),
+        tls: RedisTlsFiles {
+            ca_cert,
+            ..RedisTlsFiles::default()
+        },
+        ..RedisBackupOptions::default()
+    };
+    let url = secret(&tls.redis_url);
+    let manifest = backup_redis(
+        &store.storage,
+        &url,
+        &options(Some(tls.ca_cert_path.clone())),
+    )
+    .await?;
+    assert_eq!(manifest.kind, BackupKind::Redis);
+    assert!(
+        manifest.objects.iter().all(|object| object.raw_bytes > 0),
+        "{manifest:?}"
+    );
+
+    let refused = backup_redis(&store.storage, &url, &options(None)).await;
+    let error = refused
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the system roots do not hold the test CA"))?;
+    assert!(
+        format!("{error:?}").contains("certificate verify failed"),
+        "{error:?}"
     );
     Ok(())
 }

@@ -151,7 +151,10 @@ struct ChTlsArgs {
     #[arg(long = "clickhouse-ca-cert", env = "CLICKHOUSE_TLS_CA_CERT_FILE")]
     ca_cert: Option<PathBuf>,
     /// PEM file of a client certificate, for servers that require one.
-    #[arg(long = "clickhouse-client-cert", env = "CLICKHOUSE_TLS_CLIENT_CERT_FILE")]
+    #[arg(
+        long = "clickhouse-client-cert",
+        env = "CLICKHOUSE_TLS_CLIENT_CERT_FILE"
+    )]
     client_cert: Option<PathBuf>,
     /// PEM file of the client certificate's private key.
     #[arg(long = "clickhouse-client-key", env = "CLICKHOUSE_TLS_CLIENT_KEY_FILE")]
@@ -240,6 +243,16 @@ struct RedisBackupArgs {
     /// The `redis-cli` program.
     #[arg(long, default_value = "redis-cli")]
     redis_cli: PathBuf,
+    /// PEM file of the CA that signed a `rediss://` server's certificate; the system's roots when
+    /// unset.
+    #[arg(long = "redis-ca-cert", env = "REDIS_TLS_CA_CERT_FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM file of a client certificate, for servers that require one.
+    #[arg(long = "redis-client-cert", env = "REDIS_TLS_CLIENT_CERT_FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long = "redis-client-key", env = "REDIS_TLS_CLIENT_KEY_FILE")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -643,6 +656,11 @@ async fn redis_backup(
         pipeline: pipeline_options(&args.pipeline, &progress)?,
         source_name: args.source.clone(),
         redis_cli: args.redis_cli.clone(),
+        tls: groundwork_backup::RedisTlsFiles {
+            ca_cert: args.ca_cert.clone(),
+            client_cert: args.client_cert.clone(),
+            client_key: args.client_key.clone(),
+        },
     };
     log(
         "INFO",
