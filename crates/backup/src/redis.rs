@@ -477,7 +477,7 @@ fn take_owner_and_mode(file: &std::fs::File, path: &Path) -> Result<(), BackupEr
 
 #[cfg(test)]
 mod tests {
-    use super::{RedisTarget, parse_keyspace};
+    use super::{RedisTarget, RedisTlsFiles, parse_keyspace};
 
     #[test]
     fn keyspace_lines_become_key_counts() {
