@@ -1,6 +1,7 @@
 //! `GET /v1/matching/weights` over HTTP on loopback: the api-gateway with its full middleware
-//! stack (telemetry layer with span, request id and metrics, JSON log subscriber installed, the
-//! value read from hot-reload config) against a bare axum handler returning the same JSON, in one
+//! stack (served by `groundwork_service::serve` with its edge limits, telemetry layer with span,
+//! request id and metrics, JSON log subscriber installed, the value read from hot-reload config)
+//! against a bare axum handler returning the same JSON, in one
 //! run, and the bare handler behind the telemetry layer alone, which splits the difference into
 //! the layer's share and the gateway's. Each iteration is one request on a kept-alive connection, so time per request is the
 //! inverse of one connection's throughput.
@@ -79,7 +80,8 @@ fn fixture() -> anyhow::Result<Fixture> {
         let layered = bare.clone().layer(
             groundwork_telemetry::http::TelemetryLayer::new().with_metrics(metrics),
         );
-        let gateway_addr = serve(gateway.router.clone()).await?;
+        // The gateway as its binary serves it: `groundwork_service::serve` with the edge limits.
+        let gateway_addr = serve_with_edge(&gateway).await?;
         let bare_addr = serve(bare).await?;
         let layered_addr = serve(layered).await?;
         // Kept alive for the whole run: the feeds and connections belong to it.
@@ -101,6 +103,23 @@ async fn serve(router: axum::Router) -> anyhow::Result<SocketAddr> {
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
+    });
+    Ok(address)
+}
+
+async fn serve_with_edge(
+    gateway: &groundwork_example_api_gateway::Gateway,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (router, health, options) = (
+        gateway.router.clone(),
+        gateway.health.clone(),
+        gateway.serve_options(),
+    );
+    tokio::spawn(async move {
+        let shutdown = groundwork_service::Shutdown::new();
+        let _ = groundwork_service::serve(listener, router, &health, shutdown, options).await;
     });
     Ok(address)
 }

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+mod edge;
+pub use edge::{EdgeMetrics, EdgeSettings};
 #[cfg(feature = "live")]
 mod log_level;
 #[cfg(feature = "live")]
@@ -98,19 +100,27 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// How [`serve`] shuts down.
+/// How [`serve`] shuts down, the limits it holds clients to, and what it counts.
+///
+/// Build it with `..ServeOptions::default()` so that new options keep their defaults.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long the listener keeps accepting after readiness turned 503, so that load balancers
     /// see the 503 before connections are refused. Zero in tests; about one probe interval in
-    /// production.
+    /// production. Default 1 s.
     pub drain_delay: Duration,
+    /// Timeouts, the concurrency limit and the body limit; see [`EdgeSettings`] for the defaults.
+    pub edge: EdgeSettings,
+    /// Counters of shed and timed-out requests; none by default.
+    pub metrics: EdgeMetrics,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             drain_delay: Duration::from_secs(1),
+            edge: EdgeSettings::default(),
+            metrics: EdgeMetrics::default(),
         }
     }
 }
@@ -134,9 +144,13 @@ pub async fn serve_at(
     serve(listener, app, health, shutdown, options).await
 }
 
-/// Serves `app` on `listener` until `shutdown` fires, then: marks `health` as shutting down
-/// (readiness 503), keeps accepting for the drain delay, stops accepting and waits for in-flight
-/// requests to finish.
+/// Serves `app` over HTTP/1.1 on `listener` until `shutdown` fires, then: marks `health` as
+/// shutting down (readiness 503), keeps accepting for the drain delay, stops accepting, and
+/// waits for in-flight requests to finish (each connection closes after its running request).
+///
+/// Every connection and request is held to [`ServeOptions::edge`]: the header-read and idle
+/// timeouts close connections of slow or silent clients, the request timeout and the
+/// concurrency limit answer 503 (a shed request with `Retry-After`), a body over the limit 413.
 ///
 /// Returns once every connection is closed; the caller then runs its own shutdown hooks.
 pub async fn serve(
@@ -147,16 +161,65 @@ pub async fn serve(
     options: ServeOptions,
 ) -> std::io::Result<()> {
     let health = health.clone();
+    let drain_delay = options.drain_delay;
     let drain = async move {
         shutdown.triggered().await;
         health.begin_shutdown();
         tracing::info!(
-            drain_ms = u64::try_from(options.drain_delay.as_millis()).unwrap_or(u64::MAX),
+            drain_ms = u64::try_from(drain_delay.as_millis()).unwrap_or(u64::MAX),
             "not ready; draining"
         );
-        tokio::time::sleep(options.drain_delay).await;
+        tokio::time::sleep(drain_delay).await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(drain)
-        .await
+    tokio::pin!(drain);
+
+    let http = edge::http1(&options.edge);
+    let idle = options.edge.idle_timeout();
+    let edge = edge::edge(app, &options.edge, options.metrics);
+    // `stop` tells connections to finish; every connection task holds a `closed` receiver, so
+    // the sender's `closed()` completes once the last connection is gone.
+    let (stop, stopped) = watch::channel(false);
+    let (connections, connection) = watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            () = &mut drain => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let (http, edge, stopped, connection) = (
+            http.clone(),
+            edge.clone(),
+            stopped.clone(),
+            connection.clone(),
+        );
+        tokio::spawn(async move {
+            edge::serve_connection(stream, &http, edge, idle, stopped).await;
+            drop(connection);
+        });
+    }
+    drop(listener);
+    stop.send_replace(true);
+    drop(connection);
+    connections.closed().await;
+    Ok(())
+}
+
+/// After a failed `accept`: a connection that failed before it was accepted is the client's
+/// business; anything else (out of file descriptors, ...) is logged and retried after a pause
+/// rather than spinning.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept a connection; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -54,6 +54,7 @@ async fn shutdown_turns_readiness_off_then_drains_in_flight_requests() -> Result
     let shutdown = Shutdown::new();
     let options = ServeOptions {
         drain_delay: Duration::from_secs(3),
+        ..ServeOptions::default()
     };
     let server = tokio::spawn({
         let (health, shutdown) = (health.clone(), shutdown.clone());

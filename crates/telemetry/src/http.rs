@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
-use metrics::{Gauge, Histogram, Key, Label, Recorder as _};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder as _};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
@@ -44,6 +44,11 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
 /// Requests being served right now.
 pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
+/// Requests answered 503 at once because the service was at its concurrency limit (load shedding
+/// by `groundwork-service`'s `serve`).
+pub const SHED_REQUESTS: &str = "http_server_shed_requests_total";
+/// Requests answered 503 because they ran longer than the request timeout of `serve`.
+pub const TIMED_OUT_REQUESTS: &str = "http_server_timed_out_requests_total";
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -71,14 +76,17 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// Prometheus metrics for HTTP servers: a duration histogram by method, route and status, and the
-/// number of requests in flight. Cheap to clone; clones share one registry.
+/// Prometheus metrics for HTTP servers: a duration histogram by method, route and status, the
+/// number of requests in flight, and counters of requests shed or timed out at the edge. Cheap to
+/// clone; clones share one registry.
 #[derive(Clone)]
 pub struct HttpMetrics(Arc<MetricsInner>);
 
 struct MetricsInner {
     recorder: Arc<PrometheusRecorder>,
     active: Gauge,
+    shed: Counter,
+    timed_out: Counter,
     /// Histograms by route, then method and status: registering one per request would build its
     /// labels and hash them every time.
     durations: RwLock<DurationsByRoute>,
@@ -108,9 +116,14 @@ impl HttpMetrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = Arc::new(builder.build_recorder());
         let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
+        // Registered up front, so the page shows them at 0 before the first overload.
+        let shed = recorder.register_counter(&Key::from_name(SHED_REQUESTS), &METADATA);
+        let timed_out = recorder.register_counter(&Key::from_name(TIMED_OUT_REQUESTS), &METADATA);
         Self(Arc::new(MetricsInner {
             recorder,
             active,
+            shed,
+            timed_out,
             durations: RwLock::default(),
         }))
     }
@@ -120,6 +133,18 @@ impl HttpMetrics {
     /// another recorder was installed first.
     pub fn install_global(&self) -> bool {
         metrics::set_global_recorder(Arc::clone(&self.0.recorder)).is_ok()
+    }
+
+    /// The counter of requests shed at the concurrency limit ([`SHED_REQUESTS`]), for
+    /// `groundwork_service::EdgeMetrics::shed`.
+    pub fn shed_requests(&self) -> Counter {
+        self.0.shed.clone()
+    }
+
+    /// The counter of requests stopped by the request timeout ([`TIMED_OUT_REQUESTS`]), for
+    /// `groundwork_service::EdgeMetrics::timed_out`.
+    pub fn timed_out_requests(&self) -> Counter {
+        self.0.timed_out.clone()
     }
 
     /// The Prometheus text exposition of every metric in the registry.

@@ -376,6 +376,9 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
     common::runtime()?.block_on(async {
         let metrics = HttpMetrics::new();
         let app = app(&metrics);
+        // What `groundwork-service` counts at the edge, on the same page.
+        metrics.shed_requests().increment(2);
+        metrics.timed_out_requests().increment(1);
         for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
             app.clone()
                 .oneshot(Request::get(path).body(Body::empty())?)
@@ -413,6 +416,8 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
             ),
             "{text}"
         );
+        assert!(text.contains("\nhttp_server_shed_requests_total 2\n"), "{text}");
+        assert!(text.contains("\nhttp_server_timed_out_requests_total 1\n"), "{text}");
         assert!(
             text.contains(
                 r#"http_server_request_duration_seconds_count{method="GET",route="/v1/fail",status="503"} 1"#

@@ -68,6 +68,12 @@ pub struct Settings {
     /// Port the HTTP server listens on.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Limits every HTTP client is held to: `HTTP_HEADER_READ_TIMEOUT_MS` (10000),
+    /// `HTTP_IDLE_TIMEOUT_MS` (5000), `HTTP_REQUEST_TIMEOUT_MS` (30000),
+    /// `HTTP_MAX_CONCURRENT_REQUESTS` (256), `HTTP_RETRY_AFTER_SECS` (1), `HTTP_MAX_BODY_BYTES`
+    /// (1048576).
+    #[serde(default)]
+    pub http: groundwork_service::EdgeSettings,
     /// PostgreSQL with the platform's `platform_config`: only to follow `log.level` at run time;
     /// the level stays as started when unset.
     #[serde(default)]

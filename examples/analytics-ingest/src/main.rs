@@ -13,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let telemetry_settings = settings.telemetry();
     let telemetry = groundwork_telemetry::init(&telemetry_settings)?;
     let address = format!("{}:{}", settings.host, settings.port);
+    let edge = settings.http.clone();
 
     // The level follows `log.level` in `platform_config` from now on.
     let log_level = LogLevelFollower::start_or_warn(
@@ -32,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
 
     let options = ServeOptions {
         drain_delay: Duration::ZERO,
+        edge,
+        ..ServeOptions::default()
     };
     groundwork_service::serve_at(
         &address,

@@ -59,6 +59,7 @@ impl Fixture {
         let server = tokio::spawn(async move {
             let options = ServeOptions {
                 drain_delay: Duration::ZERO,
+                ..ServeOptions::default()
             };
             groundwork_service::serve(listener, router, &health, stop, options).await
         });

@@ -34,6 +34,7 @@ fn serve(
     tokio::spawn(async move {
         let options = ServeOptions {
             drain_delay: Duration::ZERO,
+            ..ServeOptions::default()
         };
         groundwork_service::serve(listener, router, &health, shutdown, options).await
     })

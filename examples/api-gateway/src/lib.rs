@@ -91,6 +91,9 @@ pub struct Gateway {
     pub config: LiveConfig,
     /// The live flags.
     pub flags: Flags,
+    /// The HTTP metrics behind `/metrics`.
+    pub metrics: HttpMetrics,
+    settings: Arc<Settings>,
     db: PgPool,
     amqp: Arc<Connection>,
     config_feed: Feed,
@@ -215,31 +218,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .context("building the health checks")?;
 
     let state = AppState {
-        db: db.clone(),
+        db,
         redis,
         publisher,
         risk_threshold: config.setting(RISK_THRESHOLD_KEY, DEFAULT_RISK_THRESHOLD),
-        config: config.clone(),
-        flags: flags.clone(),
-        settings,
-    };
-    let router = app_router(state, &health);
-    Ok(Gateway {
-        router,
-        health,
         config,
         flags,
-        db,
+        settings,
+    };
+    Ok(Gateway::assemble(
+        state,
+        health,
         amqp,
         config_feed,
         flags_feed,
-    })
+    ))
 }
 
 /// The API behind the telemetry layer (traces, request ids, HTTP metrics), plus health and
 /// `/metrics`, which stay outside it: probes and scrapes are not traffic.
-fn app_router(state: AppState, health: &Health) -> axum::Router {
-    let metrics = HttpMetrics::new();
+fn app_router(state: AppState, health: &Health, metrics: &HttpMetrics) -> axum::Router {
     http::router(state)
         .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
         .merge(health.router())
@@ -247,6 +245,46 @@ fn app_router(state: AppState, health: &Health) -> axum::Router {
 }
 
 impl Gateway {
+    /// The router over `state`, and the gateway that owns it all.
+    fn assemble(
+        state: AppState,
+        health: Health,
+        amqp: Arc<Connection>,
+        config_feed: Feed,
+        flags_feed: Feed,
+    ) -> Self {
+        let metrics = HttpMetrics::new();
+        let (config, flags, db) = (state.config.clone(), state.flags.clone(), state.db.clone());
+        let settings = Arc::clone(&state.settings);
+        let router = app_router(state, &health, &metrics);
+        Self {
+            router,
+            health,
+            config,
+            flags,
+            metrics,
+            settings,
+            db,
+            amqp,
+            config_feed,
+            flags_feed,
+        }
+    }
+
+    /// How `groundwork_service::serve` serves the router: the drain delay and edge limits from
+    /// the settings (`SHUTDOWN_DRAIN_MS`, `HTTP_*`), shed and timed-out requests counted on
+    /// `/metrics`.
+    pub fn serve_options(&self) -> groundwork_service::ServeOptions {
+        groundwork_service::ServeOptions {
+            drain_delay: Duration::from_millis(self.settings.shutdown_drain_ms),
+            edge: self.settings.http.clone(),
+            metrics: groundwork_service::EdgeMetrics {
+                shed: self.metrics.shed_requests(),
+                timed_out: self.metrics.timed_out_requests(),
+            },
+        }
+    }
+
     /// The feed following `platform_config`; its `generations()` tick on every reload.
     pub fn config_feed(&self) -> &Feed {
         &self.config_feed

@@ -5,10 +5,8 @@
 //!     cargo run -p groundwork-example-api-gateway
 //! ```
 
-use std::time::Duration;
-
 use groundwork_example_api_gateway::Settings;
-use groundwork_service::{ServeOptions, Shutdown};
+use groundwork_service::Shutdown;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,9 +14,6 @@ async fn main() -> anyhow::Result<()> {
     let telemetry_settings = settings.telemetry();
     let telemetry = groundwork_telemetry::init(&telemetry_settings)?;
     let address = format!("{}:{}", settings.host, settings.port);
-    let options = ServeOptions {
-        drain_delay: Duration::from_millis(settings.shutdown_drain_ms),
-    };
 
     let gateway = groundwork_example_api_gateway::start(settings).await?;
     let log_level = groundwork_service::follow_log_level(
@@ -30,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
+    let options = gateway.serve_options();
     groundwork_service::serve_at(
         &address,
         gateway.router.clone(),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use groundwork_config::SecretUrl;
+use groundwork_service::EdgeSettings;
 use groundwork_telemetry::TelemetrySettings;
 use serde::Deserialize;
 
@@ -20,6 +21,12 @@ pub struct Settings {
     /// Port the HTTP server listens on.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Limits every client is held to: `HTTP_HEADER_READ_TIMEOUT_MS` (10000),
+    /// `HTTP_IDLE_TIMEOUT_MS` (5000), `HTTP_REQUEST_TIMEOUT_MS` (30000),
+    /// `HTTP_MAX_CONCURRENT_REQUESTS` (256), `HTTP_RETRY_AFTER_SECS` (1), `HTTP_MAX_BODY_BYTES`
+    /// (1048576).
+    #[serde(default)]
+    pub http: EdgeSettings,
     /// PostgreSQL connection string: `orders`, `platform_config` and `feature_flags` live here.
     #[schemars(example = "postgres://app:app@localhost:5432/app")]
     pub database_url: SecretUrl,

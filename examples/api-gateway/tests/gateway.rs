@@ -31,11 +31,12 @@ struct TestGateway {
 
 impl TestGateway {
     async fn start() -> Result<Self> {
-        Self::start_with(true).await
+        Self::start_with(true, &[]).await
     }
 
-    /// `bind_queue`: whether a queue receives `order.created`, as the order-worker's does.
-    async fn start_with(bind_queue: bool) -> Result<Self> {
+    /// `bind_queue`: whether a queue receives `order.created`, as the order-worker's does;
+    /// `vars`: more environment variables for the settings.
+    async fn start_with(bind_queue: bool, vars: &[(&str, &str)]) -> Result<Self> {
         let db = TestDatabase::create().await?;
         let redis = TestRedis::create().await?;
         let amqp = TestAmqp::create().await?;
@@ -44,15 +45,19 @@ impl TestGateway {
 
         let settings: Settings = Loader::new()
             .no_dotenv()
-            .vars([
-                ("DATABASE_URL", db.url()),
-                ("REDIS_URL", redis.url()),
-                ("RABBITMQ_URL", amqp.url()),
-                ("REDIS_KEY_PREFIX", redis.prefix()),
-                ("ORDERS_EXCHANGE", exchange.as_str()),
-                ("CONFIG_ENV", "test"),
-                ("DATABASE_POOL_SIZE", "4"),
-            ])
+            .vars(
+                [
+                    ("DATABASE_URL", db.url()),
+                    ("REDIS_URL", redis.url()),
+                    ("RABBITMQ_URL", amqp.url()),
+                    ("REDIS_KEY_PREFIX", redis.prefix()),
+                    ("ORDERS_EXCHANGE", exchange.as_str()),
+                    ("CONFIG_ENV", "test"),
+                    ("DATABASE_POOL_SIZE", "4"),
+                ]
+                .into_iter()
+                .chain(vars.iter().copied()),
+            )
             .load()?;
         let gateway = groundwork_example_api_gateway::start(settings).await?;
 
@@ -161,12 +166,11 @@ fn groundwork_service_serve(
 ) -> impl Future<Output = std::io::Result<()>> + use<> {
     let router = gateway.router.clone();
     let health = gateway.health.clone();
-    async move {
-        let options = ServeOptions {
-            drain_delay: Duration::ZERO,
-        };
-        groundwork_service::serve(listener, router, &health, shutdown, options).await
-    }
+    let options = ServeOptions {
+        drain_delay: Duration::ZERO,
+        ..gateway.serve_options()
+    };
+    async move { groundwork_service::serve(listener, router, &health, shutdown, options).await }
 }
 
 #[derive(Debug)]
@@ -393,15 +397,23 @@ async fn client_mistakes_are_400_with_a_message_never_500() -> Result<()> {
             "Idempotency-Key",
         ),
     ];
+    // Every case is tried before failing, so a failure lists all the wrong answers.
+    let mut wrong = Vec::new();
     for (headers, body, expected) in cases {
         let reply = gateway.post_order(headers, body).await?;
-        assert_eq!(reply.status, 400, "{body:?}: {}", reply.body);
-        let message = reply.json()?["error"]
-            .as_str()
-            .map(str::to_owned)
+        let message = reply
+            .json()
+            .ok()
+            .and_then(|reply| reply["error"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        assert!(message.contains(expected), "{body:?}: {message}");
+        if reply.status != 400 || !message.contains(expected) {
+            wrong.push(format!(
+                "{body:.60}: {} {:.200} (expected 400 with {expected:?})",
+                reply.status, reply.body
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
         .fetch_one(gateway.db.pool())
         .await?;
@@ -492,7 +504,7 @@ async fn a_repeated_idempotency_key_replays_the_first_answer() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_event_no_queue_would_receive_is_refused_and_not_stored() -> Result<()> {
-    let gateway = TestGateway::start_with(false).await?;
+    let gateway = TestGateway::start_with(false, &[]).await?;
     let reply = gateway
         .post_order(
             &[("Idempotency-Key", "k-1")],
@@ -519,5 +531,31 @@ async fn readiness_turns_503_on_shutdown() -> Result<()> {
         reply.status
     );
     assert_eq!(gateway.get("/livez").await?.status, 200);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_limits_come_from_the_settings_and_are_counted_on_metrics() -> Result<()> {
+    let gateway = TestGateway::start_with(true, &[("HTTP_MAX_BODY_BYTES", "2048")]).await?;
+    // Only the head: a body over the limit is refused from its declared length, and a body the
+    // server will not read could reset the connection before the answer is read.
+    let mut stream = tokio::net::TcpStream::connect(gateway.address).await?;
+    stream
+        .write_all(b"POST /v1/orders HTTP/1.1\r\nHost: test\r\nContent-Length: 4096\r\n\r\n")
+        .await?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await?;
+    assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
+    let metrics = gateway.get("/metrics").await?;
+    assert!(
+        metrics
+            .body
+            .contains("\nhttp_server_shed_requests_total 0\n")
+            && metrics
+                .body
+                .contains("\nhttp_server_timed_out_requests_total 0\n"),
+        "{}",
+        metrics.body
+    );
     gateway.stop().await
 }

@@ -56,6 +56,12 @@ pub struct Settings {
     /// Port of the health endpoints.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Limits every HTTP client is held to: `HTTP_HEADER_READ_TIMEOUT_MS` (10000),
+    /// `HTTP_IDLE_TIMEOUT_MS` (5000), `HTTP_REQUEST_TIMEOUT_MS` (30000),
+    /// `HTTP_MAX_CONCURRENT_REQUESTS` (256), `HTTP_RETRY_AFTER_SECS` (1), `HTTP_MAX_BODY_BYTES`
+    /// (1048576).
+    #[serde(default)]
+    pub http: groundwork_service::EdgeSettings,
     /// PostgreSQL connection string: the gateway's database, where orders live.
     #[schemars(example = "postgres://app:app@localhost:5432/app")]
     pub database_url: SecretUrl,
