@@ -92,15 +92,15 @@ async fn features(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery)
             .find(|(name, _)| name == "tenant")
             .map(|(_, value)| value.into_owned())
     });
-    let tenant = match tenant {
-        Some(tenant) if !tenant.is_empty() => tenant,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "query parameter tenant is missing: call /v1/features?tenant=<tenant id>",
-            );
-        }
+    let Some(tenant) = tenant else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query parameter tenant is missing: call /v1/features?tenant=<tenant id>",
+        );
     };
+    if let Err(message) = crate::tenant::validate_tenant(&tenant) {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
     let set = state.flags.snapshot();
     let flags: BTreeMap<&str, bool> = set
         .iter()

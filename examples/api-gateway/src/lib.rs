@@ -12,12 +12,16 @@
 //! | `POST /v1/orders` | stores an order, publishes `order.created`, answers 201 with the id |
 //! | `/health`, `/health/ready`, `/livez`, ... | see `groundwork-health` |
 //!
+//! Tenants follow one rule wherever they are taken: 1 to [`MAX_TENANT_CHARS`] characters, no
+//! control characters, no whitespace at either end; anything else is a 400.
+//!
 //! [`start`] does the start-up work and returns a [`Gateway`] whose router can be served; the
 //! binary serves it on `PORT`, tests on `127.0.0.1:0`.
 
 mod http;
 mod orders;
 mod settings;
+mod tenant;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +48,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use orders::{ORDER_CREATED, OrderCreated};
 pub use settings::Settings;
+pub use tenant::MAX_TENANT_CHARS;
 
 /// The gateway's own migrations (the `orders` table), tracked in `schema_migrations`.
 pub const MIGRATIONS: &[(&str, &str)] = &[

@@ -52,7 +52,6 @@ struct IdempotencyRecord {
     response: Option<CreatedOrder>,
 }
 
-const MAX_TENANT_LEN: usize = 100;
 const MAX_KEY_LEN: usize = 255;
 const MAX_AMOUNT: f64 = 1e12;
 /// How long a reservation stays while the order is being stored; a crashed request frees it.
@@ -93,7 +92,8 @@ pub(crate) async fn create_order(
         Some(key) => {
             let redis_key = format!(
                 "{}idempotency:{}:{key}",
-                state.settings.redis_key_prefix, order.tenant
+                state.settings.redis_key_prefix,
+                crate::tenant::key_part(&order.tenant)
             );
             match reserve(&state, &redis_key, &order).await {
                 Ok(Reservation::New) => Some(redis_key),
@@ -154,27 +154,42 @@ pub(crate) async fn create_order(
 }
 
 fn parse_order(body: &[u8]) -> Result<NewOrder, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // JSON's own whitespace; the first other byte says what kind of value the body is.
+    let Some(&first) = body
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+    else {
         return Err(
             r#"request body is empty: send JSON like {"tenant":"tenant-1","amount":120.5}"#
+                .to_owned(),
+        );
+    };
+    // serde would read a struct from an array too (`["t",1]`); an order is an object.
+    if first != b'{' {
+        return Err(
+            r#"request body must be a JSON object like {"tenant":"tenant-1","amount":120.5}"#
                 .to_owned(),
         );
     }
     let order: NewOrder = serde_json::from_slice(body).map_err(|error| {
         format!(r#"request body is not a valid order ({error}): send JSON like {{"tenant":"tenant-1","amount":120.5}}"#)
     })?;
-    let tenant = order.tenant.trim();
-    if tenant.is_empty() || order.tenant.len() > MAX_TENANT_LEN {
-        return Err(format!("tenant must be 1 to {MAX_TENANT_LEN} characters"));
-    }
+    crate::tenant::validate_tenant(&order.tenant)?;
     if !order.amount.is_finite() || order.amount <= 0.0 || order.amount >= MAX_AMOUNT {
         return Err(format!(
             "amount must be a positive number below {MAX_AMOUNT}"
         ));
     }
-    let cents = order.amount * 100.0;
-    if (cents - cents.round()).abs() > 1e-6 {
-        return Err("amount must have at most two decimal places".to_owned());
+    // The shortest decimal that reads back as the same number, which is what the client sent
+    // unless it sent more digits than a double holds; never in exponent form.
+    let decimal = order.amount.to_string();
+    if decimal
+        .split_once('.')
+        .is_some_and(|(_, decimals)| decimals.len() > 2)
+    {
+        return Err(
+            "amount must have at most two decimal places (the smallest amount is 0.01)".to_owned(),
+        );
     }
     Ok(order)
 }

@@ -368,6 +368,9 @@ async fn an_order_is_stored_published_and_answered_201() -> Result<()> {
     gateway.stop().await
 }
 
+static LONG_TENANT_ORDER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!(r#"{{"tenant":"{}","amount":1}}"#, "t".repeat(101)));
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_mistakes_are_400_with_a_message_never_500() -> Result<()> {
     /// Request headers, body, and a part of the expected message.
@@ -390,7 +393,21 @@ async fn client_mistakes_are_400_with_a_message_never_500() -> Result<()> {
             "two decimal",
         ),
         (&[], r#"{"tenant":"","amount":1}"#, "tenant"),
-        (&[], "[1,2]", "not a valid order"),
+        (&[], "[1,2]", "JSON object"),
+        // An array with the fields in order is still not an order.
+        (&[], r#"["arr",2]"#, "JSON object"),
+        // Positive, but zero once stored with two decimals.
+        (&[], r#"{"tenant":"n","amount":1e-9}"#, "two decimal"),
+        (&[], r#"{"tenant":"n","amount":5e-324}"#, "two decimal"),
+        (
+            &[],
+            r#"{"tenant":"a\u0000b","amount":1}"#,
+            "control character",
+        ),
+        (&[], r#"{"tenant":"a\nb","amount":1}"#, "control character"),
+        (&[], r#"{"tenant":" pad ","amount":1}"#, "whitespace"),
+        (&[], r#"{"tenant":"  ","amount":1}"#, "tenant"),
+        (&[], &LONG_TENANT_ORDER, "100 characters"),
         (
             &[("Idempotency-Key", "")],
             r#"{"tenant":"t","amount":1}"#,
@@ -531,6 +548,76 @@ async fn readiness_turns_503_on_shutdown() -> Result<()> {
         reply.status
     );
     assert_eq!(gateway.get("/livez").await?.status, 200);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_and_orders_accept_and_refuse_the_same_tenants() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    // 100 characters but 200 bytes: the limit counts characters, as the `orders` column does.
+    let accented = "é".repeat(100);
+    let order = gateway
+        .post_order(&[], &json!({"tenant": accented, "amount": 1}).to_string())
+        .await?;
+    assert_eq!(order.status, 201, "{}", order.body);
+    assert_eq!(order.json()?["tenant"], json!(accented));
+    let query: String = url::form_urlencoded::byte_serialize(accented.as_bytes()).collect();
+    let features = gateway.get(&format!("/v1/features?tenant={query}")).await?;
+    assert_eq!(features.status, 200, "{}", features.body);
+
+    let long = "t".repeat(60_000);
+    for (tenant, expected) in [
+        (long.as_str(), "100 characters"),
+        ("a%00b", "control character"),
+        ("%20pad%20", "whitespace"),
+    ] {
+        let reply = gateway
+            .get(&format!("/v1/features?tenant={tenant}"))
+            .await?;
+        assert_eq!(reply.status, 400, "{tenant:.20}: {:.200}", reply.body);
+        let message = reply.json()?["error"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(message.contains(expected), "{message:.200}");
+        assert!(
+            message.len() < 300,
+            "the tenant is not echoed: {message:.200}"
+        );
+    }
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_of_different_tenants_never_collide() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    // Joined with `:`, both would be `acme:k1:x`.
+    let first = gateway
+        .post_order(
+            &[("Idempotency-Key", "k1:x")],
+            r#"{"tenant":"acme","amount":10}"#,
+        )
+        .await?;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let second = gateway
+        .post_order(
+            &[("Idempotency-Key", "x")],
+            r#"{"tenant":"acme:k1","amount":10}"#,
+        )
+        .await?;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_eq!(second.header("idempotent-replayed"), None);
+    assert_ne!(first.json()?["id"], second.json()?["id"]);
+    assert_eq!(second.json()?["tenant"], "acme:k1");
+    // Each key still replays its own order.
+    let again = gateway
+        .post_order(
+            &[("Idempotency-Key", "x")],
+            r#"{"tenant":"acme:k1","amount":10}"#,
+        )
+        .await?;
+    assert_eq!(again.json()?["id"], second.json()?["id"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
     gateway.stop().await
 }
 
