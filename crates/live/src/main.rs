@@ -169,12 +169,26 @@ fn print_item(item: &ConfigItem) {
     );
 }
 
+/// `host:port` of a database URL, for messages: sqlx's connection errors do not name the server,
+/// and the URL may hold a password.
+fn server(url: &str) -> String {
+    match url.parse::<sqlx::postgres::PgConnectOptions>() {
+        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&cli.database_url)
         .await
-        .context("cannot connect to the database given by --database-url / DATABASE_URL")?;
+        .with_context(|| {
+            format!(
+                "cannot connect to the database at {} given by --database-url / DATABASE_URL",
+                server(&cli.database_url)
+            )
+        })?;
     let admin = ConfigAdmin::new(pool);
     let (env, by) = (cli.env.as_str(), cli.by.as_str());
     match cli.command {
