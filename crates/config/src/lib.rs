@@ -5,6 +5,7 @@ mod example;
 mod loader;
 mod report;
 mod schema;
+mod redact;
 mod secret;
 mod sources;
 
@@ -13,7 +14,8 @@ pub use example::env_example;
 pub use loader::Loader;
 pub use report::{ConfigError, Problem, ProblemKind};
 pub use schema::{ConfigSchema, KeySpec, Secrecy, ValueKind};
-pub use secret::{ExposeSecret, InvalidUrl, REDACTED, Secret, SecretUrl, redact_url};
+pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url};
+pub use secret::{ExposeSecret, InvalidUrl, REDACTED, Secret, SecretUrl};
 
 /// Loads `T` from `./config/`, `./.env` and the process environment; see [`Loader`].
 pub fn load<T>() -> Result<T, ConfigError>

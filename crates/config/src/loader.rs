@@ -515,16 +515,11 @@ fn is_placeholder(key: &KeySpec, value: &str) -> bool {
 /// The production guard: a secret must be present, not a placeholder and long enough.
 fn guard_secret(key: &KeySpec, text: &str) -> Option<ProblemKind> {
     if key.secrecy == Secrecy::Url {
-        let password = url::Url::parse(text)
-            .ok()
-            .and_then(|url| url.password().map(str::to_owned));
-        return match password {
-            Some(password) if is_placeholder(key, &password) || is_placeholder(key, text) => {
-                Some(ProblemKind::Placeholder)
-            }
-            _ if is_placeholder(key, text) => Some(ProblemKind::Placeholder),
-            _ => None,
-        };
+        let placeholder = is_placeholder(key, text)
+            || url_secrets(text)
+                .iter()
+                .any(|secret| is_placeholder(key, secret));
+        return placeholder.then_some(ProblemKind::Placeholder);
     }
     if text.trim().is_empty() {
         return Some(ProblemKind::EmptySecret);
@@ -533,6 +528,24 @@ fn guard_secret(key: &KeySpec, text: &str) -> Option<ProblemKind> {
         return Some(ProblemKind::Placeholder);
     }
     None
+}
+
+/// The secrets a URL carries, decoded: the password of its userinfo and the value of every secret
+/// query parameter (`?password=`, `?sslpassword=`, ...; see [`crate::SECRET_QUERY_PARAMS`]).
+fn url_secrets(text: &str) -> Vec<String> {
+    let Ok(url) = url::Url::parse(text) else {
+        return Vec::new();
+    };
+    let userinfo = url.password().map(|password| {
+        url::form_urlencoded::parse(format!("p={}", password.replace('+', "%2B")).as_bytes())
+            .next()
+            .map_or_else(|| password.to_owned(), |(_, value)| value.into_owned())
+    });
+    let query = url
+        .query_pairs()
+        .filter(|(name, _)| crate::is_secret_query_param(name))
+        .map(|(_, value)| value.into_owned());
+    userinfo.into_iter().chain(query).collect()
 }
 
 /// Turns figment's deserialization errors into problems, dropping values: serde messages quote
@@ -555,13 +568,13 @@ fn deserialize_problems(
                 }
                 figment::error::Kind::MissingField(field) => format!("missing field `{field}`"),
                 figment::error::Kind::Message(message) if !sensitive => {
-                    crate::secret::redact_url(message).into_owned()
+                    crate::redact::redact_url(message).into_owned()
                 }
                 figment::error::Kind::Message(_) => "invalid value".to_owned(),
                 figment::error::Kind::UnknownVariant(_, allowed) => {
                     format!("must be one of: {}", allowed.join(", "))
                 }
-                other if !sensitive => crate::secret::redact_url(&other.to_string()).into_owned(),
+                other if !sensitive => crate::redact::redact_url(&other.to_string()).into_owned(),
                 _ => "invalid value".to_owned(),
             };
             let source = source_of(figment, &dotted);

@@ -98,7 +98,8 @@ impl JsonSchema for Secret {
 /// A connection URL whose password is secret: `postgres://app:s3cr3t@db:5432/app`.
 ///
 /// It displays as `postgres://app:***@db:5432/app`, so the host and database can be logged and
-/// shown in health output. The full URL is reachable through [`ExposeSecret::expose_secret`].
+/// shown in health output. `Display`, `Debug` and `Serialize` all print [`crate::redact_url`]'s
+/// form, which also masks secret query parameters (`?password=***`). The full URL is reachable through [`ExposeSecret::expose_secret`].
 /// Deserializing checks that the value parses as a URL; the error never repeats the value.
 ///
 /// ```
@@ -123,33 +124,15 @@ pub struct InvalidUrl {
 }
 
 impl SecretUrl {
-    /// The URL with its password replaced by `***`, safe to log.
+    /// The URL with its password and secret query parameters replaced by `***`, safe to log.
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
 
-    /// Whether the URL carries a password at all.
+    /// Whether the URL carries a secret at all: a password in its userinfo or a secret query
+    /// parameter such as `?password=` (see [`crate::SECRET_QUERY_PARAMS`]).
     pub fn has_password(&self) -> bool {
-        self.redacted.contains(":***@")
-    }
-}
-
-/// Replaces the password of any URL-shaped string with `***`. A string with `://` that does not
-/// parse as a URL (a password with a space, say) keeps only its scheme, since where its password
-/// ends cannot be told; other strings come back unchanged. Used wherever a value of unknown origin
-/// is about to be printed.
-pub fn redact_url(raw: &str) -> Cow<'_, str> {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            // Setting a password only fails for URLs that cannot have one, and this one has one.
-            let _ = url.set_password(Some("***"));
-            Cow::Owned(url.to_string())
-        }
-        Ok(_) => Cow::Borrowed(raw),
-        Err(_) => match raw.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') => Cow::Owned(format!("{scheme}://***")),
-            _ => Cow::Borrowed(raw),
-        },
+        crate::redact::url_has_secret(self.full.expose_secret())
     }
 }
 
@@ -159,7 +142,7 @@ impl std::str::FromStr for SecretUrl {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         url::Url::parse(raw).map_err(|reason| InvalidUrl { reason })?;
         Ok(Self {
-            redacted: redact_url(raw).into_owned(),
+            redacted: crate::redact::redact_url(raw).into_owned(),
             full: SecretString::from(raw.to_owned()),
         })
     }
@@ -207,24 +190,5 @@ impl JsonSchema for SecretUrl {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "type": "string", "format": "uri", "x-secret-url": true })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_masked_even_in_urls_that_do_not_parse() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr3t@db/app"),
-            "postgres://app:***@db/app"
-        );
-        assert_eq!(
-            redact_url("postgres://app:pass word@db:99999/app"),
-            "postgres://***"
-        );
-        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
-        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

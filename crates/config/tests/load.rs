@@ -620,6 +620,60 @@ fn production_refuses_the_example_database_url() {
 }
 
 #[test]
+fn production_refuses_a_placeholder_password_given_as_a_query_parameter() -> Result<(), ConfigError>
+{
+    let scene = Scene::new();
+    for url in [
+        "postgres://app@db:5432/app?password=password",
+        "postgres://app@db:5432/app?sslmode=require&PASSWORD=changeme",
+        "postgres://app@db:5432/app?pwd=your_db_password",
+        "postgres://app:a-real-0ne@db:5432/app?sslpassword=secret",
+        "http://ch:8123/?user=app&pass%77ord=CHANGEME",
+    ] {
+        let vars = with(base_vars(), &[("DATABASE_URL", url)]);
+        load(&scene, vars.clone())?;
+        let error = load(&scene, with(vars, &[("APP_ENV", "production")]))
+            .err()
+            .unwrap_or_else(|| panic!("production must refuse {url}"));
+        assert_eq!(
+            kinds(&error),
+            [("database_url".to_owned(), ProblemKind::Placeholder)],
+            "{url}"
+        );
+    }
+    let real = "postgres://app@db:5432/app?password=Vq7-real-db-password&sslmode=require";
+    let settings = load(
+        &scene,
+        with(
+            base_vars(),
+            &[("APP_ENV", "production"), ("DATABASE_URL", real)],
+        ),
+    )?;
+    assert_eq!(settings.database_url.expose_secret(), real);
+    Ok(())
+}
+
+#[test]
+fn a_secret_url_masks_secret_query_parameters_in_every_form() -> Result<(), ConfigError> {
+    let url: SecretUrl = "postgres://app@db/app?sslmode=require&Password=s3cret&sslpassword=k3y"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let masked = "postgres://app@db/app?sslmode=require&Password=***&sslpassword=***";
+    assert_eq!(url.to_string(), masked);
+    assert_eq!(format!("{url:?}"), format!("{masked:?}"));
+    assert_eq!(
+        serde_json::to_string(&url).unwrap_or_else(|e| panic!("{e}")),
+        format!("{masked:?}")
+    );
+    assert!(url.has_password());
+    let plain: SecretUrl = "postgres://app@db/app?sslmode=require"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!plain.has_password());
+    Ok(())
+}
+
+#[test]
 fn the_generated_env_example_loads_in_development_and_is_refused_in_production()
 -> Result<(), ConfigError> {
     let scene = Scene::new();
@@ -677,7 +731,7 @@ fn a_secret_never_appears_in_any_output() -> Result<(), ConfigError> {
     const CANARY: &str = "CANARY-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
     let scene = Scene::new();
     let secret_file = scene.write("jwt", &format!("{CANARY}\n"));
-    let url = format!("postgres://app:{CANARY}@db:5432/app");
+    let url = format!("postgres://app:{CANARY}@db:5432/app?sslmode=require&password={CANARY}");
 
     // A successful load: Debug and serialized forms of the whole config.
     let settings = load(
@@ -695,7 +749,10 @@ fn a_secret_never_appears_in_any_output() -> Result<(), ConfigError> {
     assert_clean("pretty Debug", &format!("{settings:#?}"), CANARY);
     let json = serde_json::to_string(&settings).unwrap_or_else(|e| panic!("{e}"));
     assert_clean("serialized", &json, CANARY);
-    assert!(json.contains("postgres://app:***@db:5432/app"), "{json}");
+    assert!(
+        json.contains("postgres://app:***@db:5432/app?sslmode=require&password=***"),
+        "{json}"
+    );
 
     // Failing loads, with the canary in every source and in every kind of bad value.
     let mut reports: Vec<String> = Vec::new();
@@ -739,6 +796,17 @@ fn a_secret_never_appears_in_any_output() -> Result<(), ConfigError> {
             &[("DATABASE__POOL_SIZE", CANARY), ("DATABASE_POOL_SIZE", "3")],
         ),
     );
+    // A URL that does not parse, with the canary as a query parameter.
+    record(
+        &scene,
+        with(
+            base_vars(),
+            &[(
+                "DATABASE_URL",
+                &format!("postgres://app@db:99999/app?password={CANARY}"),
+            )],
+        ),
+    );
     // The production guard.
     record(
         &scene,
@@ -771,7 +839,7 @@ fn a_secret_never_appears_in_any_output() -> Result<(), ConfigError> {
     scene.write(".env", &format!("PORT={CANARY}\n"));
     record(&scene, Vec::new());
 
-    assert_eq!(reports.len(), 26);
+    assert_eq!(reports.len(), 28);
     for report in &reports {
         assert_clean("error report", report, CANARY);
     }
