@@ -84,6 +84,59 @@ fn no_library_but_config_and_the_test_kit_reads_environment_variables() -> Resul
     Ok(())
 }
 
+/// Source of every package with code of its own: `src/` of the crates, examples and xtask,
+/// binaries included (they print URLs too).
+fn all_sources() -> Result<Vec<PathBuf>> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for parent in ["crates", "examples"] {
+        for entry in std::fs::read_dir(root.join(parent))? {
+            let src = entry?.path().join("src");
+            if src.is_dir() {
+                rust_files(&src, &mut files)?;
+            }
+        }
+    }
+    rust_files(&root.join("xtask/src"), &mut files)?;
+    if files.is_empty() {
+        bail!("no sources found under crates/, examples/ and xtask/");
+    }
+    Ok(files)
+}
+
+#[test]
+fn groundwork_config_holds_the_only_url_redactor() -> Result<()> {
+    // What a hand-written URL redactor cannot do without: setting a URL's password to a mask,
+    // building a masked userinfo or scheme, or a function named like one.
+    let signs = [
+        "set_password(Some(",
+        ":***@",
+        "://***",
+        "fn redact_url",
+        "fn mask_password",
+        "fn display_url",
+        "fn redact(",
+    ];
+    let redactor = workspace_root().join("crates/config/src/redact.rs");
+    let mut offenders = Vec::new();
+    for file in all_sources()? {
+        if file == redactor {
+            continue;
+        }
+        for (line_number, line) in code_lines(&file)? {
+            if signs.iter().any(|sign| line.contains(sign)) {
+                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "URL redaction outside groundwork-config (call groundwork_config::redact_url):\n{}",
+        offenders.join("\n")
+    );
+    Ok(())
+}
+
 #[test]
 fn only_the_health_crate_among_libraries_chooses_route_paths() -> Result<()> {
     let mut offenders = Vec::new();

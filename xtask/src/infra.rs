@@ -343,7 +343,7 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
         let pid = pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
         [
             found.service.spec().name.to_owned(),
-            redact(&found.url).into_owned(),
+            groundwork_config::redact_url(&found.url).into_owned(),
             origin,
             pid,
         ]
@@ -571,7 +571,10 @@ fn status(infra_dir: &Path) {
                     Origin::DedicatedPort => "started elsewhere".to_owned(),
                     Origin::EarlierUp { .. } | Origin::Started { .. } => "infra up".to_owned(),
                 };
-                (redact(&found.url).into_owned(), source)
+                (
+                    groundwork_config::redact_url(&found.url).into_owned(),
+                    source,
+                )
             }
             Lookup::OwnNotAnswering { .. } => {
                 ("-".to_owned(), "nothing (ours is not answering)".to_owned())
@@ -608,22 +611,6 @@ fn print_table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item =
     for row in &rows {
         print_row(&row.each_ref().map(String::as_str));
     }
-}
-
-/// `url` with the password replaced by `***`, for printing.
-fn redact(url: &str) -> Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Cow::Borrowed(url);
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((user_info, host)) = authority.rsplit_once('@') else {
-        return Cow::Borrowed(url);
-    };
-    let Some((user, _password)) = user_info.split_once(':') else {
-        return Cow::Borrowed(url);
-    };
-    Cow::Owned(format!("{scheme}://{user}:***@{host}{tail}"))
 }
 
 fn render_env_file(running: &[Running]) -> String {
@@ -663,7 +650,7 @@ fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Origin, Running, Service, redact, render_env_file, shell_value};
+    use super::{Origin, Running, Service, render_env_file, shell_value};
 
     #[test]
     fn env_file_exports_urls_and_quotes_only_what_a_shell_would_interpret() {
@@ -699,18 +686,5 @@ mod tests {
     #[test]
     fn empty_value_is_quoted() {
         assert_eq!(shell_value(""), "''");
-    }
-
-    #[test]
-    fn password_is_redacted_for_printing() {
-        assert_eq!(
-            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1:5432/postgres"),
-            "postgres://postgres@127.0.0.1:5432/postgres"
-        );
-        assert_eq!(redact("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
     }
 }

@@ -19,7 +19,7 @@ use crate::manifest::{
     backup_object, rfc3339,
 };
 use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
-use crate::process::{ChildGuard, program_version};
+use crate::process::{ChildGuard, last_secret, program_version, take_secrets};
 use crate::storage::Storage;
 use crate::storage::percent_decode;
 use crate::{BackupError, Identity};
@@ -155,21 +155,30 @@ pub struct VerifyReport {
     pub restore: RestoreReport,
 }
 
-/// Connection settings for child programs: the URL without its password, which goes into the
-/// child's `PGPASSWORD` so it never appears in a process listing.
+/// Connection settings for child programs (`pg_dump`, `pg_restore`), keeping every secret out
+/// of their command line, where `ps` shows it: the URL on the command line has no userinfo
+/// password and no secret query parameter (see [`groundwork_config::SECRET_QUERY_PARAMS`]). The
+/// password (from `?password=` when given, else from the userinfo) goes into `PGPASSWORD`; libpq
+/// reads `sslpassword` from no variable, so it goes into a private service file named by
+/// `PGSERVICEFILE`/`PGSERVICE` that lives as long as these settings. Other secret-named
+/// parameters are not libpq connection parameters and are dropped.
 struct ConnParams {
-    url_without_password: String,
+    url_for_argv: String,
     password: Option<SecretString>,
+    service_file: Option<tempfile::NamedTempFile>,
     database: String,
 }
 
 impl fmt::Debug for ConnParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnParams")
-            .field("url", &self.url_without_password)
+            .field("url", &self.url_for_argv)
             .finish_non_exhaustive()
     }
 }
+
+/// The service name under which the private service file holds `sslpassword`.
+const SERVICE_NAME: &str = "groundwork_backup";
 
 impl ConnParams {
     fn parse(url: &str) -> Result<Self, BackupError> {
@@ -195,24 +204,55 @@ impl ConnParams {
                 "it names no database; expected postgres://user:password@host:port/database",
             ));
         }
-        let password = parsed
-            .password()
-            .map(|p| SecretString::from(percent_decode(p)));
-        let _ = parsed.set_password(None);
+        let secrets = take_secrets(&mut parsed);
+        let password = last_secret(&secrets, &["password"]);
+        let ssl_password = last_secret(&secrets, &["sslpassword"]);
+        let service_file = ssl_password.map(|p| service_file(&p)).transpose()?;
         Ok(Self {
-            url_without_password: parsed.to_string(),
+            url_for_argv: parsed.to_string(),
             password,
+            service_file,
             database,
         })
     }
 
     fn apply(&self, command: &mut Command) {
-        command.arg(format!("--dbname={}", self.url_without_password));
+        command.arg(format!("--dbname={}", self.url_for_argv));
         command.arg("--no-password");
         if let Some(password) = &self.password {
             command.env("PGPASSWORD", password.expose_secret());
         }
+        if let Some(file) = &self.service_file {
+            command.env("PGSERVICEFILE", file.path());
+            command.env("PGSERVICE", SERVICE_NAME);
+        }
     }
+}
+
+/// A service file (readable by the owner only) giving `sslpassword`, which libpq reads from no
+/// environment variable.
+fn service_file(ssl_password: &SecretString) -> Result<tempfile::NamedTempFile, BackupError> {
+    let value = ssl_password.expose_secret();
+    // libpq reads a service file line by line and trims the end of each line.
+    if value.contains(['\n', '\r']) || value.ends_with(char::is_whitespace) {
+        return Err(BackupError::config(
+            "database url",
+            "its sslpassword ends in whitespace or holds a line break, which pg_dump and \
+             pg_restore cannot be given without putting it on their command line",
+        ));
+    }
+    let io_error = |source| BackupError::Io {
+        action: "write the libpq service file for sslpassword",
+        path: std::env::temp_dir().display().to_string(),
+        source,
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix("groundwork-pg-service-")
+        .tempfile()
+        .map_err(io_error)?;
+    write!(file, "[{SERVICE_NAME}]\nsslpassword={value}\n").map_err(io_error)?;
+    file.flush().map_err(io_error)?;
+    Ok(file)
 }
 
 async fn connect(url: &SecretString) -> Result<PgConnection, BackupError> {
@@ -651,6 +691,8 @@ pub async fn verify_postgres(
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::ConnParams;
     use crate::storage::percent_decode;
 
@@ -660,12 +702,48 @@ mod tests {
             ConnParams::parse("postgres://app:s%40cret@db:5432/hotel%20ops?sslmode=require").ok();
         let params = params.as_ref();
         assert_eq!(params.map(|p| p.database.as_str()), Some("hotel ops"));
-        let url = params
-            .map(|p| p.url_without_password.clone())
-            .unwrap_or_default();
+        let url = params.map(|p| p.url_for_argv.clone()).unwrap_or_default();
         assert!(!url.contains("cret"), "{url}");
         assert!(url.contains("sslmode=require"), "{url}");
         assert!(!format!("{params:?}").contains("cret"));
+    }
+
+    #[test]
+    fn secret_query_parameters_leave_the_url_for_the_environment_and_a_service_file() {
+        let parsed = ConnParams::parse(
+            "postgres://app:user1nfo@db:5432/app?sslmode=require&Password=qu3ry&sslpassword=k3y&token=t0k",
+        );
+        let Ok(params) = parsed else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(
+            params.url_for_argv,
+            "postgres://app@db:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            params
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            Some("qu3ry".to_owned())
+        );
+        let service = params
+            .service_file
+            .as_ref()
+            .map(|file| std::fs::read_to_string(file.path()));
+        assert!(
+            matches!(&service, Some(Ok(text)) if text == "[groundwork_backup]\nsslpassword=k3y\n"),
+            "{service:?}"
+        );
+        let mut command = std::process::Command::new("pg_dump");
+        params.apply(&mut command);
+        let argv: Vec<_> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for secret in ["user1nfo", "qu3ry", "k3y", "t0k"] {
+            assert!(!argv.iter().any(|arg| arg.contains(secret)), "{argv:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,53 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
+use secrecy::SecretString;
+
 use crate::BackupError;
+use crate::storage::percent_decode;
+
+/// Removes the userinfo password and every secret query parameter (see
+/// [`groundwork_config::SECRET_QUERY_PARAMS`]) from `url`, which can then go on a child's
+/// command line, and returns them: the password first under the name `password`, then the
+/// parameters in order with their names lower-cased. The caller hands the ones its program
+/// understands over through the environment (or a private file) and drops the rest.
+pub(crate) fn take_secrets(url: &mut url::Url) -> Vec<(String, SecretString)> {
+    let mut secrets: Vec<(String, SecretString)> = url
+        .password()
+        .map(|p| ("password".to_owned(), SecretString::from(percent_decode(p))))
+        .into_iter()
+        .collect();
+    let _ = url.set_password(None);
+    let mut kept = Vec::new();
+    for (name, value) in url.query_pairs() {
+        if groundwork_config::is_secret_query_param(&name) {
+            secrets.push((name.to_lowercase(), SecretString::from(value.into_owned())));
+        } else {
+            kept.push((name.into_owned(), value.into_owned()));
+        }
+    }
+    if url.query().is_some() {
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    secrets
+}
+
+/// The last secret named `name` in `secrets`: a query parameter wins over the userinfo, as
+/// libpq reads URI parameters after the userinfo.
+pub(crate) fn last_secret(
+    secrets: &[(String, SecretString)],
+    names: &[&str],
+) -> Option<SecretString> {
+    secrets
+        .iter()
+        .rev()
+        .find(|(name, _)| names.contains(&name.as_str()))
+        .map(|(_, value)| value.clone())
+}
 
 /// The end of a child's error output kept for error messages.
 const STDERR_TAIL: usize = 4096;

@@ -16,9 +16,8 @@ use crate::manifest::{
     backup_object, rfc3339,
 };
 use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
-use crate::process::{ChildGuard, program_version};
-use crate::storage::Storage;
-use crate::storage::percent_decode;
+use crate::process::{ChildGuard, last_secret, program_version, take_secrets};
+use crate::storage::{Storage, percent_decode};
 use crate::{BackupError, Identity};
 
 /// The end-of-file mark a server appends to a diskless transfer (`$EOF:<40 bytes>`).
@@ -82,9 +81,10 @@ pub struct RedisRestoreReport {
     pub bytes: u64,
 }
 
-/// `redis-cli` connection settings: the URL without its user information. The ACL user name
-/// goes to `--user`, the password into `REDISCLI_AUTH` so it never appears in a process
-/// listing. (`redis-cli -u redis://user@host` would take `user` as a password.)
+/// `redis-cli` connection settings: the URL without its user information or any secret query
+/// parameter. The ACL user name goes to `--user`, the password into `REDISCLI_AUTH` so it never
+/// appears in a process listing. (`redis-cli -u redis://user@host` would take `user` as a
+/// password.)
 struct RedisTarget {
     url_without_password: String,
     user: Option<String>,
@@ -118,9 +118,6 @@ impl RedisTarget {
                 ),
             ));
         }
-        let password = parsed
-            .password()
-            .map(|p| SecretString::from(percent_decode(p)));
         let user = Some(percent_decode(parsed.username())).filter(|u| !u.is_empty());
         let secure = parsed.scheme() == "rediss";
         let configured =
@@ -131,8 +128,11 @@ impl RedisTarget {
                 "TLS files are given but the URL is plain-text `redis://`; use `rediss://`",
             ));
         }
-        let _ = parsed.set_password(None);
         let _ = parsed.set_username("");
+        // A `?password=` or `?pass=` parameter (as redis+unix URLs write it) wins over the
+        // userinfo; other secret parameters are not redis-cli's and stay off its command line.
+        let secrets = take_secrets(&mut parsed);
+        let password = last_secret(&secrets, &["password", "pass"]);
         Ok(Self {
             url_without_password: parsed.to_string(),
             user,

@@ -81,7 +81,7 @@ impl Storage {
                 "storage url",
                 format!(
                     "{err}; use file:///absolute/dir or s3://bucket/prefix (got {})",
-                    display_url(url)
+                    groundwork_config::redact_url(url)
                 ),
             )
         })?;
@@ -107,7 +107,10 @@ impl Storage {
                         )
                     })?
                     .to_owned();
-                if !parsed.username().is_empty() || parsed.password().is_some() {
+                let secret_param = parsed
+                    .query_pairs()
+                    .any(|(name, _)| groundwork_config::is_secret_query_param(&name));
+                if !parsed.username().is_empty() || parsed.password().is_some() || secret_param {
                     return Err(BackupError::config(
                         "storage url",
                         "do not put credentials in the storage URL; use the standard AWS variables",
@@ -300,23 +303,10 @@ fn local_dir(url: &str, parsed: &url::Url) -> Result<PathBuf, BackupError> {
                 "storage url",
                 format!(
                     "file: URLs need an absolute path, like file:///var/backups (got {})",
-                    display_url(url)
+                    groundwork_config::redact_url(url)
                 ),
             )
         })
-}
-
-/// A URL for messages: user information removed.
-pub(crate) fn display_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(unparseable url)".to_owned(),
-    }
 }
 
 /// Decodes `%XX` escapes of a URL component (user names, passwords, database names).

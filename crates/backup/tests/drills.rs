@@ -510,3 +510,89 @@ async fn the_cli_exits_2_for_a_wrong_key_and_1_for_a_damaged_backup() -> Result<
 
     Ok(())
 }
+
+/// Every file below `dir`, read as text.
+fn files_below(dir: &Path, found: &mut Vec<(String, String)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files_below(&path, found)?;
+        } else {
+            let bytes = std::fs::read(&path)?;
+            found.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_any_part_of_the_database_url_never_reaches_cli_output_or_storage() -> Result<()>
+{
+    // The server trusts loopback connections: the passwords are sent but never checked.
+    const CANARY: &str = "Cli-Canary-93b7";
+    let db = seeded_database(50).await?;
+    let store = local_store()?;
+    let storage_url = format!("file://{}", store.dir.path().display());
+    let mut url = url::Url::parse(db.url())?;
+    if url
+        .set_password(Some(&format!("{CANARY}-userinfo")))
+        .is_err()
+    {
+        bail!("{url} cannot have a password");
+    }
+    url.set_query(Some(&format!(
+        "application_name=drill&password={CANARY}-query&sslpassword={CANARY}-ssl"
+    )));
+    let url = url.to_string();
+    let mut dead = url::Url::parse(&url)?;
+    if dead.set_port(Some(1)).is_err() {
+        bail!("{dead} cannot have a port");
+    }
+    let dead = dead.to_string();
+
+    let runs: [&[&str]; 7] = [
+        &["postgres", "backup", "--json", "--database-url", &url],
+        &["postgres", "backup", "--database-url", &url],
+        &["list", "--json"],
+        &["list"],
+        &["postgres", "verify", "--json", "--database-url", &url],
+        &["postgres", "backup", "--database-url", &dead],
+        &["postgres", "backup", "--json", "--database-url", &dead],
+    ];
+    let mut outputs = Vec::new();
+    for (index, args) in runs.iter().enumerate() {
+        let output = cli()
+            .args(*args)
+            .args(["--storage", &storage_url])
+            .output()?;
+        let expected = i32::from(index >= 5);
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outputs.push((
+            format!("{args:?}"),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ));
+    }
+    files_below(store.dir.path(), &mut outputs)?;
+    assert!(
+        outputs
+            .iter()
+            .any(|(what, _)| what.ends_with("manifest.json")),
+        "no manifest was written: {outputs:?}"
+    );
+    for (what, text) in &outputs {
+        assert!(!text.contains(CANARY), "{what} shows a secret:\n{text}");
+    }
+    Ok(())
+}

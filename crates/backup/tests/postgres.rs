@@ -393,3 +393,91 @@ async fn verify_reports_row_counts_that_differ_from_the_manifest() -> Result<()>
     assert_eq!(scratch, 0);
     Ok(())
 }
+
+/// A stand-in for `program` that appends each of its arguments to `log` (one a line), then runs
+/// the real program with them: what `ps` would have shown.
+fn argv_recorder(
+    dir: &std::path::Path,
+    program: &str,
+    log: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(format!("recording-{program}"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor arg in \"$@\"; do printf '%s\\n' \"$arg\" >> '{}'; done\nexec {program} \"$@\"\n",
+            log.display()
+        ),
+    )?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// `url` with `password` in its userinfo and `query` appended.
+fn with_secrets(url: &str, password: Option<&str>, query: &str) -> Result<String> {
+    let mut url = url::Url::parse(url)?;
+    if url.set_password(password).is_err() {
+        anyhow::bail!("{url} cannot have a password");
+    }
+    let query = match url.query() {
+        Some(existing) => format!("{existing}&{query}"),
+        None => query.to_owned(),
+    };
+    url.set_query(Some(&query));
+    Ok(url.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_child_command_line_whatever_the_url_form() -> Result<()> {
+    // The server trusts loopback connections, so the passwords are sent but never checked.
+    const CANARY: &str = "Argv-Canary-5d41";
+    let source = seeded_database(100).await?;
+    let target = TestDatabase::create().await?;
+    let store = local_store()?;
+    let tools = tempfile::tempdir()?;
+    let log = tools.path().join("argv.log");
+
+    let backup_url = with_secrets(
+        source.url(),
+        None,
+        &format!("password={CANARY}-q&sslpassword={CANARY}-ssl&Token={CANARY}-t"),
+    )?;
+    let options = PostgresBackupOptions {
+        pg_dump: argv_recorder(tools.path(), "pg_dump", &log)?,
+        ..PostgresBackupOptions::default()
+    };
+    let manifest = backup_postgres(&store.storage, &secret(&backup_url), &options).await?;
+    assert_eq!(manifest.row_counts.get("public.hotel"), Some(&102));
+
+    let restore_url = with_secrets(
+        target.url(),
+        Some(&format!("{CANARY}-userinfo")),
+        &format!("sslpassword={CANARY}-ssl"),
+    )?;
+    let restore = PostgresRestoreOptions {
+        pg_restore: argv_recorder(tools.path(), "pg_restore", &log)?,
+        ..PostgresRestoreOptions::default()
+    };
+    restore_postgres(&store.storage, &manifest, &secret(&restore_url), &restore).await?;
+    let hotels: i64 = sqlx::query_scalar("SELECT count(*) FROM public.hotel")
+        .fetch_one(target.pool())
+        .await?;
+    assert_eq!(hotels, 102);
+
+    let argv = std::fs::read_to_string(&log)?;
+    assert_eq!(
+        argv.lines()
+            .filter(|arg| arg.starts_with("--dbname="))
+            .count(),
+        2,
+        "both programs ran through the recorder: {argv}"
+    );
+    assert!(
+        !argv.contains(CANARY),
+        "a secret reached a command line:\n{argv}"
+    );
+    let manifest_json = serde_json::to_string(&manifest)?;
+    assert!(!manifest_json.contains(CANARY), "{manifest_json}");
+    Ok(())
+}

@@ -3,18 +3,18 @@
 mod app_env;
 mod example;
 mod loader;
+mod redact;
 mod report;
 mod schema;
-mod redact;
 mod secret;
 mod sources;
 
 pub use app_env::{AppEnv, UnknownAppEnv};
 pub use example::env_example;
 pub use loader::Loader;
+pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url};
 pub use report::{ConfigError, Problem, ProblemKind};
 pub use schema::{ConfigSchema, KeySpec, Secrecy, ValueKind};
-pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url};
 pub use secret::{ExposeSecret, InvalidUrl, REDACTED, Secret, SecretUrl};
 
 /// Loads `T` from `./config/`, `./.env` and the process environment; see [`Loader`].

@@ -17,7 +17,7 @@ use crate::backend::{AppliedMigration, Backend, NewRecord, RecordState, TableNam
 use crate::error::{FailedStatement, MigrateError};
 use crate::source::{Migration, Script};
 use crate::split::{Dialect, split_statements};
-use crate::url::mask_password;
+use groundwork_config::redact_url;
 
 const REMOVED: &str = "removed";
 
@@ -68,7 +68,7 @@ impl ClickHouseBackend {
     /// `clickhouse://` is read as `http://`. Schema validation is off, so old servers work.
     pub fn from_url(url: &str) -> Result<Self, MigrateError> {
         let invalid = |reason: &str| MigrateError::InvalidUrl {
-            url: mask_password(url),
+            url: redact_url(url).into_owned(),
             reason: reason.to_owned(),
         };
         let normalized = match url.strip_prefix("clickhouse://") {

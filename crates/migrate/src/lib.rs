@@ -20,7 +20,7 @@ pub use error::{BoxError, FailedStatement, MigrateError};
 pub use migrator::{Action, MigrateOptions, Migrator, Report, Step};
 pub use plan::{DownTarget, MigrationStatus, State};
 pub use source::{Migration, MigrationKind, MigrationSet, NO_TRANSACTION_MARKER, Script, checksum};
-pub use url::{UrlKind, mask_password};
+pub use url::UrlKind;
 
 /// Applies the pending migrations of `dir` to the database of `pool` at service start-up, with
 /// default [`MigrateOptions`] (table `schema_migrations`).

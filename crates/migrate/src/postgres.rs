@@ -11,7 +11,7 @@ use crate::backend::{AppliedMigration, Backend, NewRecord, RecordState, TableNam
 use crate::error::{FailedStatement, MigrateError};
 use crate::source::{Migration, Script};
 use crate::split::{Dialect, split_statements};
-use crate::url::mask_password;
+use groundwork_config::redact_url;
 
 /// The advisory lock key guarding `table`: the first 8 bytes of
 /// SHA-384(`groundwork-migrate:` + table name). Sets in different tables never block each
@@ -51,10 +51,9 @@ fn db_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MigrateEr
 impl PgBackend {
     /// Opens a dedicated connection to `url`.
     pub async fn connect(url: &str) -> Result<Self, MigrateError> {
-        let conn = PgConnection::connect(url).await.map_err(db_error(format!(
-            "cannot connect to {}",
-            mask_password(url)
-        )))?;
+        let conn = PgConnection::connect(url)
+            .await
+            .map_err(db_error(format!("cannot connect to {}", redact_url(url))))?;
         Ok(Self::from_connection(conn))
     }
 

@@ -1,6 +1,5 @@
-//! Database URLs: which backend a URL names, and masking passwords for messages.
-
-use url::Url;
+//! Database URLs: which backend a URL names. Messages print URLs through
+//! `groundwork_config::redact_url`.
 
 /// Which backend a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,39 +22,9 @@ impl UrlKind {
     }
 }
 
-/// `url` with its password replaced by `***`, safe to print. Unparseable input is reduced to its
-/// scheme, since it may hold a password in a place we cannot find.
-pub fn mask_password(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-                return format!("{}://***", parsed.scheme());
-            }
-            parsed.to_string()
-        }
-        Err(_) => url.split_once("://").map_or_else(
-            || "<unparseable url>".to_owned(),
-            |(scheme, _)| format!("{scheme}://***"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask_password("postgres://app:s3cret@db:5432/app"),
-            "postgres://app:***@db:5432/app"
-        );
-        assert_eq!(
-            mask_password("http://127.0.0.1:8123"),
-            "http://127.0.0.1:8123/"
-        );
-        assert!(!mask_password("postgres://a:b@[bad").contains('b'));
-    }
 
     #[test]
     fn schemes_pick_the_backend() {

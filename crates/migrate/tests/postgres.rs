@@ -622,6 +622,23 @@ async fn cli_status_exit_codes_and_masked_passwords() -> Result<()> {
         err.contains("app:***@") && !err.contains("hunter2"),
         "{err}"
     );
+    // A password given as a query parameter is masked the same way.
+    let bad = cli(
+        &[
+            "--dir",
+            &seed,
+            "status",
+            "--database-url",
+            "postgres://app@127.0.0.1:1/db?sslmode=disable&password=hunter2",
+        ],
+        &[],
+    );
+    let (_, err) = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("db?sslmode=disable&password=***") && !err.contains("hunter2"),
+        "{err}"
+    );
     Ok(())
 }
 

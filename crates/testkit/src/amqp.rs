@@ -107,7 +107,7 @@ impl Drop for TestAmqp {
 impl fmt::Debug for TestAmqp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestAmqp")
-            .field("url", &crate::redact_url(&self.url))
+            .field("url", &groundwork_config::redact_url(&self.url))
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }

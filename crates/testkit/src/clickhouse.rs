@@ -92,7 +92,7 @@ impl Drop for TestClickHouse {
 impl fmt::Debug for TestClickHouse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestClickHouse")
-            .field("url", &crate::redact_url(&self.url))
+            .field("url", &groundwork_config::redact_url(&self.url))
             .field("database", &self.database)
             .finish_non_exhaustive()
     }

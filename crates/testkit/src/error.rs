@@ -101,7 +101,7 @@ impl TestkitError {
     pub(crate) fn unreachable(service: Service, url: &str, source: impl Into<BoxError>) -> Self {
         Self::Unreachable {
             service,
-            url: crate::infra_env::redact_url(url),
+            url: groundwork_config::redact_url(url).into_owned(),
             source: source.into(),
         }
     }
@@ -114,7 +114,7 @@ impl TestkitError {
     ) -> Self {
         Self::Server {
             service,
-            url: crate::infra_env::redact_url(url),
+            url: groundwork_config::redact_url(url).into_owned(),
             action: action.into(),
             source: source.into(),
         }
@@ -129,7 +129,7 @@ impl TestkitError {
     pub(crate) fn invalid_url(service: Service, url: &str, reason: impl Into<String>) -> Self {
         Self::InvalidUrl {
             service,
-            url: crate::infra_env::redact_url(url),
+            url: groundwork_config::redact_url(url).into_owned(),
             reason: reason.into(),
         }
     }

@@ -136,7 +136,7 @@ impl fmt::Debug for TestDatabase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestDatabase")
             .field("name", &self.name)
-            .field("url", &crate::redact_url(&self.url))
+            .field("url", &groundwork_config::redact_url(&self.url))
             .finish_non_exhaustive()
     }
 }

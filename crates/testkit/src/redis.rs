@@ -88,7 +88,7 @@ impl Drop for TestRedis {
 impl fmt::Debug for TestRedis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestRedis")
-            .field("url", &crate::redact_url(&self.url))
+            .field("url", &groundwork_config::redact_url(&self.url))
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }

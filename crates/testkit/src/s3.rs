@@ -107,7 +107,7 @@ impl Drop for TestBucket {
 impl fmt::Debug for TestBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestBucket")
-            .field("endpoint", &crate::redact_url(&self.endpoint))
+            .field("endpoint", &groundwork_config::redact_url(&self.endpoint))
             .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }

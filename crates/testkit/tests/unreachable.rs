@@ -49,6 +49,23 @@ async fn unreachable_postgres_error_names_redacted_url_and_infra_command() -> an
     )
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_password_given_as_a_query_parameter_is_masked_too() -> anyhow::Result<()> {
+    let Err(err) = groundwork_testkit::TestDatabase::create_on(
+        "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&password=s3cret",
+    )
+    .await
+    else {
+        anyhow::bail!("a database was created on a dead port");
+    };
+    assert_explains_unreachable(
+        &err,
+        "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&password=***",
+        "DATABASE_URL",
+    )
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn unreachable_redis_error_names_redacted_url_and_infra_command() -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand};
 use groundwork_migrate::{
     Backend, DownTarget, MigrateError, MigrateOptions, MigrationSet, Migrator, Report, TableName,
-    UrlKind, mask_password,
+    UrlKind,
 };
 
 /// Apply, revert and inspect SQL migrations (PostgreSQL, ClickHouse).
@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         #[cfg(not(all(feature = "postgres", feature = "clickhouse")))]
         Some(kind) => Err(Failure::Usage(format!(
             "{} needs the `{}` feature, which this binary was built without",
-            mask_password(&url),
+            groundwork_config::redact_url(&url),
             if kind == UrlKind::Postgres {
                 "postgres"
             } else {
@@ -202,7 +202,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ))),
         None => Err(Failure::Usage(format!(
             "unsupported database url {}: use postgres://, http(s):// or clickhouse://",
-            mask_password(&url)
+            groundwork_config::redact_url(&url)
         ))),
     }
 }
