@@ -5,7 +5,10 @@
 //! of its own, natively (no containers), on a dedicated port with data and logs in
 //! `<target>/infra/<service>/`. Missing servers are installed with apt-get (as root) and pip unless
 //! `--no-install` is given. The URLs end up in `<target>/infra/env` as `export KEY=value` lines, the
-//! value single-quoted only when it holds a character a shell would interpret.
+//! value quoted by `groundwork_config::quote_env_value` (single quotes, only when it holds a
+//! character a shell would interpret), so that a shell and `groundwork_config::parse_env_file` —
+//! the one reader of the file, used by the test kit and by `cargo xtask config|flags|backup` —
+//! read the same values.
 //!
 //! Architecture invariant: `down` only stops processes named by PID files under `<target>/infra/`, so a
 //! server that `up` reused is never touched.
@@ -19,7 +22,6 @@ mod redis;
 mod s3;
 mod tls;
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -327,7 +329,7 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
         "export ",
         tls::CA_ENV_VAR,
         "=",
-        &shell_value(&ca_cert),
+        &groundwork_config::quote_env_value(&ca_cert),
         "\n",
     ]);
     write_atomically(&env_file, &contents)?;
@@ -620,24 +622,10 @@ fn render_env_file(running: &[Running]) -> String {
         format!(
             "export {}={}\n",
             found.service.spec().env_var,
-            shell_value(&found.url)
+            groundwork_config::quote_env_value(&found.url)
         )
     });
     std::iter::once(header.to_owned()).chain(exports).collect()
-}
-
-/// `value` as a shell word: bare when a shell would take it literally (as all URLs xtask makes are),
-/// single-quoted otherwise.
-fn shell_value(value: &str) -> Cow<'_, str> {
-    let literal = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":/@.%_+-=,".contains(c));
-    if literal {
-        Cow::Borrowed(value)
-    } else {
-        Cow::Owned(process::sh_quote(value))
-    }
 }
 
 /// Writes `path` through a temporary file, so that a reader never sees half of it.
@@ -650,7 +638,7 @@ fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Origin, Running, Service, render_env_file, shell_value};
+    use super::{Origin, Running, Service, render_env_file};
 
     #[test]
     fn env_file_exports_urls_and_quotes_only_what_a_shell_would_interpret() {
@@ -683,8 +671,35 @@ mod tests {
         );
     }
 
+    /// What `infra up` writes, the test kit and `cargo xtask config|flags|backup` read back.
     #[test]
-    fn empty_value_is_quoted() {
-        assert_eq!(shell_value(""), "''");
+    fn every_url_reads_back_as_written() -> anyhow::Result<()> {
+        let urls = [
+            "",
+            "postgres://app:it's@db/app",
+            "postgres://app:\"quoted\"@db/app",
+            "redis://:$HOME${X}@cache:6379",
+            r"amqp://u:back\slash\@mq/%2f",
+            r"amqp://u:\'@mq/%2f",
+            "http://u:two words@ch:8123",
+            "http://u:a=b@ch:8123/?x=1&y=2",
+            "http://u:#hash@ch:8123#frag",
+            "http://u:new\nline@ch:8123",
+            "http://u:cr\r\n@ch:8123",
+        ];
+        for url in urls {
+            let running = [Running {
+                service: Service::Postgres,
+                url: url.to_owned(),
+                origin: Origin::EnvVar,
+            }];
+            let text = render_env_file(&running);
+            assert_eq!(
+                groundwork_config::parse_env_file(&text)?,
+                [("DATABASE_URL".to_owned(), url.to_owned())],
+                "{text}"
+            );
+        }
+        Ok(())
     }
 }

@@ -39,9 +39,11 @@ enum Task {
     Status,
     /// Show (or follow) the services' logs
     Logs(stack::LogsOptions),
-    /// Hot-reload config of the stack: the `groundwork-live` admin CLI (`config list`, `config set KEY VALUE`, ...)
+    /// Hot-reload config of the stack: the `groundwork-live` admin CLI (`config list`, `config set KEY VALUE`, ...);
+    /// a `set`, `delete` or `rollback` without `--if-revision`, `--create` or `--force` is made with `--force`.
+    /// `GROUNDWORK_STACK_DATABASE_URL` points `config`, `flags` and `backup` at another database.
     Config {
-        /// Arguments for `groundwork-live`, e.g. `list` or `set log.level '"debug"' --force`
+        /// Arguments for `groundwork-live`, e.g. `list` or `set log.level '"debug"'`
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

@@ -264,8 +264,52 @@ pub(crate) fn logs(options: &LogsOptions) -> Result<()> {
 }
 
 /// `cargo xtask config ...`: the `groundwork-live` admin CLI against the stack's database.
+///
+/// A write (`set`, `delete`, `rollback`) that names no expectation is made with `--force`: on a
+/// developer's own stack last-writer-wins is what a quick change means, and the README's
+/// `cargo xtask config set log.level '"debug"'` works as printed. `groundwork-live` itself keeps
+/// requiring `--if-revision`, `--create` or `--force`.
 pub(crate) fn config(args: &[String]) -> Result<()> {
-    admin_cli(&["-p", "groundwork-live", "--features", "cli"], args, &[])
+    let args = with_default_expectation(args);
+    admin_cli(&["-p", "groundwork-live", "--features", "cli"], &args, &[])
+}
+
+/// `args` for `groundwork-live`, with `--force` added to a write that names no expectation.
+fn with_default_expectation(args: &[String]) -> Vec<String> {
+    let mut args = args.to_vec();
+    // The subcommand is the first word that is neither an option nor the value of one of the
+    // global options that take a value.
+    let mut index = 0;
+    while let Some(arg) = args.get(index) {
+        if ["--env", "--database-url", "--by"].contains(&arg.as_str()) {
+            index += 2;
+        } else if arg.starts_with('-') {
+            index += 1;
+        } else {
+            break;
+        }
+    }
+    let Some(command) = args.get(index) else {
+        return args;
+    };
+    if !["set", "delete", "rollback"].contains(&command.as_str()) {
+        return args;
+    }
+    let named = args[index + 1..]
+        .iter()
+        .take_while(|arg| *arg != "--")
+        .any(|arg| {
+            ["--force", "--create", "--if-revision", "-h", "--help"].contains(&arg.as_str())
+                || arg.starts_with("--if-revision=")
+        });
+    if !named {
+        eprintln!(
+            "note: no --if-revision, --create or --force given; writing with --force (last writer wins) on the local stack"
+        );
+        // Right after the subcommand, so that it stays an option even before a `--`.
+        args.insert(index + 1, "--force".to_owned());
+    }
+    args
 }
 
 /// `cargo xtask flags ...`: the `groundwork-flags` admin CLI against the stack's database.
@@ -300,9 +344,18 @@ pub(crate) fn backup(args: &[String]) -> Result<()> {
     )
 }
 
+/// Overrides the database `cargo xtask config|flags|backup` work on (by default the stack's
+/// database on the server named in `target/infra/env`).
+const ADMIN_DATABASE_VAR: &str = "GROUNDWORK_STACK_DATABASE_URL";
+
 fn admin_cli(package: &[&str], args: &[String], env: &[(&str, String)]) -> Result<()> {
-    let infra = read_infra_env()?;
-    let database_url = with_database(&infra_value(&infra, "DATABASE_URL")?, DATABASE)?;
+    let database_url = match std::env::var(ADMIN_DATABASE_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let infra = read_infra_env()?;
+            with_database(&infra_value(&infra, "DATABASE_URL")?, DATABASE)?
+        }
+    };
     let mut command = Command::new(cargo());
     command
         .current_dir(crate::project_root())
@@ -335,22 +388,8 @@ fn read_infra_env() -> Result<Vec<(String, String)>> {
             path.display()
         )
     })?;
-    Ok(parse_env_file(&text))
-}
-
-/// The `export KEY=value` lines `infra up` writes; single-quoted values are unquoted.
-fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("export "))
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| {
-            let value = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map_or_else(|| value.to_owned(), |v| v.replace(r"'\''", "'"));
-            (key.to_owned(), value)
-        })
-        .collect()
+    groundwork_config::parse_env_file(&text)
+        .with_context(|| format!("cannot use {}", path.display()))
 }
 
 fn infra_value(infra: &[(String, String)], key: &str) -> Result<String> {
@@ -692,21 +731,47 @@ pub(crate) fn colour() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_env_file, render_table, with_database};
+    use super::{render_table, with_database, with_default_expectation};
 
     #[test]
-    fn env_file_lines_become_pairs_and_quotes_are_removed() {
-        let text = "# header\nexport DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres\nexport X='a b'\n";
-        assert_eq!(
-            parse_env_file(text),
-            vec![
-                (
-                    "DATABASE_URL".to_owned(),
-                    "postgres://postgres@127.0.0.1:5432/postgres".to_owned()
-                ),
-                ("X".to_owned(), "a b".to_owned()),
-            ]
-        );
+    fn a_config_write_without_an_expectation_is_forced() {
+        let args = |list: &[&str]| list.iter().map(|&a| a.to_owned()).collect::<Vec<_>>();
+        let cases: [(&[&str], &[&str]); 9] = [
+            (
+                &["set", "log.level", "\"debug\""],
+                &["set", "--force", "log.level", "\"debug\""],
+            ),
+            (
+                &["--env", "staging", "set", "k", "1"],
+                &["--env", "staging", "set", "--force", "k", "1"],
+            ),
+            (&["delete", "k"], &["delete", "--force", "k"]),
+            (
+                &["set", "k", "--", "-1"],
+                &["set", "--force", "k", "--", "-1"],
+            ),
+            (
+                &["set", "k", "1", "--create"],
+                &["set", "k", "1", "--create"],
+            ),
+            (
+                &["set", "k", "1", "--if-revision", "7"],
+                &["set", "k", "1", "--if-revision", "7"],
+            ),
+            (
+                &["set", "k", "1", "--if-revision=7"],
+                &["set", "k", "1", "--if-revision=7"],
+            ),
+            (&["list"], &["list"]),
+            (&["get", "set"], &["get", "set"]),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(
+                with_default_expectation(&args(given)),
+                args(expected),
+                "{given:?}"
+            );
+        }
     }
 
     #[test]

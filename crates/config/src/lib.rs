@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod app_env;
+mod env_file;
 mod example;
 mod loader;
 mod redact;
@@ -10,6 +11,7 @@ mod secret;
 mod sources;
 
 pub use app_env::{AppEnv, UnknownAppEnv};
+pub use env_file::{EnvFileError, export_line, parse_env_file, quote_env_value};
 pub use example::env_example;
 pub use loader::Loader;
 pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url};

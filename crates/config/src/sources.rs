@@ -56,18 +56,19 @@ impl VarLayer {
     /// Reads a `.env` file. A missing file is an empty layer; a line that does not parse is an
     /// error naming the file and line, never its content (it may hold a secret).
     pub(crate) fn from_dotenv(path: &Path) -> Result<Option<Self>, ProblemKind> {
-        let iter = match dotenvy::from_path_iter(path) {
-            Ok(iter) => iter,
-            Err(dotenvy::Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(None);
-            }
-            Err(error) => return Err(dotenv_problem(path, &error)),
+        let problem = |detail: String| ProblemKind::DotEnv {
+            path: path.to_owned(),
+            detail,
         };
-        let mut vars = BTreeMap::new();
-        for item in iter {
-            let (name, value) = item.map_err(|error| dotenv_problem(path, &error))?;
-            vars.insert(name, value);
-        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(problem(error.to_string())),
+        };
+        let vars = crate::env_file::parse_env_file(&text)
+            .map_err(|error| problem(error.to_string()))?
+            .into_iter()
+            .collect();
         Ok(Some(Self {
             label: LayerLabel::DotEnv(path.to_owned()),
             vars,
@@ -82,21 +83,6 @@ impl VarLayer {
             });
         }
         Ok(self.vars.get(name).map(String::as_str))
-    }
-}
-
-fn dotenv_problem(path: &Path, error: &dotenvy::Error) -> ProblemKind {
-    let detail = match error {
-        // The line itself may hold a secret: report only where it is.
-        dotenvy::Error::LineParse(_, index) => {
-            format!("cannot parse the line at character {index}")
-        }
-        dotenvy::Error::Io(io) => io.to_string(),
-        _ => "cannot read it".to_owned(),
-    };
-    ProblemKind::DotEnv {
-        path: path.to_owned(),
-        detail,
     }
 }
 

@@ -59,6 +59,14 @@ pub enum TestkitError {
     )]
     MissingTlsEndpoint { variable: &'static str },
 
+    /// The infra env file has a line that is not a `NAME=value` assignment.
+    #[error("cannot use the infra env file {path}")]
+    InfraEnvSyntax {
+        path: PathBuf,
+        #[source]
+        source: groundwork_config::EnvFileError,
+    },
+
     /// A throwaway PostgreSQL cluster could not be created, started or stopped.
     #[error("cannot {action} the throwaway PostgreSQL cluster in {}: {detail}", dir.display())]
     Cluster {

@@ -1,9 +1,10 @@
 //! Finding the test servers: environment variables, the file `cargo xtask infra up` writes, and
 //! the standard local defaults, in that order.
 //!
-//! The resolution itself is pure ([`InfraEnv::from_vars`], [`InfraEnv::with_env_file`],
-//! [`parse_env_file`]) so it is tested with plain maps; only [`InfraEnv::discover`] touches the
-//! process environment and the file system.
+//! The resolution itself is pure ([`InfraEnv::from_vars`], [`InfraEnv::with_env_file`]) so it is
+//! tested with plain maps; only [`InfraEnv::discover`] touches the process environment and the
+//! file system. The file is read by `groundwork_config::parse_env_file`, the reader of the quoting
+//! `xtask` writes it with.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -101,12 +102,23 @@ impl InfraEnv {
         }
     }
 
-    /// Adds the contents of an infra env file, consulted after the environment.
-    #[must_use]
-    pub fn with_env_file(mut self, path: impl Into<PathBuf>, contents: &str) -> Self {
-        self.file_path = Some(path.into());
-        self.file_vars = parse_env_file(contents);
-        self
+    /// Adds the contents of an infra env file, consulted after the environment. A line that is
+    /// not a `NAME=value` assignment is an error naming the file and the line.
+    pub fn with_env_file(
+        mut self,
+        path: impl Into<PathBuf>,
+        contents: &str,
+    ) -> Result<Self, TestkitError> {
+        let path = path.into();
+        self.file_vars = groundwork_config::parse_env_file(contents)
+            .map_err(|source| TestkitError::InfraEnvSyntax {
+                path: path.clone(),
+                source,
+            })?
+            .into_iter()
+            .collect();
+        self.file_path = Some(path);
+        Ok(self)
     }
 
     /// Reads the process environment and, if one is found, the infra env file.
@@ -133,7 +145,7 @@ impl InfraEnv {
             return Ok(env);
         };
         match std::fs::read_to_string(&path) {
-            Ok(contents) => Ok(env.with_env_file(path, &contents)),
+            Ok(contents) => env.with_env_file(path, &contents),
             // Only an explicitly named file must exist; a vanished default file means "no file".
             Err(err)
                 if err.kind() == std::io::ErrorKind::NotFound
@@ -200,21 +212,6 @@ impl InfraEnv {
     }
 }
 
-/// Parses `export KEY=value` lines (the `export ` is optional); blank lines and `#` comments are
-/// skipped and one pair of surrounding single or double quotes is removed from values.
-pub fn parse_env_file(contents: &str) -> HashMap<String, String> {
-    contents
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| {
-            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-            let (key, value) = line.split_once('=')?;
-            Some((key.trim().to_owned(), unquote(value.trim()).to_owned()))
-        })
-        .collect()
-}
-
 fn first_existing(start: &Path, relative: &Path) -> Option<PathBuf> {
     start
         .ancestors()
@@ -226,18 +223,6 @@ fn non_empty<'a>(vars: &'a HashMap<String, String>, key: &str) -> Option<&'a str
     vars.get(key)
         .map(String::as_str)
         .filter(|value| !value.is_empty())
-}
-
-fn unquote(value: &str) -> &str {
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|rest| rest.strip_suffix(quote))
-        {
-            return inner;
-        }
-    }
-    value
 }
 
 /// The parts of a `scheme://userinfo@host/path?query` URL the testkit needs, found without a URL
@@ -325,19 +310,20 @@ mod tests {
     }
 
     #[test]
-    fn env_var_wins_over_env_file_and_default() {
+    fn env_var_wins_over_env_file_and_default() -> Result<(), TestkitError> {
         let env = InfraEnv::from_vars(vars(&[("DATABASE_URL", "postgres://env")]))
-            .with_env_file("/x/env", "export DATABASE_URL=postgres://file\n");
+            .with_env_file("/x/env", "export DATABASE_URL=postgres://file\n")?;
         assert_eq!(
             env.resolve(Service::Postgres),
             ("postgres://env".to_owned(), UrlOrigin::EnvVar)
         );
+        Ok(())
     }
 
     #[test]
-    fn env_file_wins_over_default_and_empty_env_var() {
+    fn env_file_wins_over_default_and_empty_env_var() -> Result<(), TestkitError> {
         let env = InfraEnv::from_vars(vars(&[("REDIS_URL", "")]))
-            .with_env_file("/x/env", "export REDIS_URL=redis://127.0.0.1:56379\n");
+            .with_env_file("/x/env", "export REDIS_URL=redis://127.0.0.1:56379\n")?;
         assert_eq!(
             env.resolve(Service::Redis),
             (
@@ -345,6 +331,7 @@ mod tests {
                 UrlOrigin::EnvFile(PathBuf::from("/x/env"))
             )
         );
+        Ok(())
     }
 
     #[test]
@@ -360,25 +347,40 @@ mod tests {
     }
 
     #[test]
-    fn env_file_parser_accepts_export_quotes_and_comments() {
-        let parsed = parse_env_file(
+    fn env_file_values_are_read_as_a_shell_reads_them() -> Result<(), TestkitError> {
+        // A password with a quote, as `cargo xtask infra up` writes it for a reused server.
+        let env = InfraEnv::default().with_env_file(
+            "/x/env",
             "# written by cargo xtask infra up\n\
-             export DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres\n\
+             export DATABASE_URL='postgres://app:it'\\''s$x@127.0.0.1:5432/postgres'\n\
              \n\
              export CLICKHOUSE_URL='http://127.0.0.1:18123'\n\
-             S3_ENDPOINT=\"http://127.0.0.1:59000\"\n\
-             not a pair\n",
-        );
+             S3_ENDPOINT=\"http://127.0.0.1:59000\"\n",
+        )?;
         assert_eq!(
-            parsed,
-            vars(&[
-                (
-                    "DATABASE_URL",
-                    "postgres://postgres@127.0.0.1:55432/postgres"
-                ),
-                ("CLICKHOUSE_URL", "http://127.0.0.1:18123"),
-                ("S3_ENDPOINT", "http://127.0.0.1:59000"),
-            ])
+            env.url(Service::Postgres),
+            "postgres://app:it's$x@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(env.url(Service::ClickHouse), "http://127.0.0.1:18123");
+        assert_eq!(env.url(Service::S3), "http://127.0.0.1:59000");
+        Ok(())
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_assignment_is_an_error_naming_file_and_line() {
+        let result = InfraEnv::default().with_env_file("/x/env", "A=1\nnot a pair\n");
+        let Err(error) = result else {
+            panic!("a line that is not an assignment must be refused");
+        };
+        let message = format!(
+            "{error}: {}",
+            std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(
+            message.contains("/x/env") && message.contains("line 2"),
+            "{message}"
         );
     }
 

@@ -29,7 +29,7 @@ mod redis;
 mod s3;
 
 pub use error::TestkitError;
-pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin, parse_env_file};
+pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin};
 pub use tls::{TEST_CA_ENV_VAR, TestTls};
 pub use wait::until_changed;
 

@@ -90,12 +90,12 @@ fn no_env_file_means_none_and_defaults_apply() -> anyhow::Result<()> {
 }
 
 #[test]
-fn urls_from_the_env_file_are_used_for_services_it_names() {
+fn urls_from_the_env_file_are_used_for_services_it_names() -> anyhow::Result<()> {
     let env = env(&[("REDIS_URL", "redis://127.0.0.1:56379")]).with_env_file(
         "/ws/target/infra/env",
         "export DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres\n\
          export REDIS_URL=redis://127.0.0.1:1\n",
-    );
+    )?;
 
     assert_eq!(
         env.url(Service::Postgres),
@@ -104,6 +104,7 @@ fn urls_from_the_env_file_are_used_for_services_it_names() {
     assert_eq!(env.url(Service::Redis), "redis://127.0.0.1:56379");
     assert_eq!(env.url(Service::ClickHouse), "http://127.0.0.1:8123");
     assert_eq!(env.env_file(), Some(Path::new("/ws/target/infra/env")));
+    Ok(())
 }
 
 #[test]
