@@ -64,7 +64,7 @@ fn spans_reach_a_collector_whose_ca_is_among_the_system_roots() -> anyhow::Resul
             let mut receiver = if protocol == "grpc" {
                 Receiver::grpc(&server, None).await?
             } else {
-                Receiver::http(&server).await?
+                Receiver::http(&server, None).await?
             };
             let mut settings = TelemetrySettings::default();
             settings.service_name = Some("query-engine".into());

@@ -1,8 +1,8 @@
 //! OTLP export to `https://` collectors, gRPC and http/protobuf, against in-test receivers over TLS
 //! with certificates made by the test: spans arrive when the configured CA signed the collector's
 //! certificate (and the client certificate is presented when the collector asks for one); a wrong
-//! CA or a plain collector behind `https://` delivers nothing and fails the flush within the export
-//! timeout.
+//! CA, a missing client certificate or a plain collector behind `https://` delivers nothing and
+//! fails the flush within the export timeout.
 
 mod common;
 
@@ -72,11 +72,63 @@ fn grpc_spans_reach_a_collector_over_mutual_tls_with_the_configured_ca() -> anyh
 }
 
 #[test]
+fn http_protobuf_spans_reach_a_collector_over_mutual_tls_with_the_configured_ca()
+-> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let pki = Pki::new()?;
+        let mut receiver = Receiver::http(&pki.server, Some(pki.ca.certificate_pem())).await?;
+        let mut settings = settings(receiver.https_endpoint(), "http/protobuf");
+        settings.otlp_certificate = Some(pki.ca_file.clone());
+        settings.otlp_client_certificate = Some(pki.client_certificate_file.clone());
+        settings.otlp_client_key = Some(pki.client_key_file.clone());
+        let (telemetry, _captured) = common::telemetry(&settings)?;
+        let (flushed, _) = export_one(telemetry, "http over mtls").await?;
+        flushed.map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            receiver.span_names(1, Duration::from_secs(5)).await,
+            ["http over mtls"]
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_collector_requiring_a_client_certificate_receives_nothing_without_one() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let pki = Pki::new()?;
+        for protocol in ["grpc", "http/protobuf"] {
+            let client_ca = Some(pki.ca.certificate_pem());
+            let mut receiver = if protocol == "grpc" {
+                Receiver::grpc(&pki.server, client_ca).await?
+            } else {
+                Receiver::http(&pki.server, client_ca).await?
+            };
+            let mut settings = settings(receiver.https_endpoint(), protocol);
+            settings.otlp_certificate = Some(pki.ca_file.clone());
+            let (telemetry, _captured) = common::telemetry(&settings)?;
+            let (flushed, took) = export_one(telemetry, "anonymous").await?;
+            assert!(
+                flushed.is_err(),
+                "{protocol}: the flush reports the failure"
+            );
+            assert!(
+                took < Duration::from_millis(TIMEOUT_MS) * 3,
+                "{protocol}: the flush took {took:?}"
+            );
+            assert_eq!(receiver.received(), Vec::<String>::new(), "{protocol}");
+        }
+        Ok(())
+    })
+}
+
+#[test]
 fn http_protobuf_spans_reach_a_collector_over_tls_with_the_configured_ca() -> anyhow::Result<()> {
     let _serial = common::serial();
     runtime()?.block_on(async {
         let pki = Pki::new()?;
-        let mut receiver = Receiver::http(&pki.server).await?;
+        let mut receiver = Receiver::http(&pki.server, None).await?;
         let mut settings = settings(receiver.https_endpoint(), "http/protobuf");
         settings.otlp_certificate = Some(pki.ca_file.clone());
         let (telemetry, _captured) = common::telemetry(&settings)?;
@@ -99,7 +151,7 @@ fn a_wrong_ca_delivers_nothing_and_fails_the_flush_within_the_timeout() -> anyho
             let mut receiver = if protocol == "grpc" {
                 Receiver::grpc(&pki.server, None).await?
             } else {
-                Receiver::http(&pki.server).await?
+                Receiver::http(&pki.server, None).await?
             };
             let mut settings = settings(receiver.https_endpoint(), protocol);
             settings.otlp_certificate = Some(pki.wrong_ca_file.clone());

@@ -26,7 +26,7 @@ async fn an_untrusted_collector_certificate_is_reported_with_the_endpoint_and_th
 -> anyhow::Result<()> {
     let pki = Pki::new()?;
     let grpc = Receiver::grpc(&pki.server, None).await?;
-    let http = Receiver::http(&pki.server).await?;
+    let http = Receiver::http(&pki.server, None).await?;
     let captured = Captured::default();
     let installed =
         Telemetry::builder(&settings(grpc.https_endpoint(), "grpc", &pki.wrong_ca_file))

@@ -133,20 +133,35 @@ impl Receiver {
         })
     }
 
-    /// An OTLP http/protobuf receiver (`POST /v1/traces`) over TLS.
-    pub async fn http(server: &TestCertificate) -> anyhow::Result<Self> {
+    /// An OTLP http/protobuf receiver (`POST /v1/traces`) over TLS; with `client_ca`, clients
+    /// must present a certificate it signed.
+    pub async fn http(server: &TestCertificate, client_ca: Option<&str>) -> anyhow::Result<Self> {
         use rustls_pki_types::pem::PemObject as _;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
         let certificates = CertificateDer::pem_slice_iter(server.certificate_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()?;
         let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots.add(certificate?)?;
+                }
+                builder.with_client_cert_verifier(
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()?,
+                )
+            }
+        };
+        let mut config = builder.with_single_cert(certificates, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let listener = TlsListener {
             tcp: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
