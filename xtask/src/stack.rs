@@ -422,16 +422,37 @@ fn with_database(url: &str, database: &str) -> Result<String> {
     Ok(out)
 }
 
+/// `psql -X` connected to `url` with no secret on its command line, where `ps` shows it: the URL
+/// without its password or secret query parameters, the password in `PGPASSWORD`.
+fn psql(url: &str) -> Result<Command> {
+    let (url_for_argv, secrets) = groundwork_config::split_url_secrets(url).with_context(|| {
+        format!(
+            "DATABASE_URL {} is not a URL",
+            groundwork_config::redact_url(url)
+        )
+    })?;
+    let mut command = Command::new("psql");
+    command
+        .arg("-X")
+        .arg(format!("--dbname={url_for_argv}"))
+        .stdin(Stdio::null());
+    if let Some((_, password)) = secrets.iter().rev().find(|(name, _)| name == "password") {
+        command.env(
+            "PGPASSWORD",
+            groundwork_config::ExposeSecret::expose_secret(password),
+        );
+    }
+    Ok(command)
+}
+
 /// Creates the stack's database when missing and returns its URL.
 fn prepare_postgres(infra: &[(String, String)]) -> Result<String> {
     let server = infra_value(infra, "DATABASE_URL")?;
-    let exists = Command::new("psql")
-        .args(["-X", "-tAc"])
+    let exists = psql(&server)?
+        .arg("-tAc")
         .arg(format!(
             "SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
         ))
-        .arg(&server)
-        .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run psql; install postgresql-client")?;
@@ -442,11 +463,9 @@ fn prepare_postgres(infra: &[(String, String)]) -> Result<String> {
         );
     }
     if exists.stdout.trim_ascii() != b"1" {
-        let created = Command::new("psql")
-            .args(["-X", "-q", "-c"])
+        let created = psql(&server)?
+            .args(["-q", "-c"])
             .arg(format!("CREATE DATABASE {DATABASE}"))
-            .arg(&server)
-            .stdin(Stdio::null())
             .status()
             .context("cannot run psql")?;
         if !created.success() {
@@ -462,11 +481,9 @@ fn prepare_postgres(infra: &[(String, String)]) -> Result<String> {
 
 fn seed(database_url: &str) -> Result<()> {
     let file = crate::project_root().join(SEED_FILE);
-    let status = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+    let status = psql(database_url)?
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
         .arg(&file)
-        .arg(database_url)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
         .context("cannot run psql")?;
@@ -796,5 +813,29 @@ mod tests {
     fn tables_align_columns() {
         let table = render_table(["A", "BB"], &[["xyz".to_owned(), "1".to_owned()]]);
         assert_eq!(table, "A    BB\nxyz  1\n");
+    }
+
+    #[test]
+    fn psql_gets_no_secret_on_its_command_line() -> anyhow::Result<()> {
+        let command = super::psql(
+            "postgres://app:u53r1nfo@db:5432/stack?sslmode=disable&password=qu3ry&sslpassword=k3y",
+        )?;
+        let args: Vec<String> = command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-X",
+                "--dbname=postgres://app@db:5432/stack?sslmode=disable"
+            ]
+        );
+        let password = command
+            .get_envs()
+            .find(|(name, _)| *name == "PGPASSWORD")
+            .and_then(|(_, value)| value);
+        assert_eq!(password, Some(std::ffi::OsStr::new("qu3ry")));
+        Ok(())
     }
 }

@@ -182,7 +182,7 @@ const SERVICE_NAME: &str = "groundwork_backup";
 
 impl ConnParams {
     fn parse(url: &str) -> Result<Self, BackupError> {
-        let mut parsed = url::Url::parse(url).map_err(|err| {
+        let parsed = url::Url::parse(url).map_err(|err| {
             BackupError::config(
                 "database url",
                 format!("{err}; expected postgres://user:password@host:port/database"),
@@ -204,12 +204,12 @@ impl ConnParams {
                 "it names no database; expected postgres://user:password@host:port/database",
             ));
         }
-        let secrets = take_secrets(&mut parsed);
+        let (url_for_argv, secrets) = take_secrets(&parsed, "database url")?;
         let password = last_secret(&secrets, &["password"]);
         let ssl_password = last_secret(&secrets, &["sslpassword"]);
         let service_file = ssl_password.map(|p| service_file(&p)).transpose()?;
         Ok(Self {
-            url_for_argv: parsed.to_string(),
+            url_for_argv,
             password,
             service_file,
             database,

@@ -4,39 +4,24 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
+use groundwork_config::ExposeSecret as _;
 use secrecy::SecretString;
 
 use crate::BackupError;
-use crate::storage::percent_decode;
 
-/// Removes the userinfo password and every secret query parameter (see
-/// [`groundwork_config::SECRET_QUERY_PARAMS`]) from `url`, which can then go on a child's
-/// command line, and returns them: the password first under the name `password`, then the
-/// parameters in order with their names lower-cased. The caller hands the ones its program
-/// understands over through the environment (or a private file) and drops the rest.
-pub(crate) fn take_secrets(url: &mut url::Url) -> Vec<(String, SecretString)> {
-    let mut secrets: Vec<(String, SecretString)> = url
-        .password()
-        .map(|p| ("password".to_owned(), SecretString::from(percent_decode(p))))
+/// `url` without its userinfo password and secret query parameters, ready for a child's command
+/// line, and the secrets taken off it (see [`groundwork_config::split_url_secrets`]).
+pub(crate) fn take_secrets(
+    url: &url::Url,
+    what: &'static str,
+) -> Result<(String, Vec<(String, SecretString)>), BackupError> {
+    let (url, secrets) = groundwork_config::split_url_secrets(url.as_str())
+        .map_err(|err| BackupError::config(what, err.to_string()))?;
+    let secrets = secrets
         .into_iter()
+        .map(|(name, value)| (name, SecretString::from(value.expose_secret().to_owned())))
         .collect();
-    let _ = url.set_password(None);
-    let mut kept = Vec::new();
-    for (name, value) in url.query_pairs() {
-        if groundwork_config::is_secret_query_param(&name) {
-            secrets.push((name.to_lowercase(), SecretString::from(value.into_owned())));
-        } else {
-            kept.push((name.into_owned(), value.into_owned()));
-        }
-    }
-    if url.query().is_some() {
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    secrets
+    Ok((url, secrets))
 }
 
 /// The last secret named `name` in `secrets`: a query parameter wins over the userinfo, as

@@ -131,10 +131,10 @@ impl RedisTarget {
         let _ = parsed.set_username("");
         // A `?password=` or `?pass=` parameter (as redis+unix URLs write it) wins over the
         // userinfo; other secret parameters are not redis-cli's and stay off its command line.
-        let secrets = take_secrets(&mut parsed);
+        let (url_without_password, secrets) = take_secrets(&parsed, "redis url")?;
         let password = last_secret(&secrets, &["password", "pass"]);
         Ok(Self {
-            url_without_password: parsed.to_string(),
+            url_without_password,
             user,
             password,
             tls: tls.clone(),

@@ -14,7 +14,7 @@ pub use app_env::{AppEnv, UnknownAppEnv};
 pub use env_file::{EnvFileError, export_line, parse_env_file, quote_env_value};
 pub use example::env_example;
 pub use loader::Loader;
-pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url};
+pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url, split_url_secrets};
 pub use report::{ConfigError, Problem, ProblemKind};
 pub use schema::{ConfigSchema, KeySpec, Secrecy, ValueKind};
 pub use secret::{ExposeSecret, InvalidUrl, REDACTED, Secret, SecretUrl};

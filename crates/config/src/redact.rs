@@ -122,6 +122,59 @@ pub(crate) fn url_has_secret(raw: &str) -> bool {
     }
 }
 
+/// Splits the secrets off a URL that is about to go on a child program's command line, where
+/// `ps` shows it: returns the URL without its userinfo password and without any secret query
+/// parameter, and the secrets taken off it, the userinfo password first (named `password`,
+/// percent-decoded), then the parameters in their order (names lower-cased, values decoded).
+/// The caller hands the ones its program understands over through the environment (`PGPASSWORD`,
+/// `REDISCLI_AUTH`) and drops the rest.
+///
+/// ```
+/// use groundwork_config::{ExposeSecret, split_url_secrets};
+///
+/// let (url, secrets) = split_url_secrets("postgres://app:u53r@db/app?sslmode=require&Password=p4ss")?;
+/// assert_eq!(url, "postgres://app@db/app?sslmode=require");
+/// let names: Vec<&str> = secrets.iter().map(|(name, _)| name.as_str()).collect();
+/// assert_eq!(names, ["password", "password"]);
+/// assert_eq!(secrets[1].1.expose_secret(), "p4ss");
+/// # Ok::<(), groundwork_config::InvalidUrl>(())
+/// ```
+pub fn split_url_secrets(
+    raw: &str,
+) -> Result<(String, Vec<(String, crate::Secret)>), crate::InvalidUrl> {
+    let mut url = url::Url::parse(raw).map_err(crate::secret::invalid_url)?;
+    let mut secrets: Vec<(String, crate::Secret)> = url
+        .password()
+        .map(|password| {
+            let decoded = url::form_urlencoded::parse(
+                format!("p={}", password.replace('+', "%2B")).as_bytes(),
+            )
+            .next()
+            .map_or_else(|| password.to_owned(), |(_, value)| value.into_owned());
+            ("password".to_owned(), crate::Secret::from(decoded))
+        })
+        .into_iter()
+        .collect();
+    let _ = url.set_password(None);
+    let from_userinfo = secrets.len();
+    let mut kept = Vec::new();
+    for (name, value) in url.query_pairs() {
+        if is_secret_query_param(&name) {
+            secrets.push((name.to_lowercase(), crate::Secret::from(value.into_owned())));
+        } else {
+            kept.push((name.into_owned(), value.into_owned()));
+        }
+    }
+    if secrets.len() > from_userinfo {
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    Ok((url.to_string(), secrets))
+}
+
 /// `query` (`a=1&password=x`) with the value of every secret-named pair masked, or `None` when
 /// it has none.
 fn mask_query_pairs(query: &str) -> Option<String> {
@@ -205,7 +258,8 @@ fn value_end(text: &str, start: usize, is_boundary: impl Fn(char) -> bool) -> us
 
 #[cfg(test)]
 mod tests {
-    use super::{is_secret_query_param, redact_url, url_has_secret};
+    use super::{is_secret_query_param, redact_url, split_url_secrets, url_has_secret};
+    use crate::ExposeSecret;
 
     #[test]
     fn the_userinfo_password_is_masked() {
@@ -315,5 +369,25 @@ mod tests {
         assert!(url_has_secret("postgres://app@db/app?password=pw"));
         assert!(!url_has_secret("postgres://app@db/app?sslmode=require"));
         assert!(url_has_secret("postgres://app:pass word@db/app"));
+    }
+
+    #[test]
+    fn secrets_split_off_a_url_leave_the_rest_as_it_was() {
+        let split = split_url_secrets("redis://:p%40ss@cache:6379/0?pass=q&protocol=resp3");
+        let Ok((url, secrets)) = split else {
+            panic!("{split:?}");
+        };
+        assert_eq!(url, "redis://cache:6379/0?protocol=resp3");
+        let secrets: Vec<(&str, &str)> = secrets
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.expose_secret()))
+            .collect();
+        assert_eq!(secrets, [("password", "p@ss"), ("pass", "q")]);
+        let plain = "postgres://app@db/app?sslmode=require&application_name=a%20b";
+        assert_eq!(
+            split_url_secrets(plain).map(|(url, secrets)| (url, secrets.len())),
+            Ok((plain.to_owned(), 0))
+        );
+        assert!(split_url_secrets("postgres://app:pw@db:99999/app").is_err());
     }
 }

@@ -123,6 +123,10 @@ pub struct InvalidUrl {
     reason: url::ParseError,
 }
 
+pub(crate) fn invalid_url(reason: url::ParseError) -> InvalidUrl {
+    InvalidUrl { reason }
+}
+
 impl SecretUrl {
     /// The URL with its password and secret query parameters replaced by `***`, safe to log.
     pub fn redacted(&self) -> &str {
@@ -140,7 +144,7 @@ impl std::str::FromStr for SecretUrl {
     type Err = InvalidUrl;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        url::Url::parse(raw).map_err(|reason| InvalidUrl { reason })?;
+        url::Url::parse(raw).map_err(invalid_url)?;
         Ok(Self {
             redacted: crate::redact::redact_url(raw).into_owned(),
             full: SecretString::from(raw.to_owned()),
