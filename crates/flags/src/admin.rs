@@ -3,8 +3,8 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::Flag;
 use crate::store::{FlagRow, flag_from_row};
+use crate::{Flag, InvalidFlag, check_flag_name, check_whitelist};
 
 /// `revision, op, new_row, changed_by, changed_at` of a history entry.
 type HistoryRow = (
@@ -33,6 +33,9 @@ pub enum AdminError {
     /// The name does not fit the table.
     #[error("flag name must be 1 to 100 characters, got {0}")]
     InvalidName(usize),
+    /// The name or the whitelist holds a character that is refused.
+    #[error(transparent)]
+    Invalid(#[from] InvalidFlag),
     /// The history has no entry with this revision for this flag.
     #[error(
         "feature flag `{name}` has no revision {revision}; `groundwork-flags history {name}` lists them"
@@ -82,6 +85,7 @@ impl FlagAdmin {
 
     /// One flag.
     pub async fn get(&self, name: &str) -> Result<Flag, AdminError> {
+        check_flag_name(name)?;
         let row: Option<FlagRow> = sqlx::query_as(
             "SELECT name, enabled, rollout_pct, whitelist, description FROM feature_flags WHERE name = $1",
         )
@@ -94,6 +98,7 @@ impl FlagAdmin {
 
     /// Creates a flag; it starts as given (normally disabled).
     pub async fn create(&self, flag: &Flag, actor: &str) -> Result<(), AdminError> {
+        flag.validate()?;
         let length = flag.name.chars().count();
         if length == 0 || length > 100 {
             return Err(AdminError::InvalidName(length));
@@ -155,6 +160,7 @@ impl FlagAdmin {
         whitelist: Option<Vec<String>>,
         actor: &str,
     ) -> Result<(), AdminError> {
+        check_whitelist(whitelist.as_deref().unwrap_or_default())?;
         let sql = "UPDATE feature_flags SET whitelist = $3, updated_by = $2 WHERE name = $1";
         self.update(
             name,
@@ -166,6 +172,7 @@ impl FlagAdmin {
 
     /// Deletes a flag; evaluations of it become off.
     pub async fn delete(&self, name: &str, actor: &str) -> Result<(), AdminError> {
+        check_flag_name(name)?;
         let query = sqlx::query("DELETE FROM feature_flags WHERE name = $1").bind(name);
         if self.write(actor, query).await? == 0 {
             return Err(AdminError::NotFound(name.to_owned()));
@@ -175,6 +182,7 @@ impl FlagAdmin {
 
     /// The flag's changes, newest first.
     pub async fn history(&self, name: &str) -> Result<Vec<FlagChange>, AdminError> {
+        check_flag_name(name)?;
         let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT revision, op, new_row, changed_by,
                     to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
@@ -208,6 +216,7 @@ impl FlagAdmin {
         revision: i64,
         actor: &str,
     ) -> Result<Flag, AdminError> {
+        check_flag_name(name)?;
         let row: Option<(Option<serde_json::Value>,)> = sqlx::query_as(
             "SELECT new_row FROM feature_flags_history WHERE name = $1 AND revision = $2",
         )
@@ -222,6 +231,8 @@ impl FlagAdmin {
                 name: name.to_owned(),
                 revision,
             })?;
+        // The history may predate the checks: restoring must not write what a write refuses.
+        target.validate()?;
         let query = sqlx::query(
             "INSERT INTO feature_flags (name, enabled, rollout_pct, whitelist, description, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -240,6 +251,7 @@ impl FlagAdmin {
     }
 
     async fn update(&self, name: &str, actor: &str, query: PgQuery<'_>) -> Result<(), AdminError> {
+        check_flag_name(name)?;
         if self.write(actor, query).await? == 0 {
             return Err(AdminError::NotFound(name.to_owned()));
         }

@@ -27,6 +27,14 @@ pub enum FileError {
         /// The parser's message.
         message: String,
     },
+    /// A flag's name or whitelist is refused.
+    #[error("flags file {path} is refused: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The flag's problem.
+        problem: crate::InvalidFlag,
+    },
     /// The extension says neither JSON nor TOML.
     #[error("flags file {0} must end in .json or .toml")]
     UnknownFormat(PathBuf),
@@ -75,6 +83,12 @@ pub fn load_file(path: &Path) -> Result<FlagSet, FileError> {
         }
         _ => return Err(FileError::UnknownFormat(path.to_owned())),
     };
+    if let Some(problem) = flags.iter().find_map(|flag| flag.validate().err()) {
+        return Err(FileError::Invalid {
+            path: path.to_owned(),
+            problem,
+        });
+    }
     Ok(FlagSet::new(flags))
 }
 

@@ -14,7 +14,7 @@ pub mod store;
 
 #[cfg(feature = "file")]
 pub use file::{FileError, FileSource, load_file};
-pub use flag::{Evaluation, Flag, Reason};
+pub use flag::{Evaluation, Flag, InvalidFlag, Reason, check_flag_name, check_whitelist};
 pub use hash::{bucket, murmur3_32_pair};
 #[cfg(feature = "openfeature")]
 pub use openfeature::FlagsProvider;

@@ -19,10 +19,17 @@ pub struct FlagSet {
 impl FlagSet {
     /// Indexes `flags` by name; a later flag with the same name replaces an earlier one. A flag
     /// whose `rollout_pct` is out of range is kept (it evaluates to off) and reported with a
-    /// warning, so one bad legacy row cannot take every other flag down.
+    /// warning, so one bad legacy row cannot take every other flag down; so is a flag that fails
+    /// [`Flag::validate`] (a control character in its name, an empty or `,`-holding tenant),
+    /// which evaluates as stored.
     pub fn new(flags: impl IntoIterator<Item = Flag>) -> Self {
         let mut by_name: HashMap<Box<str>, Flag, Hasher> = HashMap::default();
         for flag in flags {
+            if let Err(problem) = flag.validate() {
+                // Written by plain SQL (every other write path refuses it): served as stored,
+                // since callers that name the flag exactly and tenants that match still work.
+                tracing::warn!(%problem, "feature flag is served as stored; correct it");
+            }
             if !flag.has_valid_rollout() {
                 tracing::warn!(
                     flag = %flag.name,

@@ -83,6 +83,9 @@ pub enum AdminError {
     /// The environment name does not fit the table.
     #[error("environment name must be 1 to 20 characters, got {0}")]
     InvalidEnv(usize),
+    /// The key or environment name holds a control character.
+    #[error(transparent)]
+    ControlCharacter(#[from] crate::ControlCharacter),
     /// The history has no entry with this revision for this key.
     #[error(
         "config key `{key}` in environment `{env}` has no revision {revision}; `groundwork-live history {key} --env {env}` lists them"
@@ -187,6 +190,7 @@ impl ConfigAdmin {
 
     /// Every key of `env`, by key.
     pub async fn list(&self, env: &str) -> Result<Vec<ConfigItem>, AdminError> {
+        crate::name::check_name("environment name", env)?;
         let rows: Vec<ItemRow> = sqlx::query_as(concat!(
             "SELECT ",
             item_columns!(),
@@ -200,6 +204,7 @@ impl ConfigAdmin {
 
     /// One key.
     pub async fn get(&self, env: &str, key: &str) -> Result<ConfigItem, AdminError> {
+        check_names(env, key)?;
         let row: Option<ItemRow> = sqlx::query_as(concat!(
             "SELECT ",
             item_columns!(),
@@ -271,6 +276,7 @@ impl ConfigAdmin {
         expect: Expect,
         actor: &str,
     ) -> Result<(), AdminError> {
+        check_names(env, key)?;
         let revision = match expect {
             Expect::Revision(revision) => Some(revision),
             Expect::Any => None,
@@ -296,6 +302,7 @@ impl ConfigAdmin {
 
     /// The key's changes, newest first.
     pub async fn history(&self, env: &str, key: &str) -> Result<Vec<ConfigChange>, AdminError> {
+        check_names(env, key)?;
         let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT revision, op, new_row -> 'value', changed_by,
                     to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
@@ -333,6 +340,7 @@ impl ConfigAdmin {
         expect: Expect,
         actor: &str,
     ) -> Result<ConfigItem, AdminError> {
+        check_names(env, key)?;
         let row: Option<(Option<serde_json::Value>, Option<String>)> = sqlx::query_as(
             "SELECT new_row -> 'value', new_row ->> 'description' FROM platform_config_history
              WHERE env = $1 AND key = $2 AND revision = $3",
@@ -405,7 +413,10 @@ fn not_found(env: &str, key: &str) -> AdminError {
     }
 }
 
+/// Refuses a key or environment name the table cannot hold or a person cannot read back.
 fn check_names(env: &str, key: &str) -> Result<(), AdminError> {
+    crate::name::check_name("config key", key)?;
+    crate::name::check_name("environment name", env)?;
     let length = key.chars().count();
     if length == 0 || length > 255 {
         return Err(AdminError::InvalidKey(length));

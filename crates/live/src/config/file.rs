@@ -29,6 +29,14 @@ pub enum FileError {
         /// The parser's message.
         message: String,
     },
+    /// A key holds a control character.
+    #[error("config file {path} is refused: {problem}")]
+    InvalidKey {
+        /// The file.
+        path: PathBuf,
+        /// The key and the character.
+        problem: crate::ControlCharacter,
+    },
 }
 
 /// Reads a JSON file holding one object whose members are the keys and their values, or a TOML
@@ -67,6 +75,15 @@ pub fn load_file(path: &Path, env: &str, revision: i64) -> Result<ConfigSnapshot
         } else {
             serde_json::from_str(&text).map_err(|e| parse_error("JSON", e.to_string()))?
         };
+    if let Some(problem) = values
+        .keys()
+        .find_map(|key| crate::name::check_name("config key", key).err())
+    {
+        return Err(FileError::InvalidKey {
+            path: path.to_owned(),
+            problem,
+        });
+    }
     let entries = values.into_iter().map(|(key, value)| ConfigEntry {
         key,
         value,

@@ -40,6 +40,11 @@ pub(crate) type EntryRow = (
 pub(crate) fn entry_from_row(
     (key, value, revision, description, updated_by): EntryRow,
 ) -> ConfigEntry {
+    // Written by plain SQL (the admin API and the CLI refuse it): served as stored, since a
+    // service that reads the key by that exact name still works, and reported on every load.
+    if let Err(problem) = crate::name::check_name("config key", &key) {
+        tracing::warn!(%problem, revision, "config key is served as stored; rename it");
+    }
     ConfigEntry {
         key,
         value,
