@@ -285,11 +285,19 @@ where
             KeyValue::new("level", metadata.level().as_str()),
             KeyValue::new("target", metadata.target()),
         ];
-        // As in `on_record`, no lock while user values are formatted.
+        // As in `on_record`, no lock while user values are formatted. The `value` of an event
+        // whose `key` names a secret is masked, as in the log line (sqlx logs unknown URL
+        // parameters that way).
+        let mut secret_key = false;
         event.record(&mut Values(|name: &'static str, value: Value| {
             if name == "message" {
                 message = Some(value.as_str().into_owned());
+            } else if name == "value" && secret_key {
+                attributes.push(KeyValue::new("value", "***"));
             } else if !name.starts_with("log.") {
+                if name == "key" {
+                    secret_key = groundwork_config::is_secret_query_param(&value.as_str());
+                }
                 attributes.push(KeyValue::new(Key::from_static_str(name), value));
             }
         }));

@@ -176,6 +176,10 @@ thread_local! {
 /// Collects an event's fields: `message` apart, the others into `context`.
 struct EventVisitor<'a> {
     buffers: &'a mut LineBuffers,
+    /// Whether the event's `key` field named a secret (`sslpassword`, `token`, ...; see
+    /// `groundwork_config::SECRET_QUERY_PARAMS`), so its `value` field is masked: sqlx logs the
+    /// connection URL parameters it does not know as `warn!(%key, %value, ..)`.
+    secret_key: bool,
 }
 
 impl EventVisitor<'_> {
@@ -196,7 +200,16 @@ impl EventVisitor<'_> {
         self.buffers.names.push(name);
         write_json_str(context, name);
         context.push(':');
+        if name == "value" && self.secret_key {
+            write_json_str(context, "***");
+            return;
+        }
+        let start = context.len();
         write(context);
+        if name == "key" {
+            let written = context[start..].trim_matches('"');
+            self.secret_key = groundwork_config::is_secret_query_param(written);
+        }
     }
 }
 
@@ -310,6 +323,7 @@ where
         buffers.names.clear();
         event.record(&mut EventVisitor {
             buffers: &mut *buffers,
+            secret_key: false,
         });
         let mut ids = None;
         if let Some(scope) = ctx.event_scope(event) {

@@ -114,6 +114,33 @@ fn warnings_and_errors_become_span_events_and_an_error_fails_the_span() -> anyho
 }
 
 #[test]
+fn the_value_of_a_secret_named_key_is_masked_in_span_events() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, _captured) = telemetry(&collector, None)?;
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let span = tracing::info_span!("connect");
+            let _entered = span.enter();
+            // How sqlx logs a connection URL parameter it does not know.
+            let key = "sslpassword";
+            tracing::warn!(%key, value = "pl4nted-s3cret", "ignoring unrecognized connect parameter");
+        });
+        let spans = flushed(telemetry, &mut collector, 1).await?;
+        let text = format!("{spans:?}");
+        assert!(!text.contains("pl4nted-s3cret"), "{text}");
+        let connect = spans
+            .iter()
+            .find(|span| span.name == "connect")
+            .ok_or_else(|| anyhow::anyhow!("no span `connect` among {spans:#?}"))?;
+        let event = &connect.events[0].attributes;
+        assert!(event["key"].contains("sslpassword"), "{event:?}");
+        assert!(event["value"].contains("***"), "{event:?}");
+        Ok(())
+    })
+}
+
+#[test]
 fn sampling_follows_the_caller_and_unsampled_spans_keep_their_trace_ids() -> anyhow::Result<()> {
     let _serial = common::serial();
     runtime()?.block_on(async {

@@ -171,6 +171,27 @@ fn secrets_never_reach_the_output() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// sqlx logs a connection URL's parameters it does not know as `warn!(%key, %value, ..)`, so a
+/// `?sslpassword=` or `?token=` in `DATABASE_URL` would reach the log with its value.
+#[test]
+fn the_value_of_a_secret_named_key_is_masked() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    let planted = "pl4nted-query-s3cret";
+    let (telemetry, captured) = telemetry(&settings())?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        for key in ["sslpassword", "Token", "application_name"] {
+            tracing::warn!(%key, value = %planted, "ignoring unrecognized connect parameter");
+        }
+    });
+    let lines = captured.with_message("ignoring unrecognized connect parameter")?;
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["context"]["key"], Value::from("sslpassword"));
+    assert_eq!(lines[0]["context"]["value"], Value::from("***"));
+    assert_eq!(lines[1]["context"]["value"], Value::from("***"));
+    assert_eq!(lines[2]["context"]["value"], Value::from(planted));
+    Ok(())
+}
+
 #[test]
 fn strings_that_need_escaping_stay_valid_json() -> anyhow::Result<()> {
     let _serial = common::serial();
