@@ -7,6 +7,7 @@ mod json;
 mod level;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod pretty;
 mod propagation;
 mod settings;
 mod subscriber;

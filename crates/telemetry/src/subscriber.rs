@@ -88,6 +88,7 @@ where
         let formatter: Box<dyn Layer<Bridged> + Send + Sync> = match settings.log_format {
             LogFormat::Pretty => Box::new(
                 tracing_subscriber::fmt::layer()
+                    .fmt_fields(crate::pretty::PrettyFields::default())
                     .with_ansi(std::io::stdout().is_terminal())
                     .with_writer(self.make_writer),
             ),

@@ -235,6 +235,25 @@ fn invalid_settings_are_refused_with_the_variable_named() {
 }
 
 #[test]
+fn the_pretty_format_masks_the_value_of_a_secret_named_key_too() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    let mut settings = settings();
+    settings.log_format = groundwork_telemetry::LogFormat::Pretty;
+    let (telemetry, captured) = telemetry(&settings)?;
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        let key = "sslpassword";
+        tracing::warn!(%key, value = "pl4nted-s3cret", "ignoring unrecognized connect parameter");
+        let key = "application_name";
+        tracing::warn!(%key, value = "billing", "ignoring unrecognized connect parameter");
+    });
+    let text = captured.text();
+    assert!(!text.contains("pl4nted-s3cret"), "{text}");
+    assert!(text.contains("key=sslpassword value=\"***\""), "{text}");
+    assert!(text.contains("value=\"billing\""), "{text}");
+    Ok(())
+}
+
+#[test]
 fn pretty_format_is_human_readable_not_json() -> anyhow::Result<()> {
     let _serial = common::serial();
     let mut settings = settings();
