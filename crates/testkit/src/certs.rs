@@ -86,6 +86,21 @@ impl TestCa {
         )
     }
 
+    /// A server certificate for `names` whose validity ended in 2021: what a client sees when a
+    /// server's certificate was not renewed.
+    pub fn expired_server(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {
+        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
+        let common_name = names.first().cloned().unwrap_or_default();
+        let mut params = Self::params(
+            names,
+            &common_name,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        self.sign_params(&params)
+    }
+
     /// A client certificate whose common name is `common_name` (PostgreSQL's `cert` authentication
     /// takes the user name from it).
     pub fn client(&self, common_name: &str) -> Result<TestCertificate, TestkitError> {
@@ -102,6 +117,14 @@ impl TestCa {
         common_name: &str,
         usage: rcgen::ExtendedKeyUsagePurpose,
     ) -> Result<TestCertificate, TestkitError> {
+        self.sign_params(&Self::params(names, common_name, usage)?)
+    }
+
+    fn params(
+        names: Vec<String>,
+        common_name: &str,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> Result<rcgen::CertificateParams, TestkitError> {
         let mut params = rcgen::CertificateParams::new(names).map_err(error)?;
         params
             .distinguished_name
@@ -109,6 +132,13 @@ impl TestCa {
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
+        Ok(params)
+    }
+
+    fn sign_params(
+        &self,
+        params: &rcgen::CertificateParams,
+    ) -> Result<TestCertificate, TestkitError> {
         let key = rcgen::KeyPair::generate().map_err(error)?;
         let certificate = params.signed_by(&key, &self.issuer).map_err(error)?;
         Ok(TestCertificate {
