@@ -124,3 +124,40 @@ async fn rows_with_bad_names_or_tenants_do_not_stop_the_service() -> Result<()> 
     );
     Ok(())
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn the_cli_refuses_an_empty_tenant_and_a_name_with_a_carriage_return() -> Result<()> {
+    let db = migrated().await?;
+    FlagAdmin::new(db.pool().clone())
+        .create(&Flag::new("admin.v2"), "test")
+        .await?;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+            .env("DATABASE_URL", db.url())
+            .args(["--by", "ops"])
+            .args(args)
+            .output()
+            .context("running groundwork-flags")
+    };
+    for (args, expected) in [
+        (
+            &["whitelist", "admin.v2", "tenant-1", ""][..],
+            "whitelist entry 2 is empty",
+        ),
+        (
+            &["create", "admin\rv3"][..],
+            "carriage return (U+000D) at byte 5",
+        ),
+    ] {
+        let output = run(args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains('\r'),
+            "the raw character is not echoed: {stderr:?}"
+        );
+    }
+    Ok(())
+}
