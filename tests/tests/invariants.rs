@@ -138,6 +138,35 @@ fn groundwork_config_holds_the_only_url_redactor() -> Result<()> {
 }
 
 #[test]
+fn groundwork_config_holds_the_only_env_file_reader() -> Result<()> {
+    // `.env` and `target/infra/env` are read by `groundwork_config::parse_env_file`, the reader
+    // of the quoting `quote_env_value` writes; a second reader would misread some value.
+    let signs = [
+        "dotenvy::",
+        "fn parse_env_file",
+        "strip_prefix(\"export \")",
+    ];
+    let config = workspace_root().join("crates/config/src");
+    let mut offenders = Vec::new();
+    for file in all_sources()? {
+        if file.starts_with(&config) {
+            continue;
+        }
+        for (line_number, line) in code_lines(&file)? {
+            if signs.iter().any(|sign| line.contains(sign)) {
+                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "an env-file reader outside groundwork-config (call groundwork_config::parse_env_file):\n{}",
+        offenders.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
 fn only_the_health_crate_among_libraries_chooses_route_paths() -> Result<()> {
     let mut offenders = Vec::new();
     for (name, file) in library_sources()? {
