@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use groundwork_config::Loader;
+use groundwork_connect::RedisOptions;
 use groundwork_example_api_gateway::{Gateway, ORDER_CREATED, OrderCreated, Settings};
 use groundwork_service::{ServeOptions, Shutdown};
 use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
@@ -26,7 +27,7 @@ struct TestGateway {
     amqp: TestAmqp,
     /// A queue bound to the gateway's exchange for `order.created`.
     queue: String,
-    _redis: TestRedis,
+    redis: TestRedis,
 }
 
 impl TestGateway {
@@ -56,6 +57,7 @@ impl TestGateway {
                     ("DATABASE_POOL_SIZE", "4"),
                 ]
                 .into_iter()
+                .filter(|(name, _)| !vars.iter().any(|(given, _)| given == name))
                 .chain(vars.iter().copied()),
             )
             .load()?;
@@ -97,7 +99,7 @@ impl TestGateway {
             db,
             amqp,
             queue,
-            _redis: redis,
+            redis,
         })
     }
 
@@ -645,4 +647,90 @@ async fn the_edge_limits_come_from_the_settings_and_are_counted_on_metrics() -> 
         metrics.body
     );
     gateway.stop().await
+}
+
+/// The gateway reaches Redis (`rediss://`) and RabbitMQ (`amqps://`) over TLS, trusting the test
+/// CA given as `*_FILE` variables, and takes an order end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_goes_through_redis_and_rabbitmq_over_tls() -> Result<()> {
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let ca_file = tls.ca_cert_path.display().to_string();
+    let gateway = TestGateway::start_with(
+        true,
+        &[
+            ("REDIS_URL", tls.redis_url.as_str()),
+            ("REDIS_TLS_CA_CERT_FILE", ca_file.as_str()),
+            ("RABBITMQ_URL", tls.amqp_url.as_str()),
+            ("RABBITMQ_TLS_CA_CERT_FILE", ca_file.as_str()),
+        ],
+    )
+    .await?;
+    let reply = gateway
+        .post_order(
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "tls-order-1"),
+            ],
+            r#"{"tenant":"tenant-tls","amount":42}"#,
+        )
+        .await?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let published = gateway.published().await?;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].tenant, "tenant-tls");
+    // The idempotency key went to the TLS Redis: a repeat replays the first answer.
+    let again = gateway
+        .post_order(
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "tls-order-1"),
+            ],
+            r#"{"tenant":"tenant-tls","amount":42}"#,
+        )
+        .await?;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body, reply.body);
+    assert_eq!(gateway.published().await?.len(), 0, "no second event");
+
+    // The test kit cleans the plain Redis; this test's keys on the TLS one are removed here.
+    let ca = groundwork_connect::TlsSettings {
+        ca_cert: Some(tls.ca_cert.clone()),
+        ..groundwork_connect::TlsSettings::default()
+    };
+    let pool =
+        groundwork_connect::redis_pool(&tls.redis_url, &ca, &RedisOptions::default()).await?;
+    let mut connection = pool.get().await?;
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{}*", gateway.redis.prefix()))
+        .query_async(&mut connection)
+        .await?;
+    assert!(
+        !keys.is_empty(),
+        "the idempotency key was stored on the TLS Redis"
+    );
+    let () = deadpool_redis::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await?;
+    gateway.stop().await
+}
+
+/// Without the CA the gateway refuses to start, naming the server and the TLS reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_ca_the_gateway_does_not_start_over_tls_and_says_why() -> Result<()> {
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let started = TestGateway::start_with(true, &[("REDIS_URL", tls.redis_url.as_str())]).await;
+    let error = started
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the gateway started without trusting the server"))?;
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("cannot connect to Redis at 127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TLS: the certificate is not signed by a trusted CA"),
+        "{text}"
+    );
+    Ok(())
 }
