@@ -14,7 +14,8 @@ const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 ///
 /// The URL carries everything: `http(s)://user:password@host:8123/database`. The user and the
 /// password are taken from the user information (percent-decoded) or from `user`/`password`
-/// query parameters, the database from the first path segment or a `database` query parameter.
+/// query parameters, the database from a `database` query parameter or else the first path
+/// segment.
 /// `https://` is verified against `tls.ca_cert` or else the system's roots, with
 /// `tls.client_cert`/`client_key` when the server asks for a client certificate. TLS settings
 /// with a plain `http://` URL are refused.
@@ -69,15 +70,17 @@ pub fn clickhouse_client(url: &str, tls: &TlsSettings) -> Result<clickhouse::Cli
         Some(raw) => Some(decode(raw)?),
         None => query("password"),
     };
-    let database = parsed
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .next()
-        .filter(|segment| !segment.is_empty())
-        .map(decode)
-        .transpose()?
-        .or_else(|| query("database"));
+    let database = match query("database") {
+        Some(database) => Some(database),
+        None => parsed
+            .path()
+            .trim_matches('/')
+            .split('/')
+            .next()
+            .filter(|segment| !segment.is_empty())
+            .map(decode)
+            .transpose()?,
+    };
 
     let mut client = if tls.is_configured() {
         let config = tls.client_config().map_err(|source| ConnectError::Tls {

@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use ::clickhouse::Client;
-use url::Url;
 
 use crate::backend::{AppliedMigration, Backend, NewRecord, RecordState, TableName};
 use crate::error::{FailedStatement, MigrateError};
@@ -66,7 +65,19 @@ impl ClickHouseBackend {
 
     /// A client for `http[s]://[user[:password]@]host:port[/database][?database=name]`;
     /// `clickhouse://` is read as `http://`. Schema validation is off, so old servers work.
+    /// `https://` is verified against the system's roots; [`ClickHouseBackend::from_url_with_tls`]
+    /// takes a CA and client certificate.
     pub fn from_url(url: &str) -> Result<Self, MigrateError> {
+        Self::from_url_with_tls(url, &groundwork_connect::TlsSettings::default())
+    }
+
+    /// [`ClickHouseBackend::from_url`] with TLS settings for an `https://` URL. The user, the
+    /// password and the database may also be given as `user`, `password` and `database` query
+    /// parameters; percent-encoded user information is decoded.
+    pub fn from_url_with_tls(
+        url: &str,
+        tls: &groundwork_connect::TlsSettings,
+    ) -> Result<Self, MigrateError> {
         let invalid = |reason: &str| MigrateError::InvalidUrl {
             url: redact_url(url).into_owned(),
             reason: reason.to_owned(),
@@ -75,34 +86,14 @@ impl ClickHouseBackend {
             Some(rest) => format!("http://{rest}"),
             None => url.to_owned(),
         };
-        let parsed = Url::parse(&normalized).map_err(|e| invalid(&e.to_string()))?;
-        let host = parsed.host_str().ok_or_else(|| invalid("it has no host"))?;
-        let base = match parsed.port() {
-            Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
-            None => format!("{}://{host}", parsed.scheme()),
-        };
-        let mut client = Client::default().with_url(base).with_validation(false);
-        if !parsed.username().is_empty() {
-            client = client.with_user(parsed.username());
-        }
-        if let Some(password) = parsed.password() {
-            client = client.with_password(password);
-        }
-        let from_query = parsed
-            .query_pairs()
-            .find(|(k, _)| k == "database")
-            .map(|(_, v)| v.into_owned());
-        let from_path = parsed
-            .path()
-            .trim_matches('/')
-            .split('/')
-            .next()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        if let Some(database) = from_query.or(from_path) {
-            client = client.with_database(database);
-        }
-        Ok(Self::new(client))
+        let client =
+            groundwork_connect::clickhouse_client(&normalized, tls).map_err(
+                |error| match error {
+                    groundwork_connect::ConnectError::Url { reason, .. } => invalid(&reason),
+                    other => invalid(&other.to_string()),
+                },
+            )?;
+        Ok(Self::new(client.with_validation(false)))
     }
 
     /// The client in use.

@@ -170,3 +170,43 @@ async fn cli_migrates_clickhouse_from_clickhouse_url() -> Result<()> {
     assert_eq!(tables(&ch).await?, ["schema_migrations"]);
     Ok(())
 }
+
+/// Over `https://` (stunnel in front of the same server, `cargo xtask infra up`) with the test CA,
+/// the database named as a query parameter; a wrong CA fails the first statement with the reason.
+#[tokio::test]
+async fn migrations_run_over_tls_with_the_configured_ca() -> Result<()> {
+    let ch = TestClickHouse::create().await?;
+    let tls = groundwork_testkit::TestTls::discover()?;
+    let url = format!("{}/?database={}", tls.clickhouse_url, ch.database());
+    let trusted = groundwork_connect::TlsSettings {
+        ca_cert: Some(tls.ca_cert.clone()),
+        ..groundwork_connect::TlsSettings::default()
+    };
+    let migrator = Migrator::from_dir(fixture("clickhouse"))?;
+    let mut db = ClickHouseBackend::from_url_with_tls(&url, &trusted)?;
+    assert_eq!(migrator.up(&mut db, None).await?.steps.len(), 2);
+    assert_eq!(
+        tables(&ch).await?,
+        ["events", "rollups", "schema_migrations"]
+    );
+
+    let other = groundwork_testkit::TestCa::new("another CA")?;
+    let untrusted = groundwork_connect::TlsSettings {
+        ca_cert: Some(other.certificate_pem().to_owned()),
+        ..groundwork_connect::TlsSettings::default()
+    };
+    let mut db = ClickHouseBackend::from_url_with_tls(&url, &untrusted)?;
+    let error = migrator
+        .status(&mut db)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a wrong CA must be refused"))?;
+    let mut chain = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        chain = format!("{chain} / {inner:?}");
+        cause = inner.source();
+    }
+    assert!(chain.contains("UnknownIssuer"), "{chain}");
+    Ok(())
+}
