@@ -107,10 +107,22 @@ impl ClickHouseHttp {
                 "expected the HTTP interface: http(s)://user:password@host:8123",
             ));
         }
-        let user = (!endpoint.username().is_empty()).then(|| percent_decode(endpoint.username()));
+        // ClickHouse's HTTP interface also takes `user` and `password` as query parameters; the
+        // user information wins when both are given.
+        let query = |name: &str| {
+            endpoint
+                .query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let user = (!endpoint.username().is_empty())
+            .then(|| percent_decode(endpoint.username()))
+            .or_else(|| query("user"));
         let password = endpoint
             .password()
-            .map(|p| SecretString::from(percent_decode(p)));
+            .map(percent_decode)
+            .or_else(|| query("password"))
+            .map(SecretString::from);
         let _ = endpoint.set_username("");
         let _ = endpoint.set_password(None);
         if tls.is_configured() && endpoint.scheme() != "https" {

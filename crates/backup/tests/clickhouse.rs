@@ -158,3 +158,28 @@ async fn an_export_over_tls_trusts_the_configured_ca_only() -> Result<()> {
     assert!(chain.contains("UnknownIssuer"), "{chain}");
     Ok(())
 }
+
+/// A password given as a query parameter is used (ClickHouse's HTTP interface accepts it there),
+/// and never appears in the error when the server refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_query_parameter_is_sent_and_never_shown() -> Result<()> {
+    let source = TestClickHouse::create().await?;
+    let store = local_store()?;
+    let options = ClickHouseBackupOptions {
+        pipeline: PipelineOptions::default(),
+        database: source.database().to_owned(),
+        source_name: None,
+        tls: groundwork_connect::TlsSettings::default(),
+    };
+    let url = format!(
+        "{}/?user=default&password=wrong-canary-7q",
+        source.url().trim_end_matches('/')
+    );
+    let refused = backup_clickhouse(&store.storage, &secret(&url), &options).await;
+    let error = refused
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the wrong password was not sent"))?;
+    let text = format!("{error:?} {error}");
+    assert!(!text.contains("wrong-canary-7q"), "{text}");
+    Ok(())
+}
