@@ -16,6 +16,21 @@
 //! Add the layer with `Router::layer` so it runs after routing: the span and the metrics are then
 //! named by the matched route (`/v1/orders/{id}`), not the raw path, which keeps label cardinality
 //! bounded.
+//!
+//! Each finished request writes one access log line (message `request completed`, target
+//! [`ACCESS_LOG_TARGET`]) inside the request's span, so it carries `traceId`, `spanId` and
+//! `requestId`:
+//!
+//! ```text
+//! {"timestamp":"…","level":"INFO","service":"api-gateway","traceId":"…","spanId":"…",
+//!  "message":"request completed","context":{"method":"GET","route":"/v1/orders/{id}",
+//!  "status":200,"durationMs":0.412,"bytes":17,"requestId":"…","http.route":"/v1/orders/{id}",…}}
+//! ```
+//!
+//! The duration is counted until the response head is ready; `bytes` is the body's size when it
+//! is known then (absent for a streamed body); `route` is absent for a path no route matched. A
+//! request whose future is dropped first (the client went away, or a timeout stopped it) writes
+//! `request cancelled` instead, without `status`. [`AccessLog`] configures it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,6 +69,14 @@ pub const TIMED_OUT_REQUESTS: &str = "http_server_timed_out_requests_total";
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
+
+/// The target of the access log lines, for filter directives such as
+/// `RUST_LOG=info,groundwork_telemetry::access=warn`.
+pub const ACCESS_LOG_TARGET: &str = "groundwork_telemetry::access";
+
+/// Paths the access log skips unless configured otherwise: health probes and scrapes, which
+/// arrive every few seconds.
+pub const DEFAULT_ACCESS_LOG_SKIP_PATHS: &str = "/livez,/readyz,/health*,/metrics";
 
 /// The longest incoming `X-Request-ID` that is kept; longer or non-printable ids are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -249,6 +272,109 @@ impl std::hash::Hasher for RouteHasher {
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
+/// What the access log of [`TelemetryLayer`] writes: on or off, the paths it skips, and the level
+/// of a 5xx answer's line. The default is on, skipping [`DEFAULT_ACCESS_LOG_SKIP_PATHS`], with
+/// 5xx lines at ERROR and the others at INFO.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    enabled: bool,
+    /// Exact paths, and prefixes (an entry that ended in `*`).
+    skip: Arc<[SkipPath]>,
+    server_error_level: tracing::Level,
+}
+
+#[derive(Debug)]
+enum SkipPath {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            skip: parse_skip_paths(DEFAULT_ACCESS_LOG_SKIP_PATHS),
+            server_error_level: tracing::Level::ERROR,
+        }
+    }
+}
+
+impl AccessLog {
+    /// No access log at all.
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The access log `settings` describe: `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS` and
+    /// `ACCESS_LOG_SERVER_ERROR_LEVEL`, each with its default when unset.
+    pub fn from_settings(
+        settings: &crate::TelemetrySettings,
+    ) -> Result<Self, crate::TelemetryError> {
+        let mut access = Self {
+            enabled: settings.access_log.unwrap_or(true),
+            ..Self::default()
+        };
+        if let Some(paths) = &settings.access_log_skip_paths {
+            access = access.skip_paths(paths);
+        }
+        if let Some(level) =
+            crate::settings::non_empty(settings.access_log_server_error_level.as_deref())
+        {
+            access.server_error_level = match level.to_ascii_lowercase().as_str() {
+                "error" => tracing::Level::ERROR,
+                "warn" => tracing::Level::WARN,
+                "info" => tracing::Level::INFO,
+                _ => {
+                    return Err(crate::TelemetryError::setting(
+                        "ACCESS_LOG_SERVER_ERROR_LEVEL",
+                        "expected one of error, warn, info",
+                    ));
+                }
+            };
+        }
+        Ok(access)
+    }
+
+    /// Skips the comma-separated `paths` instead of the current list; an entry ending in `*` is a
+    /// prefix (`/health*` skips `/health` and `/health/ready`). An empty list logs every path.
+    #[must_use]
+    pub fn skip_paths(mut self, paths: &str) -> Self {
+        self.skip = parse_skip_paths(paths);
+        self
+    }
+
+    /// The level of the line of a 5xx answer (default ERROR).
+    #[must_use]
+    pub fn server_error_level(mut self, level: tracing::Level) -> Self {
+        self.server_error_level = level;
+        self
+    }
+
+    /// Whether a request for `path` writes a line.
+    fn logs(&self, path: &str) -> bool {
+        self.enabled
+            && !self.skip.iter().any(|skip| match skip {
+                SkipPath::Exact(exact) => path == &**exact,
+                SkipPath::Prefix(prefix) => path.starts_with(&**prefix),
+            })
+    }
+}
+
+fn parse_skip_paths(paths: &str) -> Arc<[SkipPath]> {
+    paths
+        .split(',')
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(|path| match path.strip_suffix('*') {
+            Some(prefix) => SkipPath::Prefix(prefix.into()),
+            None => SkipPath::Exact(path.into()),
+        })
+        .collect()
+}
+
 /// The tower layer: one server span per request, continuing the caller's trace.
 ///
 /// For each request it
@@ -260,16 +386,32 @@ static METADATA: metrics::Metadata<'static> =
 /// - names the span `{method} {route}` with OpenTelemetry's HTTP attributes
 ///   (`http.request.method`, `http.route`, `url.path`, `http.response.status_code`); 5xx responses
 ///   mark the span as an error;
-/// - with [`with_metrics`](Self::with_metrics), records the duration histogram and in-flight gauge.
+/// - with [`with_metrics`](Self::with_metrics), records the duration histogram and in-flight gauge;
+/// - writes the access log line (see [the module docs](self)) as [`AccessLog`] says.
 #[derive(Debug, Clone, Default)]
 pub struct TelemetryLayer {
     metrics: Option<HttpMetrics>,
+    access_log: AccessLog,
 }
 
 impl TelemetryLayer {
-    /// A layer with tracing and request ids, without metrics.
+    /// A layer with tracing, request ids and the default access log, without metrics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A layer whose access log follows `settings` (see [`AccessLog::from_settings`]).
+    pub fn from_settings(
+        settings: &crate::TelemetrySettings,
+    ) -> Result<Self, crate::TelemetryError> {
+        Ok(Self::new().with_access_log(AccessLog::from_settings(settings)?))
+    }
+
+    /// Writes the access log as `access_log` says.
+    #[must_use]
+    pub fn with_access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = access_log;
+        self
     }
 
     /// Also records HTTP server metrics into `metrics`.
@@ -287,6 +429,7 @@ impl<S> tower::Layer<S> for TelemetryLayer {
         TelemetryService {
             inner,
             metrics: self.metrics.clone(),
+            access_log: self.access_log.clone(),
         }
     }
 }
@@ -296,11 +439,13 @@ impl<S> tower::Layer<S> for TelemetryLayer {
 pub struct TelemetryService<S> {
     inner: S,
     metrics: Option<HttpMetrics>,
+    access_log: AccessLog,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for TelemetryService<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: axum::body::HttpBody,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -344,6 +489,10 @@ where
         let header = request_id.0.clone();
         request.extensions_mut().insert(request_id);
 
+        let access_log = self
+            .access_log
+            .logs(request.uri().path())
+            .then_some(self.access_log.server_error_level);
         let metrics = self.metrics.clone().map(|metrics| {
             metrics.0.active.increment(1.0);
             ActiveRequest(metrics)
@@ -356,6 +505,7 @@ where
                 route,
                 header,
                 metrics,
+                access_log,
             }),
         }
     }
@@ -378,11 +528,30 @@ impl fmt::Display for SpanName<'_> {
 pin_project_lite::pin_project! {
     /// The response future of [`TelemetryService`]: polls the inner service inside the request's
     /// span (and drops it inside the span, so a cancelled handler's last lines keep their ids),
-    /// then records the status, the metrics and the echoed `X-Request-ID`.
+    /// then records the status, the metrics, the access log line and the echoed `X-Request-ID`.
     pub struct TelemetryFuture<F> {
         #[pin]
         inner: Instrumented<F>,
         done: Option<Done>,
+    }
+
+    impl<F> PinnedDrop for TelemetryFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Still there: the future is dropped before the response was ready.
+            if let Some(done) = this.done.take()
+                && done.access_log.is_some()
+            {
+                let _entered = this.inner.span().enter();
+                tracing::info!(
+                    target: ACCESS_LOG_TARGET,
+                    method = done.method.as_str(),
+                    route = done.route.as_ref().map(MatchedPath::as_str),
+                    durationMs = duration_ms(done.started),
+                    "request cancelled"
+                );
+            }
+        }
     }
 }
 
@@ -401,11 +570,33 @@ struct Done {
     route: Option<MatchedPath>,
     header: HeaderValue,
     metrics: Option<ActiveRequest>,
+    /// The level of a 5xx line when the request writes an access log line.
+    access_log: Option<tracing::Level>,
+}
+
+/// Milliseconds since `started`, to the microsecond.
+fn duration_ms(started: Instant) -> f64 {
+    // Exact in an f64 for any duration a request takes (below 2^53 µs, 285 years).
+    #[expect(clippy::cast_precision_loss, reason = "exact below 2^53 microseconds")]
+    let micros = started.elapsed().as_micros() as f64;
+    micros / 1000.0
+}
+
+/// Writes the access log line at `level` with the fields every line has.
+macro_rules! access_line {
+    ($level:expr, $($fields:tt)*) => {
+        match $level {
+            tracing::Level::ERROR => tracing::error!(target: ACCESS_LOG_TARGET, $($fields)*),
+            tracing::Level::WARN => tracing::warn!(target: ACCESS_LOG_TARGET, $($fields)*),
+            _ => tracing::info!(target: ACCESS_LOG_TARGET, $($fields)*),
+        }
+    };
 }
 
 impl<F, ResBody, E> Future for TelemetryFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: axum::body::HttpBody,
 {
     type Output = Result<Response<ResBody>, E>;
 
@@ -434,6 +625,27 @@ where
                     status,
                 )
                 .record(done.started.elapsed().as_secs_f64());
+        }
+        if let Some(server_error_level) = done.access_log {
+            let level = if status >= 500 {
+                server_error_level
+            } else {
+                tracing::Level::INFO
+            };
+            let bytes = result
+                .as_ref()
+                .ok()
+                .and_then(|response| response.body().size_hint().exact());
+            let _entered = span.enter();
+            access_line!(
+                level,
+                method = done.method.as_str(),
+                route = done.route.as_ref().map(MatchedPath::as_str),
+                status,
+                durationMs = duration_ms(done.started),
+                bytes,
+                "request completed"
+            );
         }
         Poll::Ready(result.map(|mut response| {
             response.headers_mut().insert(REQUEST_ID, done.header);

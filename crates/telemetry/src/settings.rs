@@ -77,6 +77,18 @@ pub struct TelemetrySettings {
     /// (default tracecontext,baggage).
     #[schemars(extend("x-env" = "OTEL_PROPAGATORS"))]
     pub propagators: Option<String>,
+    /// Whether the HTTP layer writes one access log line per finished request (default true).
+    #[schemars(extend("x-env" = "ACCESS_LOG"))]
+    pub access_log: Option<bool>,
+    /// Request paths that write no access log line, comma-separated; an entry ending in `*` is a
+    /// prefix. Default `/livez,/readyz,/health*,/metrics` (probes and scrapes); empty logs every
+    /// path.
+    #[schemars(extend("x-env" = "ACCESS_LOG_SKIP_PATHS"))]
+    pub access_log_skip_paths: Option<String>,
+    /// Level of the access log line of a 5xx answer: error (the default), warn or info. Lines of
+    /// other answers are info.
+    #[schemars(extend("x-env" = "ACCESS_LOG_SERVER_ERROR_LEVEL"))]
+    pub access_log_server_error_level: Option<String>,
 }
 
 /// How log lines are written.
@@ -314,7 +326,7 @@ impl TelemetrySettings {
     }
 }
 
-fn non_empty(value: Option<&str>) -> Option<&str> {
+pub(crate) fn non_empty(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|value| !value.is_empty())
 }
 

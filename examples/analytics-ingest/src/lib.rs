@@ -261,6 +261,8 @@ pub fn clickhouse_client(
 
 /// Connects, creates the table, declares the queues, and starts consuming.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ingest> {
+    // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
+    let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
     let clickhouse = clickhouse_client(
         &settings.clickhouse_url,
         &settings.clickhouse_tls,
@@ -338,7 +340,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
     let router = axum::Router::new()
         .route("/v1/stats", get(stats_handler))
         .with_state(clickhouse)
-        .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+        .layer(telemetry_layer.with_metrics(metrics.clone()))
         .merge(health.router())
         .route("/metrics", metrics.handler());
     tracing::info!(queue = %settings.queue, batch_size = settings.batch_size, "consuming");

@@ -139,6 +139,8 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
 /// flags, and builds the router. Fails with a message naming what could not be reached.
 pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     let settings = Arc::new(settings);
+    // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
+    let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
     let db = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
@@ -233,6 +235,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     };
     Ok(Gateway::assemble(
         state,
+        telemetry_layer,
         health,
         amqp,
         config_feed,
@@ -240,11 +243,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     ))
 }
 
-/// The API behind the telemetry layer (traces, request ids, HTTP metrics), plus health and
-/// `/metrics`, which stay outside it: probes and scrapes are not traffic.
-fn app_router(state: AppState, health: &Health, metrics: &HttpMetrics) -> axum::Router {
+/// The API behind the telemetry layer (traces, request ids, HTTP metrics, access log), plus health
+/// and `/metrics`, which stay outside it: probes and scrapes are not traffic.
+fn app_router(
+    state: AppState,
+    layer: TelemetryLayer,
+    health: &Health,
+    metrics: &HttpMetrics,
+) -> axum::Router {
     http::router(state)
-        .layer(TelemetryLayer::new().with_metrics(metrics.clone()))
+        .layer(layer.with_metrics(metrics.clone()))
         .merge(health.router())
         .route("/metrics", metrics.handler())
 }
@@ -253,6 +261,7 @@ impl Gateway {
     /// The router over `state`, and the gateway that owns it all.
     fn assemble(
         state: AppState,
+        telemetry_layer: TelemetryLayer,
         health: Health,
         amqp: Arc<Connection>,
         config_feed: Feed,
@@ -261,7 +270,7 @@ impl Gateway {
         let metrics = HttpMetrics::new();
         let (config, flags, db) = (state.config.clone(), state.flags.clone(), state.db.clone());
         let settings = Arc::clone(&state.settings);
-        let router = app_router(state, &health, &metrics);
+        let router = app_router(state, telemetry_layer, &health, &metrics);
         Self {
             router,
             health,
