@@ -323,6 +323,7 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
 
     let env_file = infra_dir.join("env");
     tls::ensure_certificates(infra_dir)?;
+    tls::verify_endpoints(infra_dir, &running)?;
     let mut contents = render_env_file(&running);
     let ca_cert = tls::ca_cert(infra_dir).display().to_string();
     contents.extend([

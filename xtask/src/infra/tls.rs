@@ -182,6 +182,48 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("cannot set the mode of {}", path.display()))
 }
 
+/// Checks that every TLS endpoint in `running` presents a certificate the test CA in `infra_dir`
+/// signed. An endpoint started from another target directory has another CA, and the TLS tests
+/// would fail with certificate errors that do not say why.
+pub(super) fn verify_endpoints(infra_dir: &Path, running: &[Running]) -> Result<()> {
+    let ca = ca_cert(infra_dir);
+    for found in running {
+        if !matches!(
+            found.service,
+            Service::RedisTls | Service::AmqpTls | Service::ClickHouseTls
+        ) {
+            continue;
+        }
+        let spec = found.service.spec();
+        let Some(endpoint) = super::probe::parse_url(&found.url) else {
+            bail!("cannot tell host and port from {}", spec.env_var);
+        };
+        let status = Command::new("openssl")
+            .args(["s_client", "-brief", "-verify_return_error", "-connect"])
+            .arg(format!("{}:{}", endpoint.host, endpoint.port))
+            .arg("-CAfile")
+            .arg(&ca)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("cannot run openssl")?;
+        if !status.success() {
+            bail!(
+                "{} at {}:{} does not present a certificate signed by the test CA {}; it was \
+                 probably started by `infra up` in another target directory: stop it there with \
+                 `cargo xtask infra down`, or stop the process listening on port {}",
+                spec.name,
+                endpoint.host,
+                endpoint.port,
+                ca.display(),
+                endpoint.port
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Starts the TLS endpoint `service` in `dir`, in front of the servers already `running`.
 pub(super) fn start(service: Service, dir: &Path, running: &[Running]) -> Result<()> {
     let infra_dir = dir
