@@ -182,12 +182,18 @@ pub(crate) fn edge(
         max_concurrent_requests: settings.max_concurrent_requests.max(1),
         request_timeout_ms: settings.request_timeout_ms.max(1),
     });
+    let max_body_bytes = settings.max_body_bytes;
     // Cloning a `ConcurrencyLimit` shares its semaphore, so every connection's clone counts
     // against the one limit.
     let limited = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |error: BoxError| {
             std::future::ready(answer.answer(&error))
         }))
+        .map_response(
+            move |response: Response<tower_http::limit::ResponseBody<Body>>| {
+                too_large_as_json(response.map(Body::new), max_body_bytes)
+            },
+        )
         .load_shed()
         .concurrency_limit(settings.max_concurrent_requests.max(1))
         .timeout(settings.request_timeout())
@@ -251,6 +257,29 @@ impl ErrorAnswer {
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+/// The 413 of the body limit as JSON: tower-http's body limit and axum's extractors answer it in
+/// plain text. Other answers, and a 413 that already is JSON, pass unchanged.
+fn too_large_as_json(response: Response<Body>, max_body_bytes: usize) -> Response<Body> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let body = serde_json::json!({
+        "error": format!("the request body is larger than the limit of {max_body_bytes} bytes")
+    })
+    .to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// `{"error": message}`, the shape Groundwork's services answer errors in.

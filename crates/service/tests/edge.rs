@@ -342,6 +342,7 @@ async fn a_body_over_the_limit_is_413_declared_or_streamed() -> Result<()> {
         .await?;
     let declared = timeout(PATIENCE, read_reply(&mut stream)).await??;
     assert_eq!(declared.status, 413, "{}", declared.body);
+    assert_json_error(&declared, "limit of 1024 bytes")?;
 
     // Chunked, so no length is declared: the reading stops at the byte over the limit, the
     // last one sent.
@@ -352,7 +353,26 @@ async fn a_body_over_the_limit_is_413_declared_or_streamed() -> Result<()> {
     stream.write_all(chunk.as_bytes()).await?;
     let streamed = timeout(PATIENCE, read_reply(&mut stream)).await??;
     assert_eq!(streamed.status, 413, "{}", streamed.body);
+    assert_json_error(&streamed, "limit of 1024 bytes")?;
     server.stop().await
+}
+
+/// The answer is `{"error": "..."}` containing `text`, as every error Groundwork answers.
+fn assert_json_error(reply: &Reply, text: &str) -> Result<()> {
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{}",
+        reply.body
+    );
+    let body: serde_json::Value = serde_json::from_str(&reply.body)?;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|error| error.contains(text)),
+        "{body}"
+    );
+    Ok(())
 }
 
 #[test]

@@ -99,9 +99,15 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// Prometheus metrics for HTTP servers: a duration histogram by method, route and status, the
-/// number of requests in flight, and counters of requests shed or timed out at the edge. Cheap to
-/// clone; clones share one registry.
+/// Prometheus metrics for HTTP servers: a duration histogram, the number of requests in flight,
+/// and counters of requests shed or timed out at the edge. Cheap to clone; clones share one
+/// registry.
+///
+/// The histogram's labels are OpenTelemetry's HTTP attributes as Prometheus names them:
+/// `http_request_method` (`_OTHER` for a non-standard method), `http_route` (the matched route;
+/// absent for a path no route matched, so a scan is counted in one series and its paths create
+/// none: `{http_route=""}` selects it), `http_response_status_code`, and `error_type` (the status
+/// code) on 5xx answers.
 #[derive(Clone)]
 pub struct HttpMetrics(Arc<MetricsInner>);
 
@@ -128,14 +134,53 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// A fresh registry with the HTTP server metrics.
+    /// A fresh registry with the HTTP server metrics, with OpenTelemetry's advisory duration
+    /// buckets.
     pub fn new() -> Self {
-        // Setting buckets only fails for an empty bucket list, which ours is not.
+        Self::build(&DURATION_BUCKETS)
+    }
+
+    /// A fresh registry whose duration histogram has the bucket upper bounds `buckets`, in
+    /// seconds; they must be increasing, and there must be at least one.
+    pub fn with_duration_buckets(buckets: &[f64]) -> Result<Self, crate::TelemetryError> {
+        if buckets.is_empty()
+            || buckets.iter().any(|bound| !bound.is_finite())
+            || buckets.windows(2).any(|pair| pair[0] >= pair[1])
+        {
+            return Err(crate::TelemetryError::setting(
+                "HTTP_SERVER_DURATION_BUCKETS",
+                "expected increasing numbers of seconds, comma-separated, e.g. 0.01,0.1,1",
+            ));
+        }
+        Ok(Self::build(buckets))
+    }
+
+    /// A fresh registry with the buckets of `HTTP_SERVER_DURATION_BUCKETS`, OpenTelemetry's when
+    /// it is unset.
+    pub fn from_settings(
+        settings: &crate::TelemetrySettings,
+    ) -> Result<Self, crate::TelemetryError> {
+        let Some(text) = crate::settings::non_empty(settings.http_duration_buckets.as_deref())
+        else {
+            return Ok(Self::new());
+        };
+        let buckets = text
+            .split(',')
+            .map(|bound| bound.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                crate::TelemetryError::setting(
+                    "HTTP_SERVER_DURATION_BUCKETS",
+                    "expected increasing numbers of seconds, comma-separated, e.g. 0.01,0.1,1",
+                )
+            })?;
+        Self::with_duration_buckets(&buckets)
+    }
+
+    fn build(buckets: &[f64]) -> Self {
+        // Setting buckets only fails for an empty bucket list, which callers rule out.
         let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(REQUEST_DURATION.to_owned()),
-                &DURATION_BUCKETS,
-            )
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = Arc::new(builder.build_recorder());
         let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
@@ -207,15 +252,21 @@ impl HttpMetrics {
         if let Some(histogram) = self.0.durations.read().ok().as_deref().and_then(lookup) {
             return histogram;
         }
-        let labels = [
-            Label::new("method", method),
-            Label::new("route", route.to_owned()),
-            Label::new("status", status.to_string()),
-        ];
-        let histogram = self.0.recorder.register_histogram(
-            &Key::from_parts(REQUEST_DURATION, labels.to_vec()),
-            &METADATA,
-        );
+        // Only on the first request of a route, method and status: the labels are built once.
+        let mut labels = Vec::with_capacity(4);
+        labels.push(Label::new("http_request_method", method));
+        if !route.is_empty() {
+            labels.push(Label::new("http_route", route.to_owned()));
+        }
+        labels.push(Label::new("http_response_status_code", status.to_string()));
+        // OpenTelemetry's `error.type` for a server: the status code of a 5xx answer.
+        if status >= 500 {
+            labels.push(Label::new("error_type", status.to_string()));
+        }
+        let histogram = self
+            .0
+            .recorder
+            .register_histogram(&Key::from_parts(REQUEST_DURATION, labels), &METADATA);
         if let Ok(mut map) = self.0.durations.write() {
             map.entry(route.into())
                 .or_default()

@@ -89,6 +89,11 @@ pub struct TelemetrySettings {
     /// other answers are info.
     #[schemars(extend("x-env" = "ACCESS_LOG_SERVER_ERROR_LEVEL"))]
     pub access_log_server_error_level: Option<String>,
+    /// Upper bounds in seconds of the `http_server_request_duration_seconds` buckets,
+    /// comma-separated and increasing. Default OpenTelemetry's
+    /// `0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10`.
+    #[schemars(extend("x-env" = "HTTP_SERVER_DURATION_BUCKETS"))]
+    pub http_duration_buckets: Option<String>,
 }
 
 /// How log lines are written.

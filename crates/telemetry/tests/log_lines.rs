@@ -411,7 +411,7 @@ fn a_handler_dropped_mid_request_logs_inside_the_request_span() -> anyhow::Resul
 }
 
 #[test]
-fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()> {
+fn http_metrics_count_requests_by_semantic_convention_labels() -> anyhow::Result<()> {
     let _serial = common::serial();
     common::runtime()?.block_on(async {
         let metrics = HttpMetrics::new();
@@ -419,7 +419,13 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
         // What `groundwork-service` counts at the edge, on the same page.
         metrics.shed_requests().increment(2);
         metrics.timed_out_requests().increment(1);
-        for path in ["/v1/orders/1", "/v1/orders/2", "/v1/fail"] {
+        for path in [
+            "/v1/orders/1",
+            "/v1/orders/2",
+            "/v1/fail",
+            "/wp-admin.php",
+            "/.env",
+        ] {
             app.clone()
                 .oneshot(Request::get(path).body(Body::empty())?)
                 .await?;
@@ -452,7 +458,7 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
         let text = String::from_utf8(body.to_vec())?;
         assert!(
             text.contains(
-                r#"http_server_request_duration_seconds_count{method="GET",route="/v1/orders/{id}",status="200"} 2"#
+                r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/v1/orders/{id}",http_response_status_code="200"} 2"#
             ),
             "{text}"
         );
@@ -460,26 +466,75 @@ fn http_metrics_count_requests_by_method_route_and_status() -> anyhow::Result<()
         assert!(text.contains("\nhttp_server_timed_out_requests_total 1\n"), "{text}");
         assert!(
             text.contains(
-                r#"http_server_request_duration_seconds_count{method="GET",route="/v1/fail",status="503"} 1"#
+                r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/v1/fail",http_response_status_code="503",error_type="503"} 1"#
             ),
             "{text}"
         );
         assert!(
-            text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/v1/fail",status="503",le="0.005"}"#),
+            text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/v1/fail",http_response_status_code="503",error_type="503",le="0.005"}"#),
             "semantic-convention buckets: {text}"
         );
         assert!(
             text.contains(
-                r#"http_server_request_duration_seconds_count{method="_OTHER",route="/v1/orders/{id}",status="405"} 2"#
+                r#"http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="/v1/orders/{id}",http_response_status_code="405"} 2"#
             ),
             "{text}"
         );
         assert!(!text.contains("PURGE") && !text.contains("BREW"), "{text}");
+        // Paths no route matched share one series without `http_route`, as OpenTelemetry's HTTP
+        // conventions ask (`{http_route=""}` in PromQL): a scan is counted, its paths are not.
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("wp-admin") && !text.contains(".env"), "{text}");
+        assert!(
+            !text.contains("error_type=\"4"),
+            "only failures (5xx) have error_type: {text}"
+        );
         assert!(text.contains("http_server_active_requests 0"), "{text}");
         assert!(
             !text.contains("route=\"/metrics\""),
             "scrapes are not traffic: {text}"
         );
+        Ok(())
+    })
+}
+
+#[test]
+fn duration_buckets_are_configurable_and_checked() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    common::runtime()?.block_on(async {
+        let metrics = HttpMetrics::with_duration_buckets(&[0.001, 0.1, 1.0])?;
+        app(&metrics)
+            .oneshot(Request::get("/v1/orders/1").body(Body::empty())?)
+            .await?;
+        let text = metrics.render();
+        for le in ["0.001", "0.1", "1", "+Inf"] {
+            assert!(
+                text.contains(&format!(
+                    r#"http_server_request_duration_seconds_bucket{{http_request_method="GET",http_route="/v1/orders/{{id}}",http_response_status_code="200",le="{le}"}}"#
+                )),
+                "{le}: {text}"
+            );
+        }
+        assert!(!text.contains(r#"le="0.005""#), "{text}");
+
+        let mut settings = settings();
+        settings.http_duration_buckets = Some("0.01, 0.5,2".into());
+        assert!(HttpMetrics::from_settings(&settings).is_ok());
+        for bad in ["0.5,0.1", "fast", "0.1,,1"] {
+            settings.http_duration_buckets = Some(bad.into());
+            let error = HttpMetrics::from_settings(&settings).err().map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("HTTP_SERVER_DURATION_BUCKETS")),
+                "{bad:?}: {error:?}"
+            );
+        }
         Ok(())
     })
 }

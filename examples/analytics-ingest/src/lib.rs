@@ -263,6 +263,7 @@ pub fn clickhouse_client(
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ingest> {
     // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
     let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
+    let metrics = HttpMetrics::from_settings(&settings.telemetry)?;
     let clickhouse = clickhouse_client(
         &settings.clickhouse_url,
         &settings.clickhouse_tls,
@@ -336,10 +337,18 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         stats,
     };
     let consumer = tokio::spawn(batcher.run(channel, consumer, consumer_tag, shutdown));
-    let metrics = HttpMetrics::new();
     let router = axum::Router::new()
         .route("/v1/stats", get(stats_handler))
         .with_state(clickhouse)
+        // Inside the layer, so a path no route matches is traced, logged and counted too (the
+        // health router's own fallback, merged below, would bypass it).
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"error":"no such path; the API is GET /v1/stats"}"#,
+            )
+        })
         .layer(telemetry_layer.with_metrics(metrics.clone()))
         .merge(health.router())
         .route("/metrics", metrics.handler());

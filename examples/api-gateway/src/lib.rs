@@ -141,6 +141,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     let settings = Arc::new(settings);
     // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
     let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
+    let metrics = HttpMetrics::from_settings(&settings.telemetry)?;
     let db = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
@@ -236,6 +237,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     Ok(Gateway::assemble(
         state,
         telemetry_layer,
+        metrics,
         health,
         amqp,
         config_feed,
@@ -252,6 +254,14 @@ fn app_router(
     metrics: &HttpMetrics,
 ) -> axum::Router {
     http::router(state)
+        // Inside the layer, so a path no route matches is traced, logged and counted too (the
+        // health router's own fallback, merged below, would bypass it).
+        .fallback(|| async {
+            http::error(
+                axum::http::StatusCode::NOT_FOUND,
+                "no such path; see the API in the README",
+            )
+        })
         .layer(layer.with_metrics(metrics.clone()))
         .merge(health.router())
         .route("/metrics", metrics.handler())
@@ -262,12 +272,12 @@ impl Gateway {
     fn assemble(
         state: AppState,
         telemetry_layer: TelemetryLayer,
+        metrics: HttpMetrics,
         health: Health,
         amqp: Arc<Connection>,
         config_feed: Feed,
         flags_feed: Feed,
     ) -> Self {
-        let metrics = HttpMetrics::new();
         let (config, flags, db) = (state.config.clone(), state.flags.clone(), state.db.clone());
         let settings = Arc::clone(&state.settings);
         let router = app_router(state, telemetry_layer, &health, &metrics);

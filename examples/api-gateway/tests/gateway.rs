@@ -624,6 +624,27 @@ async fn idempotency_keys_of_different_tenants_never_collide() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_path_is_a_json_404_counted_on_metrics_without_its_path() -> Result<()> {
+    let gateway = TestGateway::start().await?;
+    for path in ["/wp-admin.php", "/.env"] {
+        let reply = gateway.get(path).await?;
+        assert_eq!(reply.status, 404, "{}", reply.body);
+        let body: Value = serde_json::from_str(&reply.body)?;
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let metrics = gateway.get("/metrics").await?;
+    assert!(
+        metrics.body.contains(
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404"} 2"#
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(!metrics.body.contains("wp-admin"), "{}", metrics.body);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_limits_come_from_the_settings_and_are_counted_on_metrics() -> Result<()> {
     let gateway = TestGateway::start_with(true, &[("HTTP_MAX_BODY_BYTES", "2048")]).await?;
     // Only the head: a body over the limit is refused from its declared length, and a body the
@@ -635,6 +656,12 @@ async fn the_edge_limits_come_from_the_settings_and_are_counted_on_metrics() -> 
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await?;
     assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
+    assert!(
+        reply.contains("content-type: application/json")
+            && reply
+                .contains(r#"{"error":"the request body is larger than the limit of 2048 bytes"}"#),
+        "{reply}"
+    );
     let metrics = gateway.get("/metrics").await?;
     assert!(
         metrics
