@@ -89,6 +89,10 @@ pub enum TestkitError {
         source: BoxError,
     },
 
+    /// [`plant_canary`](crate::plant_canary) cannot put the canary into the URL.
+    #[error("cannot plant a canary in {url}: {reason}")]
+    Canary { url: String, reason: String },
+
     /// The helper thread or runtime that runs cleanup could not be started.
     #[error("cannot run cleanup for {what}")]
     CleanupRuntime {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod canary;
 #[cfg(any(
     feature = "postgres",
     feature = "redis",
@@ -28,6 +29,7 @@ mod redis;
 #[cfg(feature = "s3")]
 mod s3;
 
+pub use canary::{CapturedOutput, Plant, SECRET_QUERY_PARAMETERS, plant_canary};
 pub use error::TestkitError;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin};
 pub use tls::{TEST_CA_ENV_VAR, TestTls};

@@ -1,58 +1,17 @@
 //! A secret planted in every URL setting of the gateway never appears in anything it prints: its
 //! log lines, its health details, `/metrics`, the `Debug` form of its settings.
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use groundwork_config::Loader;
 use groundwork_example_api_gateway::Settings;
 use groundwork_service::{ServeOptions, Shutdown};
 use groundwork_telemetry::{Telemetry, TelemetrySettings};
-use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
+use groundwork_testkit::{CapturedOutput, Plant, TestAmqp, TestDatabase, TestRedis, plant_canary};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const CANARY: &str = "Gw-Canary-1f3e";
-
-/// Collects the log lines; clones share the buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `url` with the canary as `?password=` and `?sslpassword=`, and as the userinfo password when
-/// `userinfo` (only where the server accepts any password: the test PostgreSQL trusts loopback;
-/// Redis without a password refuses `AUTH`, RabbitMQ checks guest's).
-fn planted(url: &str, userinfo: bool) -> Result<String> {
-    let mut url = url::Url::parse(url)?;
-    if userinfo
-        && url
-            .set_password(Some(&format!("{CANARY}-userinfo")))
-            .is_err()
-    {
-        bail!("{url} cannot have a password");
-    }
-    let planted = format!("password={CANARY}-query&sslpassword={CANARY}-ssl");
-    let query = match url.query() {
-        Some(query) => format!("{query}&{planted}"),
-        None => planted,
-    };
-    url.set_query(Some(&query));
-    Ok(url.to_string())
-}
 
 /// The body of `GET path`, read to the end.
 async fn get(address: std::net::SocketAddr, path: &str) -> Result<String> {
@@ -69,11 +28,13 @@ async fn a_secret_in_any_url_setting_never_appears_in_any_output() -> Result<()>
     let db = TestDatabase::create().await?;
     let redis = TestRedis::create().await?;
     let amqp = TestAmqp::create().await?;
-    let database_url = planted(db.url(), true)?;
-    let redis_url = planted(redis.url(), false)?;
-    let rabbitmq_url = planted(amqp.url(), false)?;
+    // The userinfo password only where the server accepts any: the test PostgreSQL trusts
+    // loopback; Redis without a password refuses `AUTH`, RabbitMQ checks guest's.
+    let database_url = plant_canary(db.url(), CANARY, Plant::EVERYWHERE)?;
+    let redis_url = plant_canary(redis.url(), CANARY, Plant::QUERY)?;
+    let rabbitmq_url = plant_canary(amqp.url(), CANARY, Plant::QUERY)?;
 
-    let captured = Captured::default();
+    let captured = CapturedOutput::new();
     let writer = captured.clone();
     let telemetry = Telemetry::builder(&TelemetrySettings::default())
         .writer(move || writer.clone())
@@ -128,11 +89,7 @@ async fn a_secret_in_any_url_setting_never_appears_in_any_output() -> Result<()>
     gateway.shutdown().await;
     telemetry.force_flush()?;
 
-    let logs = captured
-        .0
-        .lock()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let logs = captured.text();
     assert!(!logs.is_empty(), "the gateway logged nothing");
     outputs.push(("log lines", logs));
     let health = outputs
