@@ -201,6 +201,28 @@ fn request_with_collector_down(c: &mut Criterion) {
             });
         });
     }
+    // The share of the access log line: the same request with it switched off.
+    let quiet = Router::new()
+        .route("/v1/ping", get(|| async { "pong" }))
+        .layer(
+            groundwork_telemetry::http::TelemetryLayer::new()
+                .with_access_log(groundwork_telemetry::http::AccessLog::off()),
+        );
+    let mut settings = TelemetrySettings::default();
+    settings.service_name = Some("api-gateway".into());
+    let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
+        Ok(telemetry) => telemetry,
+        Err(error) => panic!("benchmark setup: {error}"),
+    };
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        c.bench_function("telemetry/request/no_exporter_no_access_log", |b| {
+            b.iter(|| {
+                let request = http::Request::get("/v1/ping").body(Body::empty());
+                let Ok(request) = request else { return };
+                let _ = black_box(runtime.block_on(quiet.clone().oneshot(request)));
+            });
+        });
+    });
 }
 
 criterion_group!(benches, per_event, request_with_collector_down);

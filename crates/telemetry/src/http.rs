@@ -593,9 +593,9 @@ pin_project_lite::pin_project! {
             if let Some(done) = this.done.take()
                 && done.access_log.is_some()
             {
-                let _entered = this.inner.span().enter();
                 tracing::info!(
                     target: ACCESS_LOG_TARGET,
+                    parent: this.inner.span(),
                     method = done.method.as_str(),
                     route = done.route.as_ref().map(MatchedPath::as_str),
                     durationMs = duration_ms(done.started),
@@ -633,13 +633,14 @@ fn duration_ms(started: Instant) -> f64 {
     micros / 1000.0
 }
 
-/// Writes the access log line at `level` with the fields every line has.
+/// Writes the access log line at `level` as an event of `span`: naming the parent costs less than
+/// entering the span (every layer's enter and exit) for one event.
 macro_rules! access_line {
-    ($level:expr, $($fields:tt)*) => {
+    ($level:expr, $span:expr, $($fields:tt)*) => {
         match $level {
-            tracing::Level::ERROR => tracing::error!(target: ACCESS_LOG_TARGET, $($fields)*),
-            tracing::Level::WARN => tracing::warn!(target: ACCESS_LOG_TARGET, $($fields)*),
-            _ => tracing::info!(target: ACCESS_LOG_TARGET, $($fields)*),
+            tracing::Level::ERROR => tracing::error!(target: ACCESS_LOG_TARGET, parent: $span, $($fields)*),
+            tracing::Level::WARN => tracing::warn!(target: ACCESS_LOG_TARGET, parent: $span, $($fields)*),
+            _ => tracing::info!(target: ACCESS_LOG_TARGET, parent: $span, $($fields)*),
         }
     };
 }
@@ -687,9 +688,9 @@ where
                 .as_ref()
                 .ok()
                 .and_then(|response| response.body().size_hint().exact());
-            let _entered = span.enter();
             access_line!(
                 level,
+                span,
                 method = done.method.as_str(),
                 route = done.route.as_ref().map(MatchedPath::as_str),
                 status,
