@@ -17,6 +17,12 @@
 //! named by the matched route (`/v1/orders/{id}`), not the raw path, which keeps label cardinality
 //! bounded.
 //!
+//! A path no route matches goes through the layer only while the router's fallback is layered.
+//! Merging another router after the layer (`.merge(health.router())`) replaces a default fallback
+//! with the merged router's unlayered one, and unknown paths then leave no line, span or count:
+//! give the layered router its own `.fallback(...)` (a JSON 404) before the layer, as the example
+//! services do.
+//!
 //! Each finished request writes one access log line (message `request completed`, target
 //! [`ACCESS_LOG_TARGET`]) inside the request's span, so it carries `traceId`, `spanId` and
 //! `requestId`:
