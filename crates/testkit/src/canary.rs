@@ -115,6 +115,27 @@ impl io::Write for CapturedOutput {
     }
 }
 
+/// The whole response to `GET path` on `address` (status line, headers and body), over a plain
+/// HTTP/1.1 connection that the server closes: what a client of a test service would see.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    Ok(raw)
+}
+
+/// The names of the `(name, text)` outputs whose text contains `canary`; empty when none leaks.
+pub fn outputs_showing<'a>(outputs: &'a [(&'a str, String)], canary: &str) -> Vec<&'a str> {
+    outputs
+        .iter()
+        .filter(|(_, text)| text.contains(canary))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;

@@ -29,7 +29,9 @@ mod redis;
 #[cfg(feature = "s3")]
 mod s3;
 
-pub use canary::{CapturedOutput, Plant, SECRET_QUERY_PARAMETERS, plant_canary};
+pub use canary::{
+    CapturedOutput, Plant, SECRET_QUERY_PARAMETERS, http_get, outputs_showing, plant_canary,
+};
 pub use error::TestkitError;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin};
 pub use tls::{TEST_CA_ENV_VAR, TestTls};
