@@ -24,6 +24,28 @@ fn settings(endpoint: String, protocol: &str) -> TelemetrySettings {
 
 /// Records one span named `name` through `telemetry` and flushes on a blocking thread (the gRPC
 /// exporter needs the runtime's workers meanwhile); returns the flush result and how long it took.
+/// Exports one span named `name` with `settings` and checks that the flush fails within the
+/// timeout and that `receiver` got nothing.
+async fn assert_nothing_delivered(
+    protocol: &str,
+    settings: &TelemetrySettings,
+    receiver: &mut Receiver,
+    name: &'static str,
+) -> anyhow::Result<()> {
+    let (telemetry, _captured) = common::telemetry(settings)?;
+    let (flushed, took) = export_one(telemetry, name).await?;
+    assert!(
+        flushed.is_err(),
+        "{protocol}: the flush reports the failure"
+    );
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS) * 3,
+        "{protocol}: the flush took {took:?}"
+    );
+    assert_eq!(receiver.received(), Vec::<String>::new(), "{protocol}");
+    Ok(())
+}
+
 async fn export_one(
     telemetry: Telemetry,
     name: &'static str,
@@ -100,24 +122,10 @@ fn a_collector_requiring_a_client_certificate_receives_nothing_without_one() -> 
         let pki = Pki::new()?;
         for protocol in ["grpc", "http/protobuf"] {
             let client_ca = Some(pki.ca.certificate_pem());
-            let mut receiver = if protocol == "grpc" {
-                Receiver::grpc(&pki.server, client_ca).await?
-            } else {
-                Receiver::http(&pki.server, client_ca).await?
-            };
+            let mut receiver = Receiver::tls(protocol, &pki.server, client_ca).await?;
             let mut settings = settings(receiver.https_endpoint(), protocol);
             settings.otlp_certificate = Some(pki.ca_file.clone());
-            let (telemetry, _captured) = common::telemetry(&settings)?;
-            let (flushed, took) = export_one(telemetry, "anonymous").await?;
-            assert!(
-                flushed.is_err(),
-                "{protocol}: the flush reports the failure"
-            );
-            assert!(
-                took < Duration::from_millis(TIMEOUT_MS) * 3,
-                "{protocol}: the flush took {took:?}"
-            );
-            assert_eq!(receiver.received(), Vec::<String>::new(), "{protocol}");
+            assert_nothing_delivered(protocol, &settings, &mut receiver, "anonymous").await?;
         }
         Ok(())
     })
@@ -148,24 +156,10 @@ fn a_wrong_ca_delivers_nothing_and_fails_the_flush_within_the_timeout() -> anyho
     runtime()?.block_on(async {
         let pki = Pki::new()?;
         for protocol in ["grpc", "http/protobuf"] {
-            let mut receiver = if protocol == "grpc" {
-                Receiver::grpc(&pki.server, None).await?
-            } else {
-                Receiver::http(&pki.server, None).await?
-            };
+            let mut receiver = Receiver::tls(protocol, &pki.server, None).await?;
             let mut settings = settings(receiver.https_endpoint(), protocol);
             settings.otlp_certificate = Some(pki.wrong_ca_file.clone());
-            let (telemetry, _captured) = common::telemetry(&settings)?;
-            let (flushed, took) = export_one(telemetry, "untrusted").await?;
-            assert!(
-                flushed.is_err(),
-                "{protocol}: the flush reports the failure"
-            );
-            assert!(
-                took < Duration::from_millis(TIMEOUT_MS) * 3,
-                "{protocol}: the flush took {took:?}"
-            );
-            assert_eq!(receiver.received(), Vec::<String>::new(), "{protocol}");
+            assert_nothing_delivered(protocol, &settings, &mut receiver, "untrusted").await?;
         }
         Ok(())
     })
@@ -185,17 +179,7 @@ fn a_plain_collector_behind_https_delivers_nothing_and_fails_the_flush_within_th
             };
             let mut settings = settings(receiver.https_endpoint(), protocol);
             settings.otlp_certificate = Some(pki.ca_file.clone());
-            let (telemetry, _captured) = common::telemetry(&settings)?;
-            let (flushed, took) = export_one(telemetry, "plain").await?;
-            assert!(
-                flushed.is_err(),
-                "{protocol}: the flush reports the failure"
-            );
-            assert!(
-                took < Duration::from_millis(TIMEOUT_MS) * 3,
-                "{protocol}: the flush took {took:?}"
-            );
-            assert_eq!(receiver.received(), Vec::<String>::new(), "{protocol}");
+            assert_nothing_delivered(protocol, &settings, &mut receiver, "plain").await?;
         }
         Ok(())
     })

@@ -106,6 +106,19 @@ impl Receiver {
         names
     }
 
+    /// A TLS receiver for `protocol` (`grpc` or `http/protobuf`).
+    pub async fn tls(
+        protocol: &str,
+        server: &TestCertificate,
+        client_ca: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        if protocol == "grpc" {
+            Self::grpc(server, client_ca).await
+        } else {
+            Self::http(server, client_ca).await
+        }
+    }
+
     /// An OTLP/gRPC receiver over TLS; with `client_ca`, clients must present a certificate it
     /// signed.
     pub async fn grpc(server: &TestCertificate, client_ca: Option<&str>) -> anyhow::Result<Self> {
