@@ -200,3 +200,61 @@ async fn a_refused_tls_connection_names_the_server_and_the_reason() -> Result<()
     );
     Ok(())
 }
+
+/// A secret planted in `DATABASE_URL` (userinfo and query parameters) never appears in what the
+/// CLI prints, when it works and when it cannot connect.
+#[tokio::test]
+async fn the_cli_never_prints_a_secret_from_the_database_url() -> Result<()> {
+    use groundwork_testkit::{Plant, plant_canary};
+    const CANARY: &str = "Fl-Canary-3b9e";
+
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(store::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+    let reachable = plant_canary(db.url(), CANARY, Plant::EVERYWHERE)?;
+    // The server answers at once that the database does not exist: an error path without
+    // waiting for a pool timeout.
+    let missing = db.url().replace(db.name(), "groundwork_no_such_database");
+    let closed = plant_canary(&missing, CANARY, Plant::EVERYWHERE)?;
+    let run = |url: &str, args: &[&str]| -> Result<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+            .env("DATABASE_URL", url)
+            .env("USER", "cli-test")
+            .args(args)
+            .output()?)
+    };
+    let created = run(&reachable, &["create", "canary.flag"])?;
+    let listed = run(&reachable, &["list"])?;
+    let unreachable = run(&closed, &["list"])?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("canary.flag"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        !unreachable.status.success(),
+        "a missing database cannot be listed"
+    );
+    for (what, output) in [
+        ("create", &created),
+        ("list", &listed),
+        ("unreachable", &unreachable),
+    ] {
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !printed.contains(CANARY),
+            "{what} shows a secret:\n{printed}"
+        );
+    }
+    Ok(())
+}

@@ -142,3 +142,55 @@ async fn a_refused_tls_connection_names_the_server_and_the_reason() -> Result<()
     );
     Ok(())
 }
+
+/// A secret planted in `DATABASE_URL` (userinfo and query parameters) never appears in what the
+/// CLI prints, when it works and when it cannot connect.
+#[tokio::test]
+async fn the_cli_never_prints_a_secret_from_the_database_url() -> Result<()> {
+    use groundwork_testkit::{Plant, plant_canary};
+    const CANARY: &str = "Lv-Canary-7e1d";
+
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(config::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+    let reachable = plant_canary(db.url(), CANARY, Plant::EVERYWHERE)?;
+    // The server answers at once that the database does not exist: an error path without
+    // waiting for a pool timeout.
+    let missing = db.url().replace(db.name(), "groundwork_no_such_database");
+    let closed = plant_canary(&missing, CANARY, Plant::EVERYWHERE)?;
+    let run = |url: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+            .env("DATABASE_URL", url)
+            .env_remove("APP_ENV")
+            .args(["--env", "production", "--by", "ops"])
+            .args(args)
+            .output()
+            .context("running groundwork-live")
+    };
+    let created = run(&reachable, &["set", "canary.key", "1", "--create"])?;
+    let listed = run(&reachable, &["list"])?;
+    let unreachable = run(&closed, &["list"])?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stdout(&listed).contains("canary.key"),
+        "{}",
+        stderr(&listed)
+    );
+    assert!(
+        !unreachable.status.success(),
+        "a missing database cannot be listed"
+    );
+    for (what, output) in [
+        ("set", &created),
+        ("list", &listed),
+        ("unreachable", &unreachable),
+    ] {
+        let printed = format!("{}{}", stdout(output), stderr(output));
+        assert!(
+            !printed.contains(CANARY),
+            "{what} shows a secret:\n{printed}"
+        );
+    }
+    Ok(())
+}
