@@ -144,6 +144,39 @@ pub enum BackupError {
         source: std::io::Error,
     },
 
+    /// `restore_command` asked for a WAL file that was never archived (PostgreSQL probes for
+    /// files that do not exist, so this is expected at the end of the archive).
+    #[error("wal file {segment} is not archived in {location}")]
+    WalMissing {
+        /// The file name.
+        segment: String,
+        /// The storage location (without credentials).
+        location: String,
+    },
+
+    /// A WAL file is already archived with different content: two servers write to one archive
+    /// under the same source, or the archive belongs to another cluster.
+    #[error(
+        "wal file {segment} is already archived in {location} with different content; refusing          to overwrite it: check that no other server archives under the same --source"
+    )]
+    WalConflict {
+        /// The file name.
+        segment: String,
+        /// The storage location (without credentials).
+        location: String,
+    },
+
+    /// The archive cannot bring a restore to its target: a WAL file is missing in the middle.
+    #[error("the wal archive in {location} has a gap: {missing} missing ({detail})")]
+    WalGap {
+        /// The first missing file names.
+        missing: String,
+        /// The storage location (without credentials).
+        location: String,
+        /// Which restore needed them.
+        detail: String,
+    },
+
     /// The pipeline failed in a way none of the other variants describe.
     #[error("backup pipeline failed while {action}: {source}")]
     Pipeline {

@@ -22,6 +22,8 @@ mod process;
 #[cfg(feature = "redis")]
 mod redis;
 mod storage;
+#[cfg(feature = "postgres")]
+mod wal;
 
 pub use catalog::{
     BackupEntry, BackupFilter, BackupStatus, PruneReason, PruneReport, PrunedBackup,
@@ -53,3 +55,8 @@ pub use redis::{
     restore_redis_file,
 };
 pub use storage::{S3Options, Storage};
+#[cfg(feature = "postgres")]
+pub use wal::{
+    Lsn, WalFetchReport, WalFileKind, WalFileName, WalPushReport, WalRecord, fetch_wal, list_wal,
+    push_wal, read_wal_record,
+};

@@ -50,6 +50,12 @@ struct Global {
     /// Print one JSON document on stdout (for cron and monitoring); logs stay on stderr.
     #[arg(long, global = true)]
     json: bool,
+    /// A `NAME=value` file supplying the `GROUNDWORK_BACKUP_*` and `AWS_*` settings that neither
+    /// the command line nor the environment gives, e.g. for `archive_command` and
+    /// `restore_command`, which run with the server's environment. Keep it readable by its owner
+    /// only; secrets may also come from `AWS_SECRET_ACCESS_KEY_FILE`.
+    #[arg(long, global = true, env = "GROUNDWORK_BACKUP_ENV_FILE")]
+    env_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +97,37 @@ enum PostgresCommand {
     Restore(PgRestoreArgs),
     /// Restore a backup into a scratch database, compare row counts, drop it.
     Verify(PgRestoreArgs),
+    /// Archive one WAL file, for `archive_command = 'groundwork-backup ... wal-push %p'`.
+    WalPush(WalPushArgs),
+    /// Fetch one archived WAL file, for `restore_command = '... wal-fetch %f %p'`. Exits 1 at once
+    /// for a file that is not archived and 128 for any other failure (a damaged file, a wrong
+    /// key, unreachable storage), which makes PostgreSQL stop recovery instead of ending it early.
+    WalFetch(WalFetchArgs),
+}
+
+#[derive(Debug, Args)]
+struct WalPushArgs {
+    /// The file to archive (`%p`).
+    path: PathBuf,
+    /// The name the cluster's archive is filed under.
+    #[arg(long, env = "GROUNDWORK_BACKUP_SOURCE")]
+    source: Option<String>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+#[derive(Debug, Args)]
+struct WalFetchArgs {
+    /// The file name asked for (`%f`).
+    name: String,
+    /// Where to write it (`%p`).
+    path: PathBuf,
+    /// The name the cluster's archive is filed under.
+    #[arg(long, env = "GROUNDWORK_BACKUP_SOURCE")]
+    source: Option<String>,
+    /// age identity file with the private key, for an encrypted archive.
+    #[arg(long, env = "GROUNDWORK_BACKUP_IDENTITY_FILE")]
+    identity_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +388,12 @@ impl From<KindArg> for BackupKind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
+    let wal_fetch = matches!(
+        cli.command,
+        Command::Postgres {
+            command: PostgresCommand::WalFetch(_)
+        }
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -373,8 +416,17 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        // PostgreSQL asks for files that do not exist (the next timeline's history, the segment
+        // after the last): a quiet 1 tells it there is none.
+        Err(BackupError::WalMissing { .. }) if wal_fetch => ExitCode::from(1),
         Err(err) => {
-            let code: u8 = if err.is_usage() { 2 } else { 1 };
+            let code: u8 = if wal_fetch {
+                WAL_FETCH_FATAL
+            } else if err.is_usage() {
+                2
+            } else {
+                1
+            };
             log("ERROR", &err.to_string());
             if json {
                 println!(
@@ -386,6 +438,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Above 125, so PostgreSQL's startup process treats the failure like a missing command and
+/// stops, instead of taking it for the end of the archive and ending recovery early.
+const WAL_FETCH_FATAL: u8 = 128;
 
 struct Outcome {
     ok: bool,
@@ -402,7 +458,8 @@ async fn run(cli: Cli) -> Result<Outcome, BackupError> {
     if let Command::Keygen { output } = &cli.command {
         return keygen(output, cli.global.json);
     }
-    let storage = open_storage(&cli.global)?;
+    let settings = Settings::load(cli.global.env_file.as_deref())?;
+    let storage = open_storage(&cli.global, &settings)?;
     match cli.command {
         Command::Postgres { command } => match command {
             PostgresCommand::Backup(args) => pg_backup(&storage, args, cli.global.json).await,
@@ -412,6 +469,8 @@ async fn run(cli: Cli) -> Result<Outcome, BackupError> {
             PostgresCommand::Verify(args) => {
                 pg_restore(&storage, args, cli.global.json, true).await
             }
+            PostgresCommand::WalPush(args) => wal_push(&storage, args, &settings).await,
+            PostgresCommand::WalFetch(args) => wal_fetch(&storage, args, &settings).await,
         },
         Command::Redis { command } => match command {
             RedisCommand::Backup(args) => redis_backup(&storage, args, cli.global.json).await,
@@ -538,22 +597,169 @@ fn print_list(entries: &[groundwork_backup::BackupEntry]) {
     }
 }
 
-fn open_storage(global: &Global) -> Result<Storage, BackupError> {
-    let Some(url) = &global.storage else {
+/// Settings from `--env-file`, consulted for what neither the command line nor the environment
+/// gives.
+struct Settings {
+    file: std::collections::HashMap<String, String>,
+}
+
+impl Settings {
+    fn load(path: Option<&std::path::Path>) -> Result<Self, BackupError> {
+        let Some(path) = path else {
+            return Ok(Self {
+                file: std::collections::HashMap::new(),
+            });
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| BackupError::Io {
+            action: "read env file",
+            path: path.display().to_string(),
+            source,
+        })?;
+        // The reader's errors name a line, never its content.
+        let pairs =
+            groundwork_config::parse_env_file(&text).map_err(|err| BackupError::Config {
+                what: "env file",
+                reason: format!("{}: {err}", path.display()),
+            })?;
+        Ok(Self {
+            file: pairs.into_iter().collect(),
+        })
+    }
+
+    /// A setting from the environment, else from the env file; empty values count as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A secret from `NAME`, else from the file named by `NAME_FILE` (trailing newline removed).
+    fn secret(&self, name: &str) -> Result<Option<SecretString>, BackupError> {
+        if let Some(value) = self.get(name) {
+            return Ok(Some(SecretString::from(value)));
+        }
+        let Some(file) = self.get(&format!("{name}_FILE")) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&file).map_err(|source| BackupError::Io {
+            action: "read the secret file named by a _FILE setting",
+            path: file.clone(),
+            source,
+        })?;
+        Ok(Some(SecretString::from(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        )))
+    }
+
+    fn path(&self, given: Option<&PathBuf>, name: &str) -> Option<PathBuf> {
+        given.cloned().or_else(|| self.get(name).map(PathBuf::from))
+    }
+}
+
+fn open_storage(global: &Global, settings: &Settings) -> Result<Storage, BackupError> {
+    let Some(url) = global
+        .storage
+        .clone()
+        .or_else(|| settings.get("GROUNDWORK_BACKUP_STORAGE"))
+    else {
         return Err(storage_missing());
     };
     // Binaries read the standard AWS credential variables; the library reads no environment.
-    let secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let s3 = S3Options {
-        endpoint: global.s3_endpoint.clone(),
-        region: global.s3_region.clone(),
-        access_key_id: secret("AWS_ACCESS_KEY_ID"),
-        secret_access_key: secret("AWS_SECRET_ACCESS_KEY").map(SecretString::from),
-        session_token: secret("AWS_SESSION_TOKEN").map(SecretString::from),
-        allow_http: global.s3_allow_http,
-        path_style: global.s3_path_style,
+    let flag = |given: bool, name: &str| {
+        given
+            || settings
+                .get(name)
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true"))
     };
-    Storage::open(url, &s3)
+    let s3 = S3Options {
+        endpoint: global
+            .s3_endpoint
+            .clone()
+            .or_else(|| settings.get("AWS_ENDPOINT_URL")),
+        region: global
+            .s3_region
+            .clone()
+            .or_else(|| settings.get("AWS_REGION")),
+        access_key_id: settings.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key: settings.secret("AWS_SECRET_ACCESS_KEY")?,
+        session_token: settings.secret("AWS_SESSION_TOKEN")?,
+        allow_http: flag(global.s3_allow_http, "GROUNDWORK_BACKUP_S3_ALLOW_HTTP"),
+        path_style: flag(global.s3_path_style, "GROUNDWORK_BACKUP_S3_PATH_STYLE"),
+    };
+    Storage::open(&url, &s3)
+}
+
+fn source_of(given: Option<&String>, settings: &Settings) -> Result<String, BackupError> {
+    given
+        .cloned()
+        .or_else(|| settings.get("GROUNDWORK_BACKUP_SOURCE"))
+        .ok_or_else(|| BackupError::Config {
+            what: "source name",
+            reason: "pass --source or set GROUNDWORK_BACKUP_SOURCE: the name the cluster's \
+                     archive is filed under"
+                .into(),
+        })
+}
+
+fn identities_of(
+    given: Option<&PathBuf>,
+    settings: &Settings,
+) -> Result<Vec<Identity>, BackupError> {
+    match settings.path(given, "GROUNDWORK_BACKUP_IDENTITY_FILE") {
+        Some(path) => Identity::read_file(&path),
+        None => Ok(Vec::new()),
+    }
+}
+
+async fn wal_push(
+    storage: &Storage,
+    mut args: WalPushArgs,
+    settings: &Settings,
+) -> Result<Outcome, BackupError> {
+    let source = source_of(args.source.as_ref(), settings)?;
+    if let (true, Some(recipients)) = (
+        args.pipeline.recipients.is_empty(),
+        settings.get("GROUNDWORK_BACKUP_RECIPIENTS"),
+    ) {
+        args.pipeline.recipients = recipients.split(',').map(str::to_owned).collect();
+    }
+    let progress = Arc::new(Progress::default());
+    let mut options = pipeline_options(&args.pipeline, &progress)?;
+    options.progress = None;
+    let report = groundwork_backup::push_wal(storage, &source, &args.path, &options).await?;
+    if report.stored_now {
+        log(
+            "INFO",
+            &format!(
+                "archived {} ({} → {} stored)",
+                report.record.name,
+                human_bytes(report.record.object.raw_bytes),
+                human_bytes(report.record.object.stored_bytes)
+            ),
+        );
+    } else {
+        log(
+            "INFO",
+            &format!(
+                "{} was already archived with the same content",
+                report.record.name
+            ),
+        );
+    }
+    Ok(Outcome::ok(to_json(&report)))
+}
+
+async fn wal_fetch(
+    storage: &Storage,
+    args: WalFetchArgs,
+    settings: &Settings,
+) -> Result<Outcome, BackupError> {
+    let source = source_of(args.source.as_ref(), settings)?;
+    let identities = identities_of(args.identity_file.as_ref(), settings)?;
+    let report =
+        groundwork_backup::fetch_wal(storage, &source, &args.name, &args.path, identities).await?;
+    Ok(Outcome::ok(to_json(&report)))
 }
 
 fn storage_missing() -> BackupError {
