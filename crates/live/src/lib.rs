@@ -2,10 +2,12 @@
 
 pub mod config;
 mod feed;
+mod feed_metrics;
 mod name;
 mod snapshot;
 
 pub use feed::{
     Feed, FeedError, FeedOptions, FeedStatus, KeyedTable, Notice, Table, Update, start, start_keyed,
 };
+pub use feed_metrics::{FEED_LAST_LOAD, FEED_STALE, FEED_STALE_SECONDS, record_feed_status};
 pub use name::ControlCharacter;

@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
-use axum::error_handling::future::HandleErrorFuture;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse as _;
@@ -27,7 +25,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-use tower::{BoxError, Service as _, ServiceBuilder};
+use tower::{BoxError, Service as _, ServiceBuilder, ServiceExt as _};
 
 /// Limits at the HTTP edge of a service, applied by [`serve`](crate::serve) to every connection
 /// and request. Every field has a default; embed it in a service's config type (as `http`, the
@@ -135,21 +133,23 @@ pub(crate) fn http1(settings: &EdgeSettings) -> hyper::server::conn::http1::Buil
 }
 
 /// The request side of the edge, shared by every connection: `app` behind the body limit, the
-/// request timeout, the concurrency limit and load shedding (`limited`), and `app` as is for
-/// health probes.
+/// request timeout, the concurrency limit and load shedding (`limited`), `app` as is for health
+/// probes, and what turns the limits' refusals into answers (`answers`).
 #[derive(Clone)]
 pub(crate) struct Edge<L> {
     app: Router,
     limited: L,
+    answers: Arc<ErrorAnswer>,
 }
 
-/// The service behind the limits: what [`edge`] wraps `app` in.
+/// The service behind the limits: what [`edge`] wraps `app` in. Its errors are the limits'
+/// refusals, which [`ErrorAnswer`] turns into answers.
 pub(crate) trait LimitedService:
     tower::Service<
         Request<Incoming>,
         Response = Response<Body>,
-        Error = Infallible,
-        Future = HandleErrorFuture,
+        Error = BoxError,
+        Future: Send + 'static,
     > + Clone
     + Send
     + Sync
@@ -161,8 +161,8 @@ impl<T> LimitedService for T where
     T: tower::Service<
             Request<Incoming>,
             Response = Response<Body>,
-            Error = Infallible,
-            Future = HandleErrorFuture,
+            Error = BoxError,
+            Future: Send + 'static,
         > + Clone
         + Send
         + Sync
@@ -170,25 +170,27 @@ impl<T> LimitedService for T where
 {
 }
 
-/// `app` behind the limits of `settings`, counting into `metrics`.
+/// `app` behind the limits of `settings`, counting into `metrics`; with `telemetry`, the edge's
+/// own answers pass through it.
 pub(crate) fn edge(
     app: Router,
     settings: &EdgeSettings,
     metrics: EdgeMetrics,
+    #[cfg(feature = "telemetry")] telemetry: Option<groundwork_telemetry::http::TelemetryLayer>,
 ) -> Edge<impl LimitedService> {
-    let answer = Arc::new(ErrorAnswer {
+    let answers = Arc::new(ErrorAnswer {
         metrics,
         retry_after: HeaderValue::from(settings.retry_after_secs),
         max_concurrent_requests: settings.max_concurrent_requests.max(1),
         request_timeout_ms: settings.request_timeout_ms.max(1),
+        max_body_bytes: settings.max_body_bytes,
+        #[cfg(feature = "telemetry")]
+        telemetry,
     });
     let max_body_bytes = settings.max_body_bytes;
     // Cloning a `ConcurrencyLimit` shares its semaphore, so every connection's clone counts
     // against the one limit.
     let limited = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |error: BoxError| {
-            std::future::ready(answer.answer(&error))
-        }))
         .map_response(
             move |response: Response<tower_http::limit::ResponseBody<Body>>| {
                 too_large_as_json(response.map(Body::new), max_body_bytes)
@@ -203,7 +205,11 @@ pub(crate) fn edge(
         // Extractors (`Bytes`, `Json`, ...) otherwise stop at axum's own 2 MB.
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .service(app.clone());
-    Edge { app, limited }
+    Edge {
+        app,
+        limited,
+        answers,
+    }
 }
 
 impl<L> std::fmt::Debug for Edge<L> {
@@ -219,15 +225,114 @@ fn is_probe(path: &str) -> bool {
 }
 
 /// Turns the errors of the limits into answers: 503 with `Retry-After` for a shed request, 503
-/// for a timed-out one, each counted.
+/// for a timed-out one, each counted; 413 for a body declared over the limit. With a telemetry
+/// layer, each answer is traced, counted and access-logged through it, since it never reaches the
+/// router's own layer.
 struct ErrorAnswer {
     metrics: EdgeMetrics,
     retry_after: HeaderValue,
     max_concurrent_requests: usize,
     request_timeout_ms: u64,
+    max_body_bytes: usize,
+    #[cfg(feature = "telemetry")]
+    telemetry: Option<groundwork_telemetry::http::TelemetryLayer>,
+}
+
+/// What the telemetry layer needs of a request the edge answers itself, kept before the request
+/// goes on: its method and URI, and the headers that carry a trace context or a request id. Every
+/// part is reference-counted, so keeping it copies no bytes.
+#[cfg(feature = "telemetry")]
+struct EdgeRequest {
+    started: std::time::Instant,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: [Option<HeaderValue>; 4],
+}
+
+#[cfg(feature = "telemetry")]
+const EDGE_REQUEST_HEADERS: [&str; 4] = ["traceparent", "tracestate", "baggage", "x-request-id"];
+
+#[cfg(feature = "telemetry")]
+impl EdgeRequest {
+    fn new<B>(request: &Request<B>) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: EDGE_REQUEST_HEADERS.map(|name| request.headers().get(name).cloned()),
+        }
+    }
+
+    fn into_request(self) -> Request<()> {
+        let mut request = Request::new(());
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        for (name, value) in EDGE_REQUEST_HEADERS.into_iter().zip(self.headers) {
+            if let Some(value) = value {
+                request
+                    .headers_mut()
+                    .insert(axum::http::HeaderName::from_static(name), value);
+            }
+        }
+        request
+    }
+}
+
+/// A request as far as the edge's own answers need it: its [`EdgeRequest`] with telemetry, nothing
+/// without.
+#[cfg(feature = "telemetry")]
+type Seen = Option<EdgeRequest>;
+#[cfg(not(feature = "telemetry"))]
+struct Seen;
+
+#[cfg(feature = "telemetry")]
+impl ErrorAnswer {
+    /// Notes what an answer of the edge to `request` would need.
+    fn see<B>(&self, request: &Request<B>) -> Seen {
+        self.telemetry.as_ref().map(|_| EdgeRequest::new(request))
+    }
+
+    /// Sends `response`, the edge's own answer to the request `seen`, through the telemetry layer.
+    async fn send(&self, seen: Seen, response: Response<Body>) -> Response<Body> {
+        match (&self.telemetry, seen) {
+            (Some(telemetry), Some(seen)) => {
+                let started = seen.started;
+                telemetry
+                    .record_answer(seen.into_request(), started, response)
+                    .await
+            }
+            _ => response,
+        }
+    }
+}
+
+#[cfg(not(feature = "telemetry"))]
+impl ErrorAnswer {
+    #[expect(clippy::unused_self, reason = "the same call as with telemetry")]
+    fn see<B>(&self, _: &Request<B>) -> Seen {
+        Seen
+    }
+
+    #[expect(clippy::unused_async, reason = "the same call as with telemetry")]
+    async fn send(&self, _: Seen, response: Response<Body>) -> Response<Body> {
+        response
+    }
 }
 
 impl ErrorAnswer {
+    /// The 413 for a request whose `Content-Length` is over the limit, before its body is read.
+    fn declared_too_large<B>(&self, request: &Request<B>) -> Option<Response<Body>> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse::<u64>()
+            .ok()?;
+        (declared > u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX))
+            .then(|| too_large(self.max_body_bytes))
+    }
+
     fn answer(&self, error: &BoxError) -> Response<Body> {
         if error.is::<tower::load_shed::error::Overloaded>() {
             self.metrics.shed.increment(1);
@@ -270,16 +375,18 @@ fn too_large_as_json(response: Response<Body>, max_body_bytes: usize) -> Respons
         return response;
     }
     let (mut parts, _) = response.into_parts();
-    let body = serde_json::json!({
-        "error": format!("the request body is larger than the limit of {max_body_bytes} bytes")
-    })
-    .to_string();
+    let (json, body) = too_large(max_body_bytes).into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(body))
+    parts.headers.extend(json.headers);
+    Response::from_parts(parts, body)
+}
+
+/// 413 `{"error": ...}` naming the body limit.
+fn too_large(max_body_bytes: usize) -> Response<Body> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than the limit of {max_body_bytes} bytes"),
+    )
 }
 
 /// `{"error": message}`, the shape Groundwork's services answer errors in.
@@ -393,20 +500,40 @@ struct ConnectionService<L> {
     activity: Arc<Activity>,
 }
 
+/// The future of a request through the limits.
+type LimitedFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
 impl<L: LimitedService> hyper::service::Service<Request<Incoming>> for ConnectionService<L> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Running<Either<RouteFuture<Infallible>, HandleErrorFuture>>;
+    type Future = Running<Either<RouteFuture<Infallible>, LimitedFuture>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(Arc::clone(&self.activity));
-        // Both services are always ready (the limit answers instead of waiting), so they are
-        // called without `poll_ready`, as hyper-util's bridge does through `oneshot`.
+        // The router is always ready, so it is called without `poll_ready`, as hyper-util's
+        // bridge does through `oneshot`.
         let future = if is_probe(request.uri().path()) {
             Either::Left(self.edge.app.clone().call(request))
         } else {
-            Either::Right(self.edge.limited.clone().call(request))
+            let answers = Arc::clone(&self.edge.answers);
+            let seen = answers.see(&request);
+            if let Some(response) = answers.declared_too_large(&request) {
+                Either::Right(
+                    Box::pin(async move { Ok(answers.send(seen, response).await) })
+                        as LimitedFuture,
+                )
+            } else {
+                // `oneshot` polls readiness first: load shedding decides there.
+                let limited = self.edge.limited.clone().oneshot(request);
+                Either::Right(Box::pin(async move {
+                    let response = match limited.await {
+                        Ok(response) => return Ok(response),
+                        Err(error) => answers.answer(&error),
+                    };
+                    Ok(answers.send(seen, response).await)
+                }) as LimitedFuture)
+            }
         };
         Running {
             future,

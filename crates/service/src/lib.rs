@@ -113,6 +113,14 @@ pub struct ServeOptions {
     pub edge: EdgeSettings,
     /// Counters of shed and timed-out requests; none by default.
     pub metrics: EdgeMetrics,
+    /// The telemetry layer of the service's router (`telemetry` feature). The answers `serve`
+    /// gives itself — 503 for a request shed at the concurrency limit or stopped by the request
+    /// timeout, 413 for a body whose `Content-Length` is over the limit — never reach the router,
+    /// so without it they leave no access log line and no `http_server_request_duration_seconds`
+    /// count. With it, each passes through the layer: a span, `X-Request-ID`, the histogram
+    /// (without `http_route`) and the access log line. None by default.
+    #[cfg(feature = "telemetry")]
+    pub telemetry: Option<groundwork_telemetry::http::TelemetryLayer>,
 }
 
 impl Default for ServeOptions {
@@ -121,6 +129,8 @@ impl Default for ServeOptions {
             drain_delay: Duration::from_secs(1),
             edge: EdgeSettings::default(),
             metrics: EdgeMetrics::default(),
+            #[cfg(feature = "telemetry")]
+            telemetry: None,
         }
     }
 }
@@ -175,7 +185,13 @@ pub async fn serve(
 
     let http = edge::http1(&options.edge);
     let idle = options.edge.idle_timeout();
-    let edge = edge::edge(app, &options.edge, options.metrics);
+    let edge = edge::edge(
+        app,
+        &options.edge,
+        options.metrics,
+        #[cfg(feature = "telemetry")]
+        options.telemetry,
+    );
     // `stop` tells connections to finish; every connection task holds a `closed` receiver, so
     // the sender's `closed()` completes once the last connection is gone.
     let (stop, stopped) = watch::channel(false);

@@ -44,6 +44,7 @@ impl Server {
                 shed: metrics::Counter::from_arc(Arc::clone(&shed)),
                 timed_out: metrics::Counter::from_arc(Arc::clone(&timed_out)),
             },
+            ..ServeOptions::default()
         };
         let task = tokio::spawn({
             let shutdown = shutdown.clone();

@@ -125,7 +125,13 @@ struct MetricsInner {
     /// Histograms by route, then method and status: registering one per request would build its
     /// labels and hash them every time.
     durations: RwLock<DurationsByRoute>,
+    /// What [`HttpMetrics::on_render`] added: run before every render, with the registry as the
+    /// thread's `metrics` recorder.
+    collectors: RwLock<Vec<Collector>>,
 }
+
+/// A function that sets gauges through the `metrics` facade when the page is rendered.
+type Collector = Box<dyn Fn() + Send + Sync>;
 
 impl fmt::Debug for HttpMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,6 +195,27 @@ impl HttpMetrics {
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = Arc::new(builder.build_recorder());
+        // Help text for every family: `promtool check metrics` refuses a page without it.
+        recorder.describe_histogram(
+            REQUEST_DURATION.into(),
+            Some(metrics::Unit::Seconds),
+            "Duration of HTTP server requests, until the response head.".into(),
+        );
+        recorder.describe_gauge(
+            ACTIVE_REQUESTS.into(),
+            None,
+            "HTTP server requests being served.".into(),
+        );
+        recorder.describe_counter(
+            SHED_REQUESTS.into(),
+            None,
+            "Requests answered 503 at once because the concurrency limit was reached.".into(),
+        );
+        recorder.describe_counter(
+            TIMED_OUT_REQUESTS.into(),
+            None,
+            "Requests answered 503 because they ran longer than the request timeout.".into(),
+        );
         let active = recorder.register_gauge(&Key::from_name(ACTIVE_REQUESTS), &METADATA);
         // Registered up front, so the page shows them at 0 before the first overload.
         let shed = recorder.register_counter(&Key::from_name(SHED_REQUESTS), &METADATA);
@@ -199,7 +226,32 @@ impl HttpMetrics {
             shed,
             timed_out,
             durations: RwLock::default(),
+            collectors: RwLock::default(),
         }))
+    }
+
+    /// Runs `collect` every time the page is rendered, before it is rendered, with this registry as
+    /// the calling thread's `metrics` recorder: `metrics::gauge!(...)` and friends inside it land
+    /// on this page even when another recorder is the global one. For values read when scraped,
+    /// such as the connection-pool gauges of the `pools` module.
+    pub fn on_render(&self, collect: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut collectors) = self.0.collectors.write() {
+            collectors.push(Box::new(collect));
+        }
+    }
+
+    /// Adds the process metrics of `metrics-process` to the page, read from the operating system
+    /// at every render: `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+    /// `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`, `process_open_fds`,
+    /// `process_max_fds`, `process_start_time_seconds` and `process_threads`, named as the
+    /// Prometheus client libraries name them.
+    #[cfg(feature = "process")]
+    #[must_use]
+    pub fn with_process_metrics(self) -> Self {
+        let collector = metrics_process::Collector::default();
+        metrics::with_local_recorder(&*self.0.recorder, || collector.describe());
+        self.on_render(move || collector.collect());
+        self
     }
 
     /// Makes this registry the process-wide `metrics` recorder, so the service's own
@@ -223,6 +275,15 @@ impl HttpMetrics {
 
     /// The Prometheus text exposition of every metric in the registry.
     pub fn render(&self) -> String {
+        if let Ok(collectors) = self.0.collectors.read()
+            && !collectors.is_empty()
+        {
+            metrics::with_local_recorder(&*self.0.recorder, || {
+                for collect in collectors.iter() {
+                    collect();
+                }
+            });
+        }
         self.0.recorder.handle().render()
     }
 
@@ -477,6 +538,52 @@ impl TelemetryLayer {
         self.metrics = Some(metrics);
         self
     }
+
+    /// Passes `response`, an answer given in front of the router for `request` (received at
+    /// `started`), through the layer as if a handler had given it: a server span continuing the
+    /// caller's trace, `X-Request-ID` taken or made and echoed, the duration histogram (without
+    /// `http_route`: no route was matched) and the access log line. For answers that never reach
+    /// the router, such as `groundwork-service`'s 503 of load shedding or of the request timeout
+    /// and its 413 for a declared body over the limit.
+    pub async fn record_answer<B>(
+        &self,
+        request: Request<()>,
+        started: Instant,
+        response: Response<B>,
+    ) -> Response<B>
+    where
+        B: axum::body::HttpBody + Default,
+    {
+        let mut service = tower::Layer::layer(self, Answered(Some(response)));
+        match service.call_at(request, started).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// The inner service of [`TelemetryLayer::record_answer`]: answers its one request with the
+/// response it holds.
+struct Answered<B>(Option<Response<B>>);
+
+impl<B: Default> Answered<B> {
+    fn take(&mut self) -> Response<B> {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl<ReqBody, B: Default> tower::Service<Request<ReqBody>> for Answered<B> {
+    type Response = Response<B>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Response<B>, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<ReqBody>) -> Self::Future {
+        std::future::ready(Ok(self.take()))
+    }
 }
 
 impl<S> tower::Layer<S> for TelemetryLayer {
@@ -512,8 +619,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let started = Instant::now();
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.call_at(request, Instant::now())
+    }
+}
+
+impl<S> TelemetryService<S> {
+    /// [`tower::Service::call`] for a request received at `started`.
+    fn call_at<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+        started: Instant,
+    ) -> TelemetryFuture<S::Future>
+    where
+        S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let method = request.method().clone();
         // An `Arc<str>` inside: cloning it copies no bytes.
         let route = request.extensions().get::<MatchedPath>().cloned();

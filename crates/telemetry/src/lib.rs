@@ -18,6 +18,8 @@ mod tls;
 pub mod amqp;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "postgres", feature = "redis", feature = "amqp"))]
+pub mod pools;
 
 pub use error::TelemetryError;
 pub use json::JsonLayer;

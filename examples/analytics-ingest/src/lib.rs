@@ -25,8 +25,8 @@ use clickhouse::Row;
 use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_health::{ClickHouseCheck, Health, RabbitMqCheck};
-use groundwork_service::Shutdown;
 use groundwork_service::amqp::WorkQueue;
+use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
 use groundwork_telemetry::TelemetrySettings;
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::message::Delivery;
@@ -234,6 +234,9 @@ pub struct Ingest {
     pub router: axum::Router,
     /// The health state.
     pub health: Health,
+    /// The metrics behind `/metrics`: HTTP, process and the RabbitMQ connection.
+    pub metrics: HttpMetrics,
+    telemetry: TelemetryLayer,
     stats: watch::Receiver<IngestStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
     amqp: Arc<Connection>,
@@ -259,11 +262,36 @@ pub fn clickhouse_client(
     )
 }
 
+/// `GET /v1/stats` behind the telemetry layer, plus health and `/metrics`, which stay outside it:
+/// probes and scrapes are not traffic.
+fn app_router(
+    clickhouse: clickhouse::Client,
+    telemetry: TelemetryLayer,
+    health: &Health,
+    metrics: &HttpMetrics,
+) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/stats", get(stats_handler))
+        .with_state(clickhouse)
+        // Inside the layer, so a path no route matches is traced, logged and counted too (the
+        // health router's own fallback, merged below, would bypass it).
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"error":"no such path; the API is GET /v1/stats"}"#,
+            )
+        })
+        .layer(telemetry)
+        .merge(health.router())
+        .route("/metrics", metrics.handler())
+}
+
 /// Connects, creates the table, declares the queues, and starts consuming.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ingest> {
     // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
     let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
-    let metrics = HttpMetrics::from_settings(&settings.telemetry)?;
+    let metrics = HttpMetrics::from_settings(&settings.telemetry)?.with_process_metrics();
     let clickhouse = clickhouse_client(
         &settings.clickhouse_url,
         &settings.clickhouse_tls,
@@ -327,6 +355,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         .build()
         .context("building the health checks")?;
 
+    metrics.on_render({
+        let amqp = Arc::clone(&amqp);
+        move || groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp)
+    });
     let (stats, stats_receiver) = watch::channel(IngestStats::default());
     let batcher = Batcher {
         queue: settings.queue.clone(),
@@ -337,25 +369,14 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         stats,
     };
     let consumer = tokio::spawn(batcher.run(channel, consumer, consumer_tag, shutdown));
-    let router = axum::Router::new()
-        .route("/v1/stats", get(stats_handler))
-        .with_state(clickhouse)
-        // Inside the layer, so a path no route matches is traced, logged and counted too (the
-        // health router's own fallback, merged below, would bypass it).
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":"no such path; the API is GET /v1/stats"}"#,
-            )
-        })
-        .layer(telemetry_layer.with_metrics(metrics.clone()))
-        .merge(health.router())
-        .route("/metrics", metrics.handler());
+    let telemetry = telemetry_layer.with_metrics(metrics.clone());
+    let router = app_router(clickhouse, telemetry.clone(), &health, &metrics);
     tracing::info!(queue = %settings.queue, batch_size = settings.batch_size, "consuming");
     Ok(Ingest {
         router,
         health,
+        metrics,
+        telemetry,
         stats: stats_receiver,
         consumer,
         amqp,
@@ -363,6 +384,21 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
 }
 
 impl Ingest {
+    /// How `groundwork_service::serve` serves the router: the edge limits `edge`, shed and
+    /// timed-out requests counted on `/metrics`, and the edge's own answers (503, 413) traced,
+    /// counted and access-logged by the router's telemetry layer.
+    pub fn serve_options(&self, edge: EdgeSettings) -> ServeOptions {
+        ServeOptions {
+            edge,
+            metrics: EdgeMetrics {
+                shed: self.metrics.shed_requests(),
+                timed_out: self.metrics.timed_out_requests(),
+            },
+            telemetry: Some(self.telemetry.clone()),
+            ..ServeOptions::default()
+        }
+    }
+
     /// Counters of what the ingest has done; `changed()` wakes after every batch.
     pub fn stats(&self) -> watch::Receiver<IngestStats> {
         self.stats.clone()

@@ -33,8 +33,7 @@ async fn main() -> anyhow::Result<()> {
 
     let options = ServeOptions {
         drain_delay: Duration::ZERO,
-        edge,
-        ..ServeOptions::default()
+        ..ingest.serve_options(edge)
     };
     groundwork_service::serve_at(
         &address,

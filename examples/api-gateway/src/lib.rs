@@ -37,6 +37,7 @@ use groundwork_live::config::{LiveConfig, Setting};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_migrate::{MigrateOptions, MigrationSet, Migrator, TableName};
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
+use groundwork_telemetry::pools;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -98,6 +99,8 @@ pub struct Gateway {
     pub flags: Flags,
     /// The HTTP metrics behind `/metrics`.
     pub metrics: HttpMetrics,
+    /// The router's telemetry layer, which also sees the answers `serve` gives itself.
+    telemetry: TelemetryLayer,
     settings: Arc<Settings>,
     db: PgPool,
     amqp: Arc<Connection>,
@@ -141,7 +144,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     let settings = Arc::new(settings);
     // `ACCESS_LOG`, `ACCESS_LOG_SKIP_PATHS`, ...: checked before anything is connected.
     let telemetry_layer = TelemetryLayer::from_settings(&settings.telemetry)?;
-    let metrics = HttpMetrics::from_settings(&settings.telemetry)?;
+    let metrics = HttpMetrics::from_settings(&settings.telemetry)?.with_process_metrics();
     let db = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
@@ -225,6 +228,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .build()
         .context("building the health checks")?;
 
+    observe(&metrics, &db, &redis, &amqp, &config_feed, &flags_feed);
     let state = AppState {
         db,
         redis,
@@ -243,6 +247,28 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         config_feed,
         flags_feed,
     ))
+}
+
+/// Puts the gauges of the gateway's connections and feeds on its `/metrics` page, read at every
+/// scrape: the PostgreSQL and Redis pools, the RabbitMQ connection, and the freshness of the
+/// config and flag feeds.
+fn observe(
+    metrics: &HttpMetrics,
+    db: &PgPool,
+    redis: &deadpool_redis::Pool,
+    amqp: &Arc<Connection>,
+    config_feed: &Feed,
+    flags_feed: &Feed,
+) {
+    let (db, redis, amqp) = (db.clone(), redis.clone(), Arc::clone(amqp));
+    let (config, flags) = (config_feed.statuses(), flags_feed.statuses());
+    metrics.on_render(move || {
+        pools::record_pg_pool("postgres", &db);
+        pools::record_redis_pool("redis", &redis);
+        pools::record_amqp_connection("rabbitmq", &amqp);
+        groundwork_live::record_feed_status("config", &config.borrow());
+        groundwork_live::record_feed_status("flags", &flags.borrow());
+    });
 }
 
 /// The API behind the telemetry layer (traces, request ids, HTTP metrics, access log), plus health
@@ -280,13 +306,15 @@ impl Gateway {
     ) -> Self {
         let (config, flags, db) = (state.config.clone(), state.flags.clone(), state.db.clone());
         let settings = Arc::clone(&state.settings);
-        let router = app_router(state, telemetry_layer, &health, &metrics);
+        let telemetry = telemetry_layer.with_metrics(metrics.clone());
+        let router = app_router(state, telemetry.clone(), &health, &metrics);
         Self {
             router,
             health,
             config,
             flags,
             metrics,
+            telemetry,
             settings,
             db,
             amqp,
@@ -297,7 +325,8 @@ impl Gateway {
 
     /// How `groundwork_service::serve` serves the router: the drain delay and edge limits from
     /// the settings (`SHUTDOWN_DRAIN_MS`, `HTTP_*`), shed and timed-out requests counted on
-    /// `/metrics`.
+    /// `/metrics`, and the edge's own answers (503, 413) traced, counted and access-logged by the
+    /// router's telemetry layer.
     pub fn serve_options(&self) -> groundwork_service::ServeOptions {
         groundwork_service::ServeOptions {
             drain_delay: Duration::from_millis(self.settings.shutdown_drain_ms),
@@ -306,6 +335,7 @@ impl Gateway {
                 shed: self.metrics.shed_requests(),
                 timed_out: self.metrics.timed_out_requests(),
             },
+            telemetry: Some(self.telemetry.clone()),
         }
     }
 

@@ -21,9 +21,10 @@ use anyhow::{Context as _, bail};
 use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_health::{Health, PostgresCheck, RabbitMqCheck};
-use groundwork_service::Shutdown;
 use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries};
+use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
 use groundwork_telemetry::TelemetrySettings;
+use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -205,10 +206,14 @@ struct Context {
 
 /// A started worker: consuming until the [`Shutdown`] it was given fires.
 pub struct Worker {
-    /// The health endpoints.
+    /// The health endpoints and `/metrics`.
     pub router: axum::Router,
     /// The health state.
     pub health: Health,
+    /// The metrics behind `/metrics`: process, the PostgreSQL pool, the RabbitMQ connection, and
+    /// the answers of the HTTP edge.
+    pub metrics: HttpMetrics,
+    telemetry: TelemetryLayer,
     stats: watch::Receiver<WorkerStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
     amqp: Arc<Connection>,
@@ -225,6 +230,9 @@ impl std::fmt::Debug for Worker {
 /// `shutdown` fires and finishes the ones it holds; if the broker connection is lost it fires
 /// `shutdown` itself, so the process exits and its supervisor restarts it.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Worker> {
+    // `ACCESS_LOG`, `HTTP_SERVER_DURATION_BUCKETS`, ...: checked before anything is connected.
+    let telemetry = TelemetryLayer::from_settings(&settings.telemetry)?;
+    let metrics = HttpMetrics::from_settings(&settings.telemetry)?.with_process_metrics();
     let db = PgPoolOptions::new()
         .max_connections(u32::from(settings.prefetch).clamp(2, 32))
         .acquire_timeout(Duration::from_secs(5))
@@ -292,6 +300,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .build()
         .context("building the health checks")?;
 
+    metrics.on_render({
+        let (db, amqp) = (db.clone(), Arc::clone(&amqp));
+        move || {
+            groundwork_telemetry::pools::record_pg_pool("postgres", &db);
+            groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp);
+        }
+    });
     let (stats, stats_receiver) = watch::channel(WorkerStats::default());
     let context = Arc::new(Context {
         queue: settings.queue.clone(),
@@ -305,8 +320,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
     let consumer = tokio::spawn(consume(context, setup, consumer, consumer_tag, shutdown));
     tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
     Ok(Worker {
-        router: health.router(),
+        router: health.router().route("/metrics", metrics.handler()),
         health,
+        telemetry: telemetry.with_metrics(metrics.clone()),
+        metrics,
         stats: stats_receiver,
         consumer,
         amqp,
@@ -315,6 +332,21 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
 }
 
 impl Worker {
+    /// How `groundwork_service::serve` serves the router: the edge limits `edge`, shed and
+    /// timed-out requests counted on `/metrics`, and the edge's own answers (503, 413) counted and
+    /// access-logged.
+    pub fn serve_options(&self, edge: EdgeSettings) -> ServeOptions {
+        ServeOptions {
+            edge,
+            metrics: EdgeMetrics {
+                shed: self.metrics.shed_requests(),
+                timed_out: self.metrics.timed_out_requests(),
+            },
+            telemetry: Some(self.telemetry.clone()),
+            ..ServeOptions::default()
+        }
+    }
+
     /// Counters of what the worker has done; `changed()` wakes on every handled message.
     pub fn stats(&self) -> watch::Receiver<WorkerStats> {
         self.stats.clone()

@@ -30,8 +30,7 @@ async fn main() -> anyhow::Result<()> {
 
     let options = ServeOptions {
         drain_delay: Duration::ZERO,
-        edge,
-        ..ServeOptions::default()
+        ..worker.serve_options(edge)
     };
     groundwork_service::serve_at(
         &address,
