@@ -224,3 +224,41 @@ fn the_flags_core_builds_without_a_database_or_a_runtime() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn library_code_needs_nothing_outside_its_packaged_crate() -> Result<()> {
+    // A crate used from a registry or a git tag is built from its package alone, and a binary
+    // runs where no source exists: no path baked in from the build machine, no file included
+    // from outside the crate's own directory.
+    let mut offenders = Vec::new();
+    for (name, file) in library_sources()? {
+        let crate_dir = workspace_root().join("crates").join(&name).canonicalize()?;
+        for (line_number, line) in code_lines(&file)? {
+            let at = || format!("{}:{line_number}: {}", file.display(), line.trim());
+            if line.contains("env!(\"CARGO_MANIFEST_DIR\")") {
+                offenders.push(format!("{} (a build machine's path)", at()));
+            }
+            for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+                let Some(start) = line.find(macro_name) else {
+                    continue;
+                };
+                let rest = &line[start + macro_name.len()..];
+                let included = rest.split('"').next().unwrap_or_default();
+                let base = file.parent().unwrap_or(&crate_dir);
+                let inside = base
+                    .join(included)
+                    .canonicalize()
+                    .is_ok_and(|path| path.starts_with(&crate_dir));
+                if !inside {
+                    offenders.push(format!("{} (outside {})", at(), crate_dir.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code reaching outside its package:\n{}",
+        offenders.join("\n")
+    );
+    Ok(())
+}

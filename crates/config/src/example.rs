@@ -26,13 +26,31 @@ use crate::schema::{ConfigSchema, KeySpec, Secrecy, ValueKind};
 /// assert!(text.contains("JWT_SECRET=your_jwt_secret_"));
 /// ```
 pub fn env_example<T: JsonSchema>() -> String {
-    render(&ConfigSchema::of::<T>())
+    env_example_generated_by::<T>("cargo xtask env-example")
 }
 
-pub(crate) fn render(schema: &ConfigSchema) -> String {
-    let mut out = String::from(
-        "# Generated from the service's config type by `cargo xtask env-example`; do not edit.\n\
-         # Copy to .env for local development. Real values never go into this file or into git.\n\
+/// [`env_example`] whose first line names `command` as the one that regenerates the file, for
+/// services with their own way of writing it (e.g. `UPDATE_ENV_EXAMPLE=1 cargo test`).
+///
+/// ```
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Settings {
+///     /// Port the HTTP server listens on.
+///     port: u16,
+/// }
+///
+/// let text = groundwork_config::env_example_generated_by::<Settings>("make env");
+/// assert!(text.starts_with("# Generated from the service's config type by `make env`;"));
+/// ```
+pub fn env_example_generated_by<T: JsonSchema>(command: &str) -> String {
+    render(&ConfigSchema::of::<T>(), command)
+}
+
+pub(crate) fn render(schema: &ConfigSchema, command: &str) -> String {
+    let mut out =
+        format!("# Generated from the service's config type by `{command}`; do not edit.\n");
+    out.push_str(
+        "# Copy to .env for local development. Real values never go into this file or into git.\n\
          # Any variable can instead be given as NAME_FILE=/path/to/file (Docker/Kubernetes secrets).\n\
          \n\
          # Deployment environment: development, test, staging or production. Selects\n\

@@ -12,7 +12,7 @@ mod sources;
 
 pub use app_env::{AppEnv, UnknownAppEnv};
 pub use env_file::{EnvFileError, export_line, parse_env_file, quote_env_value};
-pub use example::env_example;
+pub use example::{env_example, env_example_generated_by};
 pub use loader::Loader;
 pub use redact::{SECRET_QUERY_PARAMS, is_secret_query_param, redact_url, split_url_secrets};
 pub use report::{ConfigError, Problem, ProblemKind};

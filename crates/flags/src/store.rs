@@ -37,9 +37,10 @@ pub async fn migrate(
     groundwork_migrate::migrate_on_startup_with(pool, migrator).await
 }
 
-/// The directory holding the migrations, for `groundwork-migrate --dir` and similar tools.
-pub fn migrations_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+/// Writes [`MIGRATIONS`] into `dir` (created if missing), for `groundwork-migrate --dir` and
+/// similar tools that read a directory. The SQL is embedded, so no source checkout is needed.
+pub fn write_migrations(dir: &std::path::Path) -> std::io::Result<()> {
+    groundwork_live::write_migration_files(dir, MIGRATIONS)
 }
 
 /// The columns `name, enabled, rollout_pct, whitelist, description` of a flag.

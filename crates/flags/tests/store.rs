@@ -327,3 +327,28 @@ async fn readers_never_see_a_partial_set() -> Result<()> {
     assert!(handle.await?);
     Ok(())
 }
+
+#[test]
+fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
+    let out = tempfile::tempdir()?;
+    let dir = out.path().join("migrations");
+    store::write_migrations(&dir)?;
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut names: Vec<String> = std::fs::read_dir(&source)?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    names.sort();
+    let mut written: Vec<String> = std::fs::read_dir(&dir)?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    written.sort();
+    assert_eq!(written, names, "every file of migrations/ is embedded");
+    for name in &names {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name))?,
+            std::fs::read_to_string(source.join(name))?,
+            "{name}"
+        );
+    }
+    Ok(())
+}

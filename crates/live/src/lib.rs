@@ -3,6 +3,7 @@
 pub mod config;
 mod feed;
 mod feed_metrics;
+mod migration_files;
 mod name;
 mod snapshot;
 
@@ -10,4 +11,5 @@ pub use feed::{
     Feed, FeedError, FeedOptions, FeedStatus, KeyedTable, Notice, Table, Update, start, start_keyed,
 };
 pub use feed_metrics::{FEED_LAST_LOAD, FEED_STALE, FEED_STALE_SECONDS, record_feed_status};
+pub use migration_files::write_migration_files;
 pub use name::ControlCharacter;

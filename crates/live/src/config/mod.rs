@@ -28,7 +28,7 @@ use tokio::sync::watch as signal;
 
 pub use file::{FileError, FileSource, load_file};
 pub use source::{Source, SourceError};
-pub use table::{CHANNEL, MIGRATIONS, load_env, migrations_dir, watch};
+pub use table::{CHANNEL, MIGRATIONS, load_env, watch, write_migrations};
 
 type Hasher = foldhash::fast::RandomState;
 

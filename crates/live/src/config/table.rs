@@ -23,9 +23,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The directory holding the migrations, for `groundwork-migrate --dir` and similar tools.
-pub fn migrations_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+/// Writes [`MIGRATIONS`] into `dir` (created if missing), for `groundwork-migrate --dir` and
+/// similar tools that read a directory. The SQL is embedded, so no source checkout is needed.
+pub fn write_migrations(dir: &std::path::Path) -> std::io::Result<()> {
+    crate::write_migration_files(dir, MIGRATIONS)
 }
 
 /// The columns `key, value, revision, description, updated_by` of an entry.
