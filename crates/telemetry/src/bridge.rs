@@ -69,7 +69,14 @@ pub(crate) fn with_remote_parent(
         carried: has_baggage.then(|| parent.clone()),
     };
     let _restore = Restore(REMOTE_PARENT.with(|slot| slot.borrow_mut().replace(remote)));
-    make_span()
+    let span = make_span();
+    // Still in the slot: no fast bridge made the span. Under tracing-opentelemetry's layer (the
+    // standard path) the parent is set on the span instead, before anything starts it.
+    #[cfg(feature = "otel-standard")]
+    if REMOTE_PARENT.with(|slot| slot.borrow().is_some()) {
+        crate::standard::set_parent(&span, parent);
+    }
+    span
 }
 
 /// Puts back what the slot held before, also when `make_span` panics or nests another call, so a

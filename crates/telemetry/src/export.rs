@@ -45,7 +45,7 @@ pub(crate) fn pipeline(settings: &TelemetrySettings) -> Result<Pipeline, Telemet
             let batch: Arc<dyn SpanProcessor> =
                 Arc::new(BatchSpanProcessor::builder(exporter).build());
             (
-                builder.with_span_processor(SharedProcessor(Arc::clone(&batch))),
+                builder.with_span_processor(MaskSecretValues(SharedProcessor(Arc::clone(&batch)))),
                 Some(batch),
             )
         }
@@ -77,5 +77,49 @@ fn sampler(choice: SamplerChoice) -> Sampler {
             ParentBasedRoot::AlwaysOff => Sampler::AlwaysOff,
             ParentBasedRoot::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
         })),
+    }
+}
+
+/// Masks the `value` attribute of a span event whose `key` attribute names a secret (`sslpassword`,
+/// `token`, ...; see `groundwork_config::SECRET_QUERY_PARAMS`), as the log line and the fast bridge
+/// do: sqlx logs the connection URL parameters it does not know as `warn!(%key, %value, ..)`. The
+/// spans that reach the provider's processor are those of tracing-opentelemetry's layer (the
+/// standard path) and those started through OpenTelemetry's API.
+#[cfg(feature = "otlp")]
+#[derive(Debug)]
+struct MaskSecretValues(SharedProcessor);
+
+#[cfg(feature = "otlp")]
+impl SpanProcessor for MaskSecretValues {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: opentelemetry_sdk::trace::SpanData) {
+        for event in &mut span.events.events {
+            let secret = event.attributes.iter().any(|kv| {
+                kv.key.as_str() == "key"
+                    && groundwork_config::is_secret_query_param(&kv.value.as_str())
+            });
+            if secret {
+                for kv in &mut event.attributes {
+                    if kv.key.as_str() == "value" {
+                        kv.value = opentelemetry::Value::from("***");
+                    }
+                }
+            }
+        }
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
     }
 }

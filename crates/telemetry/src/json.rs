@@ -29,8 +29,10 @@ use crate::bridge::SpanState;
 /// Writes one JSON object per event, in the platform's log line format.
 ///
 /// `traceId` and `spanId` are the W3C ids of the event's innermost span, which the OpenTelemetry
-/// bridge installed by [`crate::init`] gives every `tracing` span (used alone, the layer takes them
-/// from the current OpenTelemetry context instead). Outside a span both keys are absent. `context` holds the event's fields followed by
+/// bridge installed by [`crate::init`] gives every `tracing` span: Groundwork's own on the fast
+/// path, tracing-opentelemetry's span data on the standard path (`otel-standard`). Used alone, the
+/// layer takes them from the current OpenTelemetry context instead. Outside a span both keys are
+/// absent. `context` holds the event's fields followed by
 /// the fields of its enclosing spans, innermost first; a name already written is skipped, so the
 /// innermost value wins.
 ///
@@ -48,6 +50,10 @@ pub struct JsonLayer<W = fn() -> std::io::Stdout> {
     /// The service name, already escaped as the inside of a JSON string.
     service: Box<str>,
     make_writer: W,
+    /// The subscriber this layer is part of, where tracing-opentelemetry's span data is found on
+    /// the standard path.
+    #[cfg(feature = "otel-standard")]
+    dispatch: std::sync::OnceLock<tracing_core::dispatcher::WeakDispatch>,
 }
 
 impl JsonLayer {
@@ -58,6 +64,8 @@ impl JsonLayer {
         Self {
             service: escaped.into_boxed_str(),
             make_writer: std::io::stdout,
+            #[cfg(feature = "otel-standard")]
+            dispatch: std::sync::OnceLock::new(),
         }
     }
 }
@@ -71,6 +79,8 @@ impl<W> JsonLayer<W> {
         JsonLayer {
             service: self.service,
             make_writer,
+            #[cfg(feature = "otel-standard")]
+            dispatch: self.dispatch,
         }
     }
 }
@@ -267,6 +277,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
+    #[cfg(feature = "otel-standard")]
+    fn on_register_dispatch(&self, subscriber: &tracing_core::Dispatch) {
+        // The first subscriber is the one this layer lives in; a layer is not moved between them.
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         // Sized for a typical span up front: growing from empty would copy the bytes several times.
@@ -370,6 +386,14 @@ where
         line.push_str("\",\"service\":\"");
         line.push_str(&self.service);
         line.push('"');
+        // The standard path's ids, from tracing-opentelemetry's span data; read with no span's
+        // extensions borrowed, since that may start the OpenTelemetry span.
+        #[cfg(feature = "otel-standard")]
+        let ids = ids.or_else(|| {
+            let id = ctx.event_span(event)?.id();
+            let dispatch = self.dispatch.get()?.upgrade()?;
+            crate::standard::ids_of(&id, &dispatch)
+        });
         // The bridge's ids; without it, those of an OpenTelemetry context someone else made current.
         let ids = ids.or_else(|| {
             opentelemetry::Context::map_current(|cx| {

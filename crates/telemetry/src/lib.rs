@@ -10,6 +10,8 @@ mod otlp;
 mod pretty;
 mod propagation;
 mod settings;
+#[cfg(feature = "otel-standard")]
+mod standard;
 mod subscriber;
 #[cfg(feature = "otlp")]
 mod tls;
@@ -27,5 +29,6 @@ pub use level::LogLevelHandle;
 pub use propagation::{current_context, extract, inject, with_remote_parent};
 pub use settings::{
     LogFormat, OtlpProtocol, ParentBasedRoot, PropagatorChoice, SamplerChoice, TelemetrySettings,
+    TracingBridge,
 };
 pub use subscriber::{Telemetry, TelemetryBuilder, init};

@@ -26,10 +26,16 @@ pub(crate) fn install(choices: &[PropagatorChoice]) {
 /// The OpenTelemetry context of the current `tracing` span, with the baggage its trace received:
 /// what [`inject`] sends on. Empty outside a span or when the subscriber is not Groundwork's.
 ///
-/// `tracing` spans are not made current in OpenTelemetry's own thread-local context (that would
-/// cost every poll of every instrumented future); this is the way to their ids.
+/// On the fast path (`TELEMETRY_BRIDGE=fast`, the default) `tracing` spans are not made current in
+/// OpenTelemetry's own thread-local context (that would cost every poll of every instrumented
+/// future), so this is the way to their ids; on the standard path it reads tracing-opentelemetry's
+/// span data, as `OpenTelemetrySpanExt::context` does.
 pub fn current_context() -> Context {
-    crate::bridge::context_of(&tracing::Span::current()).unwrap_or_default()
+    let span = tracing::Span::current();
+    let context = crate::bridge::context_of(&span);
+    #[cfg(feature = "otel-standard")]
+    let context = context.or_else(|| crate::standard::context_of(&span));
+    context.unwrap_or_default()
 }
 
 /// Creates a span continuing a caller's trace: the first span `make_span` creates gets the span in

@@ -94,6 +94,29 @@ pub struct TelemetrySettings {
     /// `0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10`.
     #[schemars(extend("x-env" = "HTTP_SERVER_DURATION_BUCKETS"))]
     pub http_duration_buckets: Option<String>,
+    /// How `tracing` spans become OpenTelemetry spans: fast (the default, Groundwork's own bridge)
+    /// or standard (tracing-opentelemetry's layer, for crates built on its `OpenTelemetrySpanExt`;
+    /// needs groundwork-telemetry's `otel-standard` feature).
+    #[schemars(extend("x-env" = "TELEMETRY_BRIDGE"))]
+    pub bridge: TracingBridge,
+}
+
+/// How `tracing` spans get their OpenTelemetry identity and reach the exporter.
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TracingBridge {
+    /// Groundwork's own bridge: ids for every span at a fraction of the cost. Crates that read the
+    /// trace through tracing-opentelemetry's `OpenTelemetrySpanExt` get an empty context; use
+    /// [`crate::current_context`], [`crate::inject`] and [`crate::with_remote_parent`] instead.
+    #[default]
+    Fast,
+    /// tracing-opentelemetry's `OpenTelemetryLayer`: OpenTelemetry's own context follows the
+    /// entered span, so `OpenTelemetrySpanExt` consumers (reqwest-tracing, OpenTelemetry
+    /// middlewares) and spans started through OpenTelemetry's API join the trace. Needs the
+    /// `otel-standard` feature.
+    Standard,
 }
 
 /// How log lines are written.

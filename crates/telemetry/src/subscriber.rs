@@ -12,16 +12,21 @@ use tracing_subscriber::{Registry, reload};
 use crate::bridge::OtelBridge;
 use crate::json::JsonLayer;
 use crate::level::{LogLevelHandle, parse_filter};
-use crate::settings::{LogFormat, TelemetrySettings};
+use crate::settings::{LogFormat, TelemetrySettings, TracingBridge};
 use crate::{TelemetryError, export, propagation};
 
 /// How long [`Telemetry::shutdown`] and drop wait for the last spans to reach the collector.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The registry with the OpenTelemetry bridge.
-type Bridged = Layered<OtelBridge, Registry>;
+/// The registry with Groundwork's OpenTelemetry bridge, present on the fast path.
+type Bridged = Layered<Option<OtelBridge>, Registry>;
+/// With tracing-opentelemetry's layer, present on the standard path.
+#[cfg(feature = "otel-standard")]
+type Standard = Layered<Option<crate::standard::StandardLayer<Bridged>>, Bridged>;
+#[cfg(not(feature = "otel-standard"))]
+type Standard = Bridged;
 /// Everything below the level filter: bridge and formatter.
-pub(crate) type Formatted = Layered<Box<dyn Layer<Bridged> + Send + Sync>, Bridged>;
+pub(crate) type Formatted = Layered<Box<dyn Layer<Standard> + Send + Sync>, Standard>;
 
 /// Sets up telemetry from `settings` and installs it for the whole process: the global `tracing`
 /// subscriber, OpenTelemetry's global tracer provider and propagator.
@@ -84,8 +89,23 @@ where
         let export::Pipeline { provider, exporter } = export::pipeline(settings)?;
 
         let (filter, reload_handle) = reload::Layer::new(filter);
-        let bridge = OtelBridge::new(settings.sampler()?, exporter);
-        let formatter: Box<dyn Layer<Bridged> + Send + Sync> = match settings.log_format {
+        // One of the two bridges; the other layer is absent (`None`), which costs a branch.
+        let bridge = match settings.bridge {
+            TracingBridge::Fast => Some(OtelBridge::new(settings.sampler()?, exporter)),
+            TracingBridge::Standard => None,
+        };
+        #[cfg(feature = "otel-standard")]
+        let standard = (settings.bridge == TracingBridge::Standard)
+            .then(|| crate::standard::layer::<Bridged>(&provider));
+        #[cfg(not(feature = "otel-standard"))]
+        if settings.bridge == TracingBridge::Standard {
+            return Err(TelemetryError::setting(
+                "TELEMETRY_BRIDGE",
+                "this build has no standard path; enable groundwork-telemetry's `otel-standard` \
+                 feature",
+            ));
+        }
+        let formatter: Box<dyn Layer<Standard> + Send + Sync> = match settings.log_format {
             LogFormat::Pretty => Box::new(
                 tracing_subscriber::fmt::layer()
                     .fmt_fields(crate::pretty::PrettyFields::default())
@@ -99,10 +119,10 @@ where
         // One global level filter and no per-layer filters: a disabled event is then one cached
         // callsite check, and spans skip per-layer filter bookkeeping on every callback. The
         // bridge itself ignores events below WARN.
-        let subscriber = Registry::default()
-            .with(bridge)
-            .with(formatter)
-            .with(filter);
+        let subscriber = Registry::default().with(bridge);
+        #[cfg(feature = "otel-standard")]
+        let subscriber = subscriber.with(standard);
+        let subscriber = subscriber.with(formatter).with(filter);
         Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
             provider,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Captured, str_at};
 use fake_opentelemetry_collector::FakeCollectorServer;
-use groundwork_telemetry::{Telemetry, TelemetrySettings, amqp};
+use groundwork_telemetry::{Telemetry, amqp};
 use groundwork_testkit::TestAmqp;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
@@ -31,7 +31,7 @@ async fn the_consumer_span_is_a_child_of_the_publisher_span() -> anyhow::Result<
     let mut collector = FakeCollectorServer::start()
         .await
         .map_err(|error| anyhow::anyhow!("cannot start the collector: {error}"))?;
-    let mut settings = TelemetrySettings::default();
+    let mut settings = common::default_settings();
     settings.service_name = Some("order-pipeline".into());
     settings.otlp_endpoint = Some(collector.endpoint());
     let captured = Captured::default();

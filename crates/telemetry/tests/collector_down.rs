@@ -7,8 +7,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use common::Captured;
+use groundwork_telemetry::Telemetry;
 use groundwork_telemetry::http::TelemetryLayer;
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
 use http::Request;
 use tower::ServiceExt as _;
 
@@ -20,7 +20,7 @@ async fn an_unreachable_collector_costs_one_warning_and_no_failed_request() -> a
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut settings = TelemetrySettings::default();
+    let mut settings = common::default_settings();
     settings.service_name = Some("api-gateway".into());
     settings.otlp_endpoint = Some(format!("http://127.0.0.1:{port}"));
     settings.otlp_timeout = Some(500);

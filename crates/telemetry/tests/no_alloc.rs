@@ -7,13 +7,21 @@
 use std::alloc::System;
 use std::hint::black_box;
 
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, TracingBridge};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
 static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 type Test = fn() -> Result<(), String>;
+
+/// The bridge to measure: `TELEMETRY_BRIDGE=standard` runs these tests on the standard path.
+fn bridge() -> TracingBridge {
+    match std::env::var("TELEMETRY_BRIDGE").as_deref() {
+        Ok("standard") => TracingBridge::Standard,
+        _ => TracingBridge::Fast,
+    }
+}
 
 fn main() {
     let tests: [(&str, Test); 2] = [
@@ -49,6 +57,7 @@ fn the_access_log_line_adds_no_allocation_to_a_request() -> Result<(), String> {
     use tower::{Layer as _, Service as _};
 
     let mut settings = TelemetrySettings::default();
+    settings.bridge = bridge();
     settings.service_name = Some("api-gateway".into());
     let telemetry = Telemetry::builder(&settings)
         .writer(std::io::sink)
@@ -96,6 +105,7 @@ fn the_access_log_line_adds_no_allocation_to_a_request() -> Result<(), String> {
 
 fn info_events_in_nested_spans_allocate_nothing() -> Result<(), String> {
     let mut settings = TelemetrySettings::default();
+    settings.bridge = bridge();
     settings.service_name = Some("query-engine".into());
     let telemetry = Telemetry::builder(&settings)
         .writer(std::io::sink)

@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::routing::get;
 use common::{Captured, str_at};
 use fake_opentelemetry_collector::FakeCollectorServer;
+use groundwork_telemetry::Telemetry;
 use groundwork_telemetry::http::TelemetryLayer;
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
 use http::Request;
 use tower::ServiceExt as _;
 
@@ -20,7 +20,7 @@ async fn exported_spans_log_lines_and_the_incoming_traceparent_share_ids() -> an
     let mut collector = FakeCollectorServer::start()
         .await
         .map_err(|error| anyhow::anyhow!("cannot start the collector: {error}"))?;
-    let mut settings = TelemetrySettings::default();
+    let mut settings = common::default_settings();
     settings.service_name = Some("api-gateway".into());
     settings.otlp_endpoint = Some(collector.endpoint());
     settings.otlp_protocol = Some("grpc".into());

@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::tls::{Pki, Receiver};
-use groundwork_telemetry::TelemetrySettings;
 
 /// The file the system's roots are loaded from.
 const ROOTS: &str = "SSL_CERT_FILE";
@@ -66,7 +65,7 @@ fn spans_reach_a_collector_whose_ca_is_among_the_system_roots() -> anyhow::Resul
             } else {
                 Receiver::http(&server, None).await?
             };
-            let mut settings = TelemetrySettings::default();
+            let mut settings = common::default_settings();
             settings.service_name = Some("query-engine".into());
             settings.otlp_endpoint = Some(receiver.https_endpoint());
             settings.otlp_protocol = Some(protocol.into());

@@ -14,7 +14,7 @@ use groundwork_telemetry::{Telemetry, TelemetrySettings};
 const TIMEOUT_MS: u64 = 2000;
 
 fn settings(endpoint: String, protocol: &str) -> TelemetrySettings {
-    let mut settings = TelemetrySettings::default();
+    let mut settings = common::default_settings();
     settings.service_name = Some("query-engine".into());
     settings.otlp_endpoint = Some(endpoint);
     settings.otlp_protocol = Some(protocol.into());

@@ -12,7 +12,7 @@ use common::tls::{Pki, Receiver};
 use groundwork_telemetry::{Telemetry, TelemetrySettings};
 
 fn settings(endpoint: String, protocol: &str, ca: &std::path::Path) -> TelemetrySettings {
-    let mut settings = TelemetrySettings::default();
+    let mut settings = common::default_settings();
     settings.service_name = Some("query-engine".into());
     settings.otlp_endpoint = Some(endpoint);
     settings.otlp_protocol = Some(protocol.into());

@@ -2,7 +2,7 @@
 //! standard variable names.
 
 use groundwork_config::Loader;
-use groundwork_telemetry::{LogFormat, TelemetrySettings};
+use groundwork_telemetry::{LogFormat, TelemetrySettings, TracingBridge};
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct ServiceSettings {
@@ -87,4 +87,24 @@ fn a_bad_log_format_is_reported_with_its_variable() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(error.contains("LOG_FORMAT"), "{error}");
+}
+
+#[test]
+fn the_bridge_is_fast_unless_telemetry_bridge_asks_for_the_standard_path() -> anyhow::Result<()> {
+    let default: ServiceSettings = Loader::new().no_dotenv().vars([("PORT", "1")]).load()?;
+    assert_eq!(default.telemetry.bridge, TracingBridge::Fast);
+    let standard: ServiceSettings = Loader::new()
+        .no_dotenv()
+        .vars([("TELEMETRY_BRIDGE", "standard")])
+        .load()?;
+    assert_eq!(standard.telemetry.bridge, TracingBridge::Standard);
+    let error = Loader::new()
+        .no_dotenv()
+        .vars([("TELEMETRY_BRIDGE", "tracing-opentelemetry")])
+        .load::<ServiceSettings>()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("TELEMETRY_BRIDGE"), "{error}");
+    Ok(())
 }

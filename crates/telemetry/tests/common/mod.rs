@@ -7,7 +7,7 @@ pub mod tls;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, TracingBridge};
 use serde_json::{Map, Value};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -73,9 +73,31 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// The bridge these tests run on: `TELEMETRY_BRIDGE=standard cargo test -p groundwork-telemetry`
+/// runs the same tests on the standard path (tracing-opentelemetry's layer); unset or `fast`, on
+/// Groundwork's own bridge.
+pub fn bridge() -> TracingBridge {
+    match std::env::var("TELEMETRY_BRIDGE").as_deref() {
+        Ok("standard") => TracingBridge::Standard,
+        _ => TracingBridge::Fast,
+    }
+}
+
+/// Whether these tests run on the standard path (see [`bridge`]).
+pub fn standard() -> bool {
+    bridge() == TracingBridge::Standard
+}
+
+/// Default settings on the bridge these tests run on (see [`bridge`]).
+pub fn default_settings() -> TelemetrySettings {
+    let mut settings = TelemetrySettings::default();
+    settings.bridge = bridge();
+    settings
+}
+
 /// Settings for the service `query-engine`, everything else default.
 pub fn settings() -> TelemetrySettings {
-    let mut settings = TelemetrySettings::default();
+    let mut settings = default_settings();
     settings.service_name = Some("query-engine".into());
     settings
 }
