@@ -9,7 +9,7 @@
 //! working directory (so no `.env` or `config/` of the developer's leaks in), and owns every
 //! resource it uses, so it runs beside `cargo xtask up` and other tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -214,6 +214,63 @@ fn lines_with_trace<'a>(log: &'a [Value], trace_id: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Scrapes each service's `/metrics`: the page must pass `promtool check metrics`, show the
+/// process metrics and the service's connection gauges, and, with `groundwork-backup`'s metrics,
+/// serve every metric that `deploy/prometheus/alerts.yml` and the Grafana dashboard query.
+async fn check_metrics_pages(services: &[&Service]) -> Result<()> {
+    let mut served: BTreeSet<String> =
+        groundwork_tests::families(&groundwork_backup::render_metrics(&[]));
+    for service in services {
+        let (status, page) = request(service.address, "GET /metrics", "", &[]).await?;
+        if status != 200 {
+            bail!("{} answered {status} on /metrics: {page}", service.name);
+        }
+        groundwork_tests::promtool(Path::new("."), &["check", "metrics"], Some(&page))
+            .with_context(|| format!("{}'s /metrics:\n{page}", service.name))?;
+        let families = groundwork_tests::families(&page);
+        let mut expected = vec![
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+            "rabbitmq_connection_up",
+            "http_server_shed_requests_total",
+        ];
+        match service.name {
+            "api-gateway" => expected.extend([
+                "http_server_request_duration_seconds",
+                "db_client_connections_usage",
+                "db_client_connections_max",
+                "live_feed_stale",
+                "live_feed_last_load_timestamp_seconds",
+            ]),
+            "order-worker" => expected.extend(["db_client_connections_usage"]),
+            _ => expected.push("http_server_request_duration_seconds"),
+        }
+        for family in expected {
+            if !families.contains(family) {
+                bail!("{} serves no {family}:\n{page}", service.name);
+            }
+        }
+        let up = page
+            .lines()
+            .find(|line| line.starts_with("rabbitmq_connection_up{"))
+            .unwrap_or_default();
+        if !up.ends_with(" 1") {
+            bail!("{}: RabbitMQ connection not up: {up:?}", service.name);
+        }
+        served.extend(families);
+    }
+    for (place, query) in groundwork_tests::deploy_queries()? {
+        for metric in groundwork_tests::metric_names(&query) {
+            if !served.contains(&metric) {
+                bail!("{place} reads {metric}, which no service serves; served: {served:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
 // One scenario, read top to bottom: splitting it would hide the order of events it checks.
 #[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +430,10 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
                 .await,
         );
     }
+
+    // Every service's `/metrics`, as Prometheus scrapes it, passes `promtool check metrics` and
+    // serves what the alert rules and the dashboard in `deploy/` read.
+    check_metrics_pages(&[&gateway, &worker, &ingest]).await?;
 
     // A flag and a config value change in the database; the running gateway follows.
     sqlx::query(

@@ -3,7 +3,7 @@
 //! (`amqp` feature).
 //!
 //! Each function sets its gauges through the `metrics` facade, so it records into whatever
-//! recorder is current; register it with [`HttpMetrics::on_render`](crate::http::HttpMetrics::on_render)
+//! recorder is current; register it with `HttpMetrics::on_render`
 //! (`http` feature) to have it run on every scrape of that page:
 //!
 //! ```no_run
