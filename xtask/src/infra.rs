@@ -3,7 +3,8 @@
 //! `up` looks for each service in turn at the URL in its environment variable, on its standard local
 //! port, and at a server that an earlier `up` started; only when none answers does it start a server
 //! of its own, natively (no containers), on a dedicated port with data and logs in
-//! `<target>/infra/<service>/`. Missing servers are installed with apt-get (as root) and pip unless
+//! `<target>/infra/<service>/`. PgBouncer (transaction pooling) is started in front of whichever
+//! PostgreSQL answers. Missing servers are installed with apt-get (as root) and pip unless
 //! `--no-install` is given. The URLs end up in `<target>/infra/env` as `export KEY=value` lines, the
 //! value quoted by `groundwork_config::quote_env_value` (single quotes, only when it holds a
 //! character a shell would interpret), so that a shell and `groundwork_config::parse_env_file` —
@@ -14,6 +15,7 @@
 //! server that `up` reused is never touched.
 
 mod clickhouse;
+mod pgbouncer;
 mod postgres;
 mod probe;
 pub(crate) mod process;
@@ -35,7 +37,7 @@ use self::probe::{Endpoint, Probe};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum InfraCommand {
-    /// Reuse or start postgres, redis, rabbitmq, clickhouse, s3 (moto) and the TLS endpoints; write
+    /// Reuse or start postgres, pgbouncer, redis, rabbitmq, clickhouse, s3 (moto) and the TLS endpoints; write
     /// target/infra/env
     Up {
         /// Fail with the command to run instead of installing missing servers
@@ -74,6 +76,8 @@ struct UpOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Service {
     Postgres,
+    /// PgBouncer in transaction pooling mode in front of PostgreSQL.
+    PgBouncer,
     Redis,
     RabbitMq,
     ClickHouse,
@@ -110,8 +114,9 @@ struct Spec {
 
 impl Service {
     /// In start order: the TLS endpoints come after the servers they front.
-    const ALL: [Service; 8] = [
+    const ALL: [Service; 9] = [
         Service::Postgres,
+        Service::PgBouncer,
         Service::Redis,
         Service::RabbitMq,
         Service::ClickHouse,
@@ -124,6 +129,7 @@ impl Service {
     fn spec(self) -> &'static Spec {
         match self {
             Service::Postgres => &postgres::SPEC,
+            Service::PgBouncer => &pgbouncer::SPEC,
             Service::Redis => &redis::SPEC,
             Service::RabbitMq => &rabbitmq::SPEC,
             Service::ClickHouse => &clickhouse::SPEC,
@@ -138,6 +144,7 @@ impl Service {
     fn missing_packages(self) -> Vec<&'static str> {
         match self {
             Service::Postgres => postgres::missing_packages(),
+            Service::PgBouncer => pgbouncer::missing_packages(),
             Service::Redis => redis::missing_packages(),
             Service::RabbitMq => rabbitmq::missing_packages(),
             Service::ClickHouse => clickhouse::missing_packages(),
@@ -152,6 +159,7 @@ impl Service {
     fn start(self, dir: &Path, running: &[Running]) -> Result<()> {
         match self {
             Service::Postgres => postgres::start(dir),
+            Service::PgBouncer => pgbouncer::start(dir, running),
             Service::Redis => redis::start(dir),
             Service::RabbitMq => rabbitmq::start(dir),
             Service::ClickHouse => clickhouse::start(dir),
@@ -167,7 +175,8 @@ impl Service {
         match self {
             Service::Postgres => postgres::stop(dir),
             Service::RabbitMq => rabbitmq::stop(dir),
-            Service::Redis
+            Service::PgBouncer
+            | Service::Redis
             | Service::ClickHouse
             | Service::S3
             | Service::RedisTls

@@ -20,6 +20,8 @@ pub const INFRA_ENV_VAR: &str = "GROUNDWORK_INFRA_ENV";
 #[non_exhaustive]
 pub enum Service {
     Postgres,
+    /// PgBouncer in transaction pooling mode in front of the PostgreSQL server.
+    PgBouncer,
     Redis,
     RabbitMq,
     ClickHouse,
@@ -28,8 +30,9 @@ pub enum Service {
 
 impl Service {
     /// Every service, in the order of the feature table.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Postgres,
+        Service::PgBouncer,
         Service::Redis,
         Service::RabbitMq,
         Service::ClickHouse,
@@ -40,6 +43,7 @@ impl Service {
     pub fn env_var(self) -> &'static str {
         match self {
             Service::Postgres => "DATABASE_URL",
+            Service::PgBouncer => "PGBOUNCER_URL",
             Service::Redis => "REDIS_URL",
             Service::RabbitMq => "RABBITMQ_URL",
             Service::ClickHouse => "CLICKHOUSE_URL",
@@ -51,6 +55,8 @@ impl Service {
     pub fn default_url(self) -> &'static str {
         match self {
             Service::Postgres => "postgres://postgres@127.0.0.1:5432/postgres",
+            // Where `cargo xtask infra up` starts one.
+            Service::PgBouncer => "postgres://postgres@127.0.0.1:56432/postgres",
             Service::Redis => "redis://127.0.0.1:6379",
             Service::RabbitMq => "amqp://guest:guest@127.0.0.1:5672/%2f",
             Service::ClickHouse => "http://127.0.0.1:8123",
@@ -63,6 +69,7 @@ impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Service::Postgres => "postgresql",
+            Service::PgBouncer => "pgbouncer",
             Service::Redis => "redis",
             Service::RabbitMq => "rabbitmq",
             Service::ClickHouse => "clickhouse",

@@ -108,6 +108,28 @@ impl TestDatabase {
         &self.pool
     }
 
+    /// A connection URL for this database through PgBouncer in transaction pooling mode
+    /// (`PGBOUNCER_URL`, found like every server URL; `cargo xtask infra up` starts one in front
+    /// of the test PostgreSQL), with the PgBouncer URL's credentials. The database must be the
+    /// one behind that PgBouncer; an unusable URL is an error.
+    ///
+    /// Through transaction pooling every transaction may run on another server connection:
+    /// `LISTEN` never delivers, and statements prepared outside a transaction may be missing
+    /// on the next one (connect with `statement_cache_capacity(0)` and query inside
+    /// transactions, or use unprepared statements).
+    pub fn pgbouncer_url(&self) -> Result<String, TestkitError> {
+        let env = InfraEnv::discover()?;
+        let url = env.url(Service::PgBouncer);
+        let Some(parts) = UrlParts::parse(&url) else {
+            return Err(TestkitError::invalid_url(
+                Service::PgBouncer,
+                &url,
+                "expected postgres://[user[:password]@]host[:port]/database",
+            ));
+        };
+        Ok(parts.with_path(&format!("/{}", self.name)))
+    }
+
     /// Drops the database now and reports failure, instead of on drop where errors can only be
     /// printed.
     pub async fn cleanup(mut self) -> Result<(), TestkitError> {
