@@ -111,6 +111,10 @@ pub struct EdgeMetrics {
     pub shed: metrics::Counter,
     /// Requests answered 503 because they ran longer than [`EdgeSettings::request_timeout_ms`].
     pub timed_out: metrics::Counter,
+    /// Requests hyper answered itself because they could not be parsed: 400 for a malformed
+    /// request line or header, 431 for a head over hyper's buffer, 414 for a URI too long. They
+    /// never reach the router or a telemetry layer (there is no method or path to label them with).
+    pub malformed: metrics::Counter,
 }
 
 impl Default for EdgeMetrics {
@@ -118,6 +122,20 @@ impl Default for EdgeMetrics {
         Self {
             shed: metrics::Counter::noop(),
             timed_out: metrics::Counter::noop(),
+            malformed: metrics::Counter::noop(),
+        }
+    }
+}
+
+#[cfg(feature = "telemetry")]
+impl From<&groundwork_telemetry::http::HttpMetrics> for EdgeMetrics {
+    /// The counters of `metrics`: `http_server_shed_requests_total`,
+    /// `http_server_timed_out_requests_total` and `http_server_malformed_requests_total`.
+    fn from(metrics: &groundwork_telemetry::http::HttpMetrics) -> Self {
+        Self {
+            shed: metrics.shed_requests(),
+            timed_out: metrics.timed_out_requests(),
+            malformed: metrics.malformed_requests(),
         }
     }
 }
@@ -584,6 +602,7 @@ pub(crate) async fn serve_connection<L: LimitedService>(
         inner: stream,
         activity: Arc::clone(&activity),
     });
+    let answers = Arc::clone(&edge.answers);
     let service = ConnectionService {
         edge,
         activity: Arc::clone(&activity),
@@ -597,6 +616,11 @@ pub(crate) async fn serve_connection<L: LimitedService>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
+                    // hyper answered a request it could not parse (400, 431 or 414) before
+                    // closing; an HTTP/2 preface gets no answer.
+                    if error.is_parse() && !error.is_parse_version_h2() {
+                        answers.metrics.malformed.increment(1);
+                    }
                     tracing::debug!(%error, "connection ended with an error");
                 }
                 return;

@@ -27,6 +27,7 @@ struct Server {
     task: JoinHandle<std::io::Result<()>>,
     shed: Arc<AtomicU64>,
     timed_out: Arc<AtomicU64>,
+    malformed: Arc<AtomicU64>,
 }
 
 impl Server {
@@ -36,13 +37,18 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let shutdown = Shutdown::new();
-        let (shed, timed_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (shed, timed_out, malformed) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let options = ServeOptions {
             drain_delay: Duration::ZERO,
             edge,
             metrics: EdgeMetrics {
                 shed: metrics::Counter::from_arc(Arc::clone(&shed)),
                 timed_out: metrics::Counter::from_arc(Arc::clone(&timed_out)),
+                malformed: metrics::Counter::from_arc(Arc::clone(&malformed)),
             },
             ..ServeOptions::default()
         };
@@ -56,6 +62,7 @@ impl Server {
             task,
             shed,
             timed_out,
+            malformed,
         })
     }
 
@@ -243,6 +250,44 @@ async fn a_silent_kept_alive_connection_is_closed_but_a_long_request_keeps_it() 
     let received = closed_by_server(&mut stream).await?;
     assert_eq!(received, "", "nothing is sent on an idle close");
     assert!(started.elapsed() >= Duration::from_millis(150));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparseable_request_is_answered_by_the_parser_and_counted() -> Result<()> {
+    let server = Server::start(hello(), patient()).await?;
+    for (head, status) in [
+        ("NOT A REQUEST\r\n\r\n".to_owned(), "400"),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(512 * 1024)
+            ),
+            "431",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(server.address).await?;
+        // The parser may answer and close before the whole head is written.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let answer = closed_by_server(&mut stream).await?;
+        ensure!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer:?}"
+        );
+    }
+    // Counted when the connection's task ends, just after the client saw it close.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.malformed.load(Ordering::Relaxed) < 2 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "malformed requests counted: {}",
+            server.malformed.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.malformed.load(Ordering::Relaxed), 2);
+    assert_eq!(send(server.address, "GET", "/", b"").await?.status, 200);
+    assert_eq!(server.malformed.load(Ordering::Relaxed), 2);
     server.stop().await
 }
 

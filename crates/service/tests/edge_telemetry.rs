@@ -104,10 +104,7 @@ fn shed_timed_out_and_declared_oversize_requests_are_counted_and_logged() -> Res
         let options = ServeOptions {
             drain_delay: Duration::ZERO,
             edge,
-            metrics: groundwork_service::EdgeMetrics {
-                shed: metrics.shed_requests(),
-                timed_out: metrics.timed_out_requests(),
-            },
+            metrics: groundwork_service::EdgeMetrics::from(&metrics),
             telemetry: Some(layer),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -70,6 +70,9 @@ pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub const SHED_REQUESTS: &str = "http_server_shed_requests_total";
 /// Requests answered 503 because they ran longer than the request timeout of `serve`.
 pub const TIMED_OUT_REQUESTS: &str = "http_server_timed_out_requests_total";
+/// Requests `serve`'s HTTP parser answered itself (400, 431, 414) because they could not be
+/// parsed; they have no method or path to be counted by.
+pub const MALFORMED_REQUESTS: &str = "http_server_malformed_requests_total";
 
 /// OpenTelemetry's advisory buckets for `http.server.request.duration`, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -122,6 +125,7 @@ struct MetricsInner {
     active: Gauge,
     shed: Counter,
     timed_out: Counter,
+    malformed: Counter,
     /// Histograms by route, then method and status: registering one per request would build its
     /// labels and hash them every time.
     durations: RwLock<DurationsByRoute>,
@@ -212,6 +216,12 @@ impl HttpMetrics {
             "Requests answered 503 at once because the concurrency limit was reached.".into(),
         );
         recorder.describe_counter(
+            MALFORMED_REQUESTS.into(),
+            None,
+            "Requests answered 400, 431 or 414 by the HTTP parser because they could not be parsed."
+                .into(),
+        );
+        recorder.describe_counter(
             TIMED_OUT_REQUESTS.into(),
             None,
             "Requests answered 503 because they ran longer than the request timeout.".into(),
@@ -220,11 +230,13 @@ impl HttpMetrics {
         // Registered up front, so the page shows them at 0 before the first overload.
         let shed = recorder.register_counter(&Key::from_name(SHED_REQUESTS), &METADATA);
         let timed_out = recorder.register_counter(&Key::from_name(TIMED_OUT_REQUESTS), &METADATA);
+        let malformed = recorder.register_counter(&Key::from_name(MALFORMED_REQUESTS), &METADATA);
         Self(Arc::new(MetricsInner {
             recorder,
             active,
             shed,
             timed_out,
+            malformed,
             durations: RwLock::default(),
             collectors: RwLock::default(),
         }))
@@ -271,6 +283,12 @@ impl HttpMetrics {
     /// `groundwork_service::EdgeMetrics::timed_out`.
     pub fn timed_out_requests(&self) -> Counter {
         self.0.timed_out.clone()
+    }
+
+    /// The counter of requests the HTTP parser refused ([`MALFORMED_REQUESTS`]), for
+    /// `groundwork_service::EdgeMetrics::malformed`.
+    pub fn malformed_requests(&self) -> Counter {
+        self.0.malformed.clone()
     }
 
     /// The Prometheus text exposition of every metric in the registry.

@@ -331,10 +331,7 @@ impl Gateway {
         groundwork_service::ServeOptions {
             drain_delay: Duration::from_millis(self.settings.shutdown_drain_ms),
             edge: self.settings.http.clone(),
-            metrics: groundwork_service::EdgeMetrics {
-                shed: self.metrics.shed_requests(),
-                timed_out: self.metrics.timed_out_requests(),
-            },
+            metrics: groundwork_service::EdgeMetrics::from(&self.metrics),
             telemetry: Some(self.telemetry.clone()),
         }
     }

@@ -338,10 +338,7 @@ impl Worker {
     pub fn serve_options(&self, edge: EdgeSettings) -> ServeOptions {
         ServeOptions {
             edge,
-            metrics: EdgeMetrics {
-                shed: self.metrics.shed_requests(),
-                timed_out: self.metrics.timed_out_requests(),
-            },
+            metrics: EdgeMetrics::from(&self.metrics),
             telemetry: Some(self.telemetry.clone()),
             ..ServeOptions::default()
         }
