@@ -186,6 +186,8 @@ fn request_with_collector_down(c: &mut Criterion) {
         let mut settings = TelemetrySettings::default();
         settings.service_name = Some("api-gateway".into());
         settings.otlp_endpoint = endpoint;
+        // The in-process collector speaks gRPC.
+        settings.otlp_protocol = Some("grpc".into());
         let _runtime_context = runtime.enter();
         let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
             Ok(telemetry) => telemetry,

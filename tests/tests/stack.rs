@@ -293,6 +293,8 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
         ("APP_ENV", "test".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        // The in-test collector speaks gRPC; http/protobuf is the default.
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         // Export every 200 ms instead of every 5 s, so spans arrive while the test waits.
         ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
         ("RABBITMQ_URL", amqp.url().to_owned()),

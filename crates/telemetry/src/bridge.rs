@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{
-    Event as OtelEvent, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
-    TraceId, TraceState,
+    Event as OtelEvent, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -33,10 +33,7 @@ use tracing_core::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::settings::{ParentBasedRoot, SamplerChoice};
-
-/// The most events one span keeps; later ones are counted as dropped.
-const MAX_EVENTS_PER_SPAN: usize = 128;
+use crate::settings::{ParentBasedRoot, SamplerChoice, SpanLimitSettings};
 
 thread_local! {
     /// A caller's context for the next span created on this thread (see [`with_remote_parent`]).
@@ -114,9 +111,23 @@ struct Recording {
     kind: SpanKind,
     start: SystemTime,
     attributes: Vec<KeyValue>,
+    dropped_attributes: u32,
     events: Vec<OtelEvent>,
     dropped_events: u32,
+    links: Vec<Link>,
+    dropped_links: u32,
     status: Status,
+}
+
+impl Recording {
+    /// Adds an attribute, or counts it as dropped when the span holds `limit` already.
+    fn push_attribute(&mut self, attribute: KeyValue, limit: usize) {
+        if self.attributes.len() < limit {
+            self.attributes.push(attribute);
+        } else {
+            self.dropped_attributes = self.dropped_attributes.saturating_add(1);
+        }
+    }
 }
 
 /// The layer that gives spans their OpenTelemetry ids and exports the sampled ones.
@@ -124,6 +135,26 @@ pub(crate) struct OtelBridge {
     sampler: SamplerChoice,
     exporter: Option<Arc<dyn SpanProcessor>>,
     scope: InstrumentationScope,
+    limits: Limits,
+}
+
+/// The span limits as the bridge compares them.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    attributes: usize,
+    events: usize,
+    links: usize,
+}
+
+impl From<SpanLimitSettings> for Limits {
+    fn from(limits: SpanLimitSettings) -> Self {
+        let size = |limit: u32| usize::try_from(limit).unwrap_or(usize::MAX);
+        Self {
+            attributes: size(limits.attributes),
+            events: size(limits.events),
+            links: size(limits.links),
+        }
+    }
 }
 
 impl fmt::Debug for OtelBridge {
@@ -137,12 +168,17 @@ impl fmt::Debug for OtelBridge {
 
 impl OtelBridge {
     /// A bridge that samples with `sampler` and, when `exporter` is given, sends finished sampled
-    /// spans to it.
-    pub(crate) fn new(sampler: SamplerChoice, exporter: Option<Arc<dyn SpanProcessor>>) -> Self {
+    /// spans to it, each holding at most what `limits` allow.
+    pub(crate) fn new(
+        sampler: SamplerChoice,
+        exporter: Option<Arc<dyn SpanProcessor>>,
+        limits: SpanLimitSettings,
+    ) -> Self {
         Self {
             sampler,
             exporter,
             scope: InstrumentationScope::builder("groundwork-telemetry").build(),
+            limits: limits.into(),
         }
     }
 
@@ -228,16 +264,21 @@ where
                 name: Cow::Borrowed(metadata.name()),
                 kind: SpanKind::Internal,
                 start: SystemTime::now(),
-                attributes: Vec::with_capacity(attrs.fields().len() + 4),
+                attributes: Vec::with_capacity(
+                    (attrs.fields().len() + 4).min(self.limits.attributes),
+                ),
+                dropped_attributes: 0,
                 events: Vec::new(),
                 dropped_events: 0,
+                links: Vec::new(),
+                dropped_links: 0,
                 status: Status::Unset,
             });
-            push_location(&mut recording.attributes, metadata);
+            push_location(&mut recording, metadata, self.limits.attributes);
             // No extension lock is held: a field's `Debug` may itself log.
             let mut updates = FieldUpdates::default();
             attrs.record(&mut Values(|name, value| updates.take(name, value)));
-            updates.apply(&mut recording);
+            updates.apply(&mut recording, self.limits.attributes);
             recording
         });
         let state = SpanState {
@@ -269,7 +310,37 @@ where
             .get_mut::<SpanState>()
             .and_then(|state| state.recording.as_deref_mut())
         {
-            updates.apply(recording);
+            updates.apply(recording, self.limits.attributes);
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        if self.exporter.is_none() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        if !is_recording(&span.extensions()) {
+            return;
+        }
+        let Some(linked) = ctx.span(follows).and_then(|follows| {
+            let extensions = follows.extensions();
+            extensions
+                .get::<SpanState>()
+                .map(|state| state.context.clone())
+        }) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(recording) = extensions
+            .get_mut::<SpanState>()
+            .and_then(|state| state.recording.as_deref_mut())
+        else {
+            return;
+        };
+        if recording.links.len() < self.limits.links {
+            recording.links.push(Link::with_context(linked));
+        } else {
+            recording.dropped_links = recording.dropped_links.saturating_add(1);
         }
     }
 
@@ -286,28 +357,29 @@ where
             return;
         }
         let metadata = event.metadata();
-        // The message names the span event; `log.*` fields are the `log` bridge's metadata.
-        let mut message = None;
-        let mut attributes = vec![
-            KeyValue::new("level", metadata.level().as_str()),
-            KeyValue::new("target", metadata.target()),
-        ];
-        // As in `on_record`, no lock while user values are formatted. The `value` of an event
-        // whose `key` names a secret is masked, as in the log line (sqlx logs unknown URL
-        // parameters that way).
-        let mut secret_key = false;
-        event.record(&mut Values(|name: &'static str, value: Value| {
-            if name == "message" {
-                message = Some(value.as_str().into_owned());
-            } else if name == "value" && secret_key {
-                attributes.push(KeyValue::new("value", "***"));
-            } else if !name.starts_with("log.") {
-                if name == "key" {
-                    secret_key = groundwork_config::is_secret_query_param(&value.as_str());
-                }
-                attributes.push(KeyValue::new(Key::from_static_str(name), value));
+        // As in `on_record`, no lock while user values are formatted.
+        let mut fields = EventFields {
+            message: None,
+            attributes: vec![
+                KeyValue::new("level", metadata.level().as_str()),
+                KeyValue::new("target", metadata.target()),
+            ],
+            secret_key: false,
+            exception: None,
+        };
+        event.record(&mut fields);
+        let EventFields {
+            message,
+            mut attributes,
+            exception,
+            ..
+        } = fields;
+        if let Some(exception) = exception {
+            attributes.push(KeyValue::new("exception.message", exception.message));
+            if let Some(kind) = exception.kind {
+                attributes.push(KeyValue::new("exception.type", kind));
             }
-        }));
+        }
         let name: Cow<'static, str> = match message {
             Some(message) => message.into(),
             None => Cow::Borrowed(metadata.name()),
@@ -323,7 +395,7 @@ where
         if *metadata.level() == Level::ERROR && matches!(recording.status, Status::Unset) {
             recording.status = Status::error(name.clone());
         }
-        if recording.events.len() >= MAX_EVENTS_PER_SPAN {
+        if recording.events.len() >= self.limits.events {
             recording.dropped_events = recording.dropped_events.saturating_add(1);
             return;
         }
@@ -354,13 +426,19 @@ where
             kind,
             start,
             attributes,
+            dropped_attributes,
             events,
             dropped_events,
+            links,
+            dropped_links,
             status,
         } = *recording;
         let mut span_events = SpanEvents::default();
         span_events.events = events;
         span_events.dropped_count = dropped_events;
+        let mut span_links = SpanLinks::default();
+        span_links.links = links;
+        span_links.dropped_count = dropped_links;
         exporter.on_end(SpanData {
             span_context: context,
             parent_span_id,
@@ -370,9 +448,9 @@ where
             start_time: start,
             end_time: SystemTime::now(),
             attributes,
-            dropped_attributes_count: 0,
+            dropped_attributes_count: dropped_attributes,
             events: span_events,
-            links: SpanLinks::default(),
+            links: span_links,
             status,
             instrumentation_scope: self.scope.clone(),
         });
@@ -381,19 +459,20 @@ where
 
 /// Where the span was created, with OpenTelemetry's `code.*` attribute names.
 fn push_location(
-    attributes: &mut Vec<KeyValue>,
+    recording: &mut Recording,
     metadata: &'static tracing_core::Metadata<'static>,
+    limit: usize,
 ) {
     if let Some(file) = metadata.file() {
-        attributes.push(KeyValue::new("code.file.path", file));
+        recording.push_attribute(KeyValue::new("code.file.path", file), limit);
     }
     if let Some(module) = metadata.module_path() {
-        attributes.push(KeyValue::new("code.module.name", module));
+        recording.push_attribute(KeyValue::new("code.module.name", module), limit);
     }
     if let Some(line) = metadata.line() {
-        attributes.push(KeyValue::new("code.line.number", i64::from(line)));
+        recording.push_attribute(KeyValue::new("code.line.number", i64::from(line)), limit);
     }
-    attributes.push(KeyValue::new("target", metadata.target()));
+    recording.push_attribute(KeyValue::new("target", metadata.target()), limit);
 }
 
 /// Whether the span's state records for export.
@@ -414,13 +493,13 @@ struct FieldUpdates {
 }
 
 impl FieldUpdates {
-    fn apply(self, recording: &mut Recording) {
+    fn apply(self, recording: &mut Recording, limit: usize) {
         for (name, value) in self.attributes {
             let attributes = &mut recording.attributes;
             if let Some(existing) = attributes.iter_mut().find(|kv| kv.key.as_str() == name) {
                 existing.value = value;
             } else {
-                attributes.push(KeyValue::new(Key::from_static_str(name), value));
+                recording.push_attribute(KeyValue::new(Key::from_static_str(name), value), limit);
             }
         }
         if let Some(name) = self.name {
@@ -506,6 +585,88 @@ impl<F: FnMut(&'static str, Value)> Visit for Values<F> {
     }
 }
 
+/// An event's fields: the message names the span event, the others are its attributes (`log.*`
+/// fields are the `log` bridge's metadata and skipped). The `value` of an event whose `key` names
+/// a secret is masked, as in the log line (sqlx logs unknown URL parameters that way). The first
+/// error value also gives the event OpenTelemetry's `exception.*` attributes.
+struct EventFields {
+    message: Option<String>,
+    attributes: Vec<KeyValue>,
+    secret_key: bool,
+    exception: Option<Exception>,
+}
+
+/// `exception.message` and `exception.type` of an error value.
+struct Exception {
+    message: String,
+    kind: Option<String>,
+}
+
+impl EventFields {
+    fn take(&mut self, name: &'static str, value: Value) {
+        if name == "message" {
+            self.message = Some(value.as_str().into_owned());
+        } else if name == "value" && self.secret_key {
+            self.attributes.push(KeyValue::new("value", "***"));
+        } else if !name.starts_with("log.") {
+            if name == "key" {
+                self.secret_key = groundwork_config::is_secret_query_param(&value.as_str());
+            }
+            self.attributes
+                .push(KeyValue::new(Key::from_static_str(name), value));
+        }
+    }
+}
+
+impl Visit for EventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.take(field.name(), Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.take(field.name(), Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.take(field.name(), unsigned(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.take(field.name(), Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.take(field.name(), Value::String(value.to_owned().into()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let message = value.to_string();
+        if self.exception.is_none() {
+            self.exception = Some(Exception {
+                message: message.clone(),
+                kind: error_type(value),
+            });
+        }
+        self.take(field.name(), Value::String(message.into()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.take(field.name(), Value::String(format!("{value:?}").into()));
+    }
+}
+
+/// The `exception.type` of an error: Rust keeps no type name behind `dyn Error`, so this is the
+/// name its `Debug` form starts with (`ParseIntError { kind: InvalidDigit }` gives
+/// `ParseIntError`; an enum gives its variant), as Sentry does, and `std::io::Error` for I/O
+/// errors, whose `Debug` form starts with a variant. `None` when the `Debug` form starts with
+/// no name (a quoted message, as `anyhow!` errors print).
+fn error_type(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if error.is::<std::io::Error>() {
+        return Some("std::io::Error".to_owned());
+    }
+    let debug = format!("{error:?}");
+    let end = debug
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(debug.len());
+    let name = debug[..end].trim_end_matches(':');
+    name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        .then(|| name.to_owned())
+}
+
 /// OpenTelemetry has no unsigned integers: values that fit are integers, larger ones strings.
 fn unsigned(value: u64) -> Value {
     i64::try_from(value).map_or_else(|_| Value::String(value.to_string().into()), Value::I64)
@@ -566,7 +727,11 @@ mod tests {
 
     #[test]
     fn parent_based_sampling_follows_the_parent() {
-        let bridge = OtelBridge::new(SamplerChoice::ParentBased(ParentBasedRoot::AlwaysOn), None);
+        let bridge = OtelBridge::new(
+            SamplerChoice::ParentBased(ParentBasedRoot::AlwaysOn),
+            None,
+            SpanLimitSettings::default(),
+        );
         let trace_id = TraceId::from_bytes([1; 16]);
         let parent = |flags| {
             SpanContext::new(

@@ -1,70 +1,119 @@
-//! The OpenTelemetry tracer provider: sampler, resource and, when configured, OTLP export.
+//! The OpenTelemetry tracer provider: sampler, resource, span limits and, when configured, the
+//! exporter (OTLP or console) behind a batch processor.
 
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-#[cfg(feature = "otlp")]
-use opentelemetry_sdk::trace::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanProcessor};
-
-#[cfg(feature = "otlp")]
-use crate::bridge::SharedProcessor;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanProcessor,
+};
 
 use crate::TelemetryError;
-use crate::settings::{ParentBasedRoot, SamplerChoice, TelemetrySettings};
+use crate::bridge::SharedProcessor;
+use crate::console::{ConsoleExporter, SpanWriter};
+use crate::settings::{ParentBasedRoot, SamplerChoice, SpanExport, TelemetrySettings};
 
 /// The span pipeline: the tracer provider (global, for spans made through OpenTelemetry's own API;
-/// it owns flushing and shutdown) and, when an endpoint is configured, the batch processor the
+/// it owns flushing and shutdown) and, when spans are exported, the batch processor the
 /// `tracing` bridge hands its finished spans to directly.
 pub(crate) struct Pipeline {
     pub(crate) provider: SdkTracerProvider,
     pub(crate) exporter: Option<Arc<dyn SpanProcessor>>,
 }
 
-pub(crate) fn pipeline(settings: &TelemetrySettings) -> Result<Pipeline, TelemetryError> {
-    let mut resource = Resource::builder_empty().with_service_name(settings.service().to_owned());
+/// Builds the pipeline; console spans go to `console` (stderr when `None`).
+pub(crate) fn pipeline(
+    settings: &TelemetrySettings,
+    console: Option<SpanWriter>,
+) -> Result<Pipeline, TelemetryError> {
+    let mut resource = Resource::builder_empty().with_service_name(settings.service().into_owned());
     for (key, value) in settings.resource_pairs()? {
         if key != "service.name" {
             resource = resource.with_attribute(KeyValue::new(key, value));
         }
     }
     let resource = resource.build();
+    let limits = settings.span_limits();
     let builder = SdkTracerProvider::builder()
         .with_sampler(sampler(settings.sampler()?))
-        .with_resource(resource.clone());
-    #[cfg(feature = "otlp")]
-    let (builder, exporter) = match settings.traces_endpoint()? {
-        Some(endpoint) => {
-            use opentelemetry_sdk::trace::SpanExporter as _;
-
-            let mut exporter = crate::otlp::exporter(settings, &endpoint)?;
-            // The provider would pass the resource through the processor, which it does not own
-            // alone here; the exporter gets it directly instead.
-            exporter.set_resource(&resource);
-            let batch: Arc<dyn SpanProcessor> =
-                Arc::new(BatchSpanProcessor::builder(exporter).build());
-            (
-                builder.with_span_processor(MaskSecretValues(SharedProcessor(Arc::clone(&batch)))),
-                Some(batch),
-            )
+        .with_resource(resource.clone())
+        .with_max_attributes_per_span(limits.attributes)
+        .with_max_events_per_span(limits.events)
+        .with_max_links_per_span(limits.links);
+    let exporter = match settings.span_export()? {
+        SpanExport::None => None,
+        SpanExport::Console => {
+            let writer = console.unwrap_or_else(|| SpanWriter(Box::new(std::io::stderr())));
+            Some(batch(
+                ConsoleExporter::new(writer, settings.service().into_owned()),
+                settings,
+                &resource,
+            )?)
         }
-        None => (builder, None),
+        SpanExport::Otlp(endpoint) => Some(otlp(settings, &endpoint, &resource)?),
     };
-    #[cfg(not(feature = "otlp"))]
-    let exporter = if settings.traces_endpoint()?.is_some() {
-        return Err(TelemetryError::Setting {
-            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
-            reason: "this build has no OTLP exporter; enable groundwork-telemetry's `otlp` feature"
-                .to_owned(),
-        });
-    } else {
-        None
+    let builder = match &exporter {
+        Some(batch) => {
+            builder.with_span_processor(MaskSecretValues(SharedProcessor(Arc::clone(batch))))
+        }
+        None => builder,
     };
     Ok(Pipeline {
         provider: builder.build(),
         exporter,
     })
+}
+
+#[cfg(feature = "otlp")]
+fn otlp(
+    settings: &TelemetrySettings,
+    endpoint: &str,
+    resource: &Resource,
+) -> Result<Arc<dyn SpanProcessor>, TelemetryError> {
+    batch(
+        crate::otlp::exporter(settings, endpoint)?,
+        settings,
+        resource,
+    )
+}
+
+#[cfg(not(feature = "otlp"))]
+fn otlp(
+    _settings: &TelemetrySettings,
+    _endpoint: &str,
+    _resource: &Resource,
+) -> Result<Arc<dyn SpanProcessor>, TelemetryError> {
+    Err(TelemetryError::Setting {
+        variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        reason: "this build has no OTLP exporter; enable groundwork-telemetry's `otlp` feature"
+            .to_owned(),
+    })
+}
+
+/// `exporter` behind a batch processor configured by `OTEL_BSP_*`.
+fn batch<E: SpanExporter + 'static>(
+    mut exporter: E,
+    settings: &TelemetrySettings,
+    resource: &Resource,
+) -> Result<Arc<dyn SpanProcessor>, TelemetryError> {
+    let config = settings.batch_settings()?;
+    // The provider would pass the resource through the processor, which it does not own alone
+    // here; the exporter gets it directly instead.
+    exporter.set_resource(resource);
+    // Every value is set here, so the settings win over what the SDK would read from the
+    // process environment itself. The export timeout bounds each request (see `export_timeout`):
+    // this processor does not read it.
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(config.max_queue_size)
+        .with_max_export_batch_size(config.max_export_batch_size)
+        .with_scheduled_delay(config.schedule_delay)
+        .build();
+    Ok(Arc::new(
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(config)
+            .build(),
+    ))
 }
 
 fn sampler(choice: SamplerChoice) -> Sampler {
@@ -85,11 +134,9 @@ fn sampler(choice: SamplerChoice) -> Sampler {
 /// do: sqlx logs the connection URL parameters it does not know as `warn!(%key, %value, ..)`. The
 /// spans that reach the provider's processor are those of tracing-opentelemetry's layer (the
 /// standard path) and those started through OpenTelemetry's API.
-#[cfg(feature = "otlp")]
 #[derive(Debug)]
 struct MaskSecretValues(SharedProcessor);
 
-#[cfg(feature = "otlp")]
 impl SpanProcessor for MaskSecretValues {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
         self.0.on_start(span, cx);

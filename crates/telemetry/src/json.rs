@@ -560,7 +560,7 @@ fn write_timestamp_cached(
 }
 
 /// RFC 3339 in UTC with milliseconds and `Z`: `2025-01-15T08:30:15.123Z`.
-fn write_timestamp(out: &mut String, now: SystemTime) {
+pub(crate) fn write_timestamp(out: &mut String, now: SystemTime) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let millis = since_epoch.subsec_millis();

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod bridge;
+mod console;
 mod error;
 mod export;
 mod json;
@@ -28,7 +29,7 @@ pub use json::JsonLayer;
 pub use level::LogLevelHandle;
 pub use propagation::{current_context, extract, inject, with_remote_parent};
 pub use settings::{
-    LogFormat, OtlpProtocol, ParentBasedRoot, PropagatorChoice, SamplerChoice, TelemetrySettings,
-    TracingBridge,
+    BatchSettings, LogFormat, OtlpCompression, OtlpProtocol, ParentBasedRoot, PropagatorChoice,
+    SamplerChoice, SpanExport, SpanLimitSettings, TelemetrySettings, TracesExporter, TracingBridge,
 };
 pub use subscriber::{Telemetry, TelemetryBuilder, init};

@@ -22,7 +22,7 @@ pub(crate) fn exporter(
 ) -> Result<ReportingExporter<opentelemetry_otlp::SpanExporter>, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 
-    use crate::settings::OtlpProtocol;
+    use crate::settings::{OtlpCompression, OtlpProtocol};
 
     let exporter_error = |reason: String| TelemetryError::Exporter {
         endpoint: groundwork_config::redact_url(endpoint).into_owned(),
@@ -30,6 +30,14 @@ pub(crate) fn exporter(
     };
     let headers = settings.export_headers()?;
     let timeout = settings.export_timeout();
+    // The exporter reads the same variables from the process environment when nothing is set
+    // here; gzip is set explicitly so a value from a config file or `.env` applies too.
+    let gzip = settings.compression() == OtlpCompression::Gzip;
+    let headers_variable = if settings.otlp_traces_headers.is_some() {
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+    } else {
+        "OTEL_EXPORTER_OTLP_HEADERS"
+    };
     let transport = tls::transport(settings, endpoint)?;
     match settings.protocol()? {
         OtlpProtocol::Grpc => {
@@ -40,13 +48,13 @@ pub(crate) fn exporter(
             for (key, value) in headers {
                 let name = http::HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
                     TelemetryError::Setting {
-                        variable: "OTEL_EXPORTER_OTLP_HEADERS",
+                        variable: headers_variable,
                         reason: format!("`{key}` is not a valid header name"),
                     }
                 })?;
                 let value =
                     http::HeaderValue::from_str(&value).map_err(|_| TelemetryError::Setting {
-                        variable: "OTEL_EXPORTER_OTLP_HEADERS",
+                        variable: headers_variable,
                         reason: format!("the value of `{key}` is not a valid header value"),
                     })?;
                 header_map.insert(name, value);
@@ -58,6 +66,9 @@ pub(crate) fn exporter(
                 .with_endpoint(endpoint)
                 .with_timeout(timeout)
                 .with_metadata(metadata);
+            if gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
             if let tls::Transport::Tls(files) = transport {
                 builder = builder.with_tls_config(grpc_tls(files, timeout));
             }
@@ -70,13 +81,17 @@ pub(crate) fn exporter(
             let failure = Arc::new(LastFailure::default());
             let client =
                 http_client(transport, timeout, Arc::clone(&failure)).map_err(exporter_error)?;
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(client)
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_endpoint(endpoint)
                 .with_timeout(timeout)
-                .with_headers(headers.into_iter().collect())
+                .with_headers(headers.into_iter().collect());
+            if gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            let exporter = builder
                 .build()
                 .map_err(|error| exporter_error(error.to_string()))?;
             Ok(ReportingExporter::new(exporter, endpoint).with_failure_detail(failure))

@@ -6,6 +6,7 @@
 //! `.env.example`, and reports a bad value with its variable and source. This crate never reads the
 //! process environment itself.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,10 +22,12 @@ use crate::TelemetryError;
 #[serde(default)]
 #[non_exhaustive]
 pub struct TelemetrySettings {
-    /// Name of this service in logs and traces; `OTEL_SERVICE_NAME` is used when unset.
+    /// Name of this service in logs and traces (the seeds' variable); `OTEL_SERVICE_NAME` wins
+    /// when both are set.
     #[schemars(extend("x-env" = "SERVICE_NAME"))]
     pub service_name: Option<String>,
-    /// Name of this service in traces (OpenTelemetry's variable); `SERVICE_NAME` wins when both are set.
+    /// Name of this service in logs and traces (OpenTelemetry's variable); wins over
+    /// `SERVICE_NAME` and over `service.name` in `OTEL_RESOURCE_ATTRIBUTES`.
     #[schemars(extend("x-env" = "OTEL_SERVICE_NAME"))]
     pub otel_service_name: Option<String>,
     /// Minimum log level: error, warn, info, debug or trace. `RUST_LOG` directives win when set.
@@ -42,12 +45,22 @@ pub struct TelemetrySettings {
     /// OTLP endpoint for traces only, used as given (no `/v1/traces` is appended).
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))]
     pub otlp_traces_endpoint: Option<String>,
-    /// OTLP transport: grpc (port 4317, the default) or http/protobuf (port 4318).
-    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_PROTOCOL"))]
+    /// OTLP transport: http/protobuf (port 4318, the default, as in the OpenTelemetry
+    /// specification) or grpc (port 4317).
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_PROTOCOL", "enum" = ["http/protobuf", "grpc"]))]
     pub otlp_protocol: Option<String>,
+    /// OTLP transport for traces; wins over `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    #[schemars(extend(
+        "x-env" = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "enum" = ["http/protobuf", "grpc"]
+    ))]
+    pub otlp_traces_protocol: Option<String>,
     /// Headers sent with every export, `key1=value1,key2=value2`; often an API key, so secret.
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_HEADERS"))]
     pub otlp_headers: Option<Secret>,
+    /// Headers sent with every trace export, instead of `OTEL_EXPORTER_OTLP_HEADERS`; secret.
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"))]
+    pub otlp_traces_headers: Option<Secret>,
     /// PEM file of the CA certificates trusted for an `https://` endpoint, instead of the system's
     /// roots (which are used when this is unset).
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_CERTIFICATE"))]
@@ -61,9 +74,55 @@ pub struct TelemetrySettings {
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_CLIENT_KEY"))]
     pub otlp_client_key: Option<PathBuf>,
     /// Export timeout in milliseconds (default 10000).
+    #[schemars(range(min = 1))]
     #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TIMEOUT"))]
     pub otlp_timeout: Option<u64>,
-    /// Extra resource attributes, `key1=value1,key2=value2`.
+    /// Trace export timeout in milliseconds; wins over `OTEL_EXPORTER_OTLP_TIMEOUT`.
+    #[schemars(range(min = 1))]
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"))]
+    pub otlp_traces_timeout: Option<u64>,
+    /// Compression of export requests: gzip or none (the default).
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_COMPRESSION"))]
+    pub otlp_compression: Option<OtlpCompression>,
+    /// Compression of trace export requests; wins over `OTEL_EXPORTER_OTLP_COMPRESSION`.
+    #[schemars(extend("x-env" = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"))]
+    pub otlp_traces_compression: Option<OtlpCompression>,
+    /// `true` turns span export off entirely: no exporter, no batch thread, whatever the other
+    /// `OTEL_*` variables say. Log lines are still written, with their trace ids.
+    #[schemars(extend("x-env" = "OTEL_SDK_DISABLED"))]
+    pub sdk_disabled: Option<bool>,
+    /// Where finished spans go: otlp (the default when an OTLP endpoint is set), console (one JSON
+    /// line per span on stderr) or none.
+    #[schemars(extend("x-env" = "OTEL_TRACES_EXPORTER"))]
+    pub traces_exporter: Option<TracesExporter>,
+    /// Milliseconds between two exports of the batch processor (default 5000).
+    #[schemars(range(min = 1))]
+    #[schemars(extend("x-env" = "OTEL_BSP_SCHEDULE_DELAY"))]
+    pub bsp_schedule_delay: Option<u64>,
+    /// Longest time in milliseconds one export request may take (default 30000); the exporter's
+    /// timeout is the smaller of this and the OTLP timeout.
+    #[schemars(range(min = 1))]
+    #[schemars(extend("x-env" = "OTEL_BSP_EXPORT_TIMEOUT"))]
+    pub bsp_export_timeout: Option<u64>,
+    /// Finished spans kept waiting for export; more are dropped (default 2048).
+    #[schemars(range(min = 1))]
+    #[schemars(extend("x-env" = "OTEL_BSP_MAX_QUEUE_SIZE"))]
+    pub bsp_max_queue_size: Option<u32>,
+    /// Most spans in one export request (default 512); at most `OTEL_BSP_MAX_QUEUE_SIZE`.
+    #[schemars(range(min = 1))]
+    #[schemars(extend("x-env" = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"))]
+    pub bsp_max_export_batch_size: Option<u32>,
+    /// Most attributes one exported span keeps; later ones are counted as dropped (default 128).
+    #[schemars(extend("x-env" = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"))]
+    pub span_attribute_count_limit: Option<u32>,
+    /// Most events one exported span keeps; later ones are counted as dropped (default 128).
+    #[schemars(extend("x-env" = "OTEL_SPAN_EVENT_COUNT_LIMIT"))]
+    pub span_event_count_limit: Option<u32>,
+    /// Most links one exported span keeps; later ones are counted as dropped (default 128).
+    #[schemars(extend("x-env" = "OTEL_SPAN_LINK_COUNT_LIMIT"))]
+    pub span_link_count_limit: Option<u32>,
+    /// Extra resource attributes, `key1=value1,key2=value2`; a `service.name` here names the service
+    /// when neither `OTEL_SERVICE_NAME` nor `SERVICE_NAME` is set.
     #[schemars(extend("x-env" = "OTEL_RESOURCE_ATTRIBUTES"))]
     pub resource_attributes: Option<String>,
     /// Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the default),
@@ -132,6 +191,80 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Where finished spans go (`OTEL_TRACES_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TracesExporter {
+    /// OTLP to the configured collector (or the specification's default endpoint when none is).
+    Otlp,
+    /// One JSON object per span on stderr, for local development.
+    Console,
+    /// Nowhere.
+    None,
+}
+
+/// Compression of OTLP export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OtlpCompression {
+    /// gzip-compressed bodies (`Content-Encoding: gzip` over HTTP, `grpc-encoding: gzip` over gRPC).
+    Gzip,
+    /// Uncompressed bodies.
+    None,
+}
+
+/// Where the span pipeline sends finished spans, resolved from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanExport {
+    /// Spans are not exported: `OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none`, or no
+    /// endpoint configured.
+    None,
+    /// One JSON line per span on stderr.
+    Console,
+    /// OTLP to this endpoint (the full URL, `/v1/traces` included for http/protobuf).
+    Otlp(String),
+}
+
+/// The batch span processor's settings (`OTEL_BSP_*`), with the specification's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchSettings {
+    /// Time between two exports.
+    pub schedule_delay: Duration,
+    /// Longest time one export may take.
+    pub export_timeout: Duration,
+    /// Finished spans kept waiting for export.
+    pub max_queue_size: usize,
+    /// Most spans in one export.
+    pub max_export_batch_size: usize,
+}
+
+/// How much one exported span keeps (`OTEL_SPAN_*_COUNT_LIMIT`); what is over a limit is counted
+/// as dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpanLimitSettings {
+    /// Most attributes.
+    pub attributes: u32,
+    /// Most events.
+    pub events: u32,
+    /// Most links.
+    pub links: u32,
+}
+
+impl Default for SpanLimitSettings {
+    fn default() -> Self {
+        Self {
+            attributes: 128,
+            events: 128,
+            links: 128,
+        }
+    }
+}
+
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -179,27 +312,44 @@ pub enum PropagatorChoice {
 }
 
 impl TelemetrySettings {
-    /// The service name: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`, else `unknown_service` (the
-    /// OpenTelemetry default, so a missing name is visible in every backend).
-    pub fn service(&self) -> &str {
+    /// The service name, as the OpenTelemetry specification resolves it: `OTEL_SERVICE_NAME`, else
+    /// the seeds' `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else
+    /// `unknown_service` (the specification's default, so a missing name is visible in every
+    /// backend).
+    pub fn service(&self) -> Cow<'_, str> {
         self.service_or("unknown_service")
     }
 
-    /// The service name as [`service`](Self::service) finds it, or `default` when neither
-    /// `SERVICE_NAME` nor `OTEL_SERVICE_NAME` is set: a service's own name for itself.
-    pub fn service_or<'a>(&'a self, default: &'a str) -> &'a str {
-        self.service_name
-            .as_deref()
-            .or(self.otel_service_name.as_deref())
-            .filter(|name| !name.trim().is_empty())
-            .unwrap_or(default)
+    /// The service name as [`service`](Self::service) finds it, or `default` when none of
+    /// `OTEL_SERVICE_NAME`, `SERVICE_NAME` and `service.name` in `OTEL_RESOURCE_ATTRIBUTES` is
+    /// set: a service's own name for itself.
+    pub fn service_or<'a>(&'a self, default: &'a str) -> Cow<'a, str> {
+        if let Some(name) = non_empty(self.otel_service_name.as_deref())
+            .or_else(|| non_empty(self.service_name.as_deref()))
+        {
+            return Cow::Borrowed(name);
+        }
+        self.resource_service_name()
+            .map_or(Cow::Borrowed(default), Cow::Owned)
+    }
+
+    /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, when set there and not empty. A malformed
+    /// list names no service here; [`resource_pairs`](Self::resource_pairs) reports it.
+    fn resource_service_name(&self) -> Option<String> {
+        let text = non_empty(self.resource_attributes.as_deref())?;
+        parse_pairs(text, "OTEL_RESOURCE_ATTRIBUTES", false)
+            .ok()?
+            .into_iter()
+            .rev()
+            .find(|(key, value)| key == "service.name" && !value.trim().is_empty())
+            .map(|(_, value)| value)
     }
 
     /// These settings with the service name resolved, `default` when none is configured.
     #[must_use]
     pub fn with_service_default(&self, default: &str) -> Self {
         let mut settings = self.clone();
-        settings.service_name = Some(self.service_or(default).to_owned());
+        settings.service_name = Some(self.service_or(default).into_owned());
         settings
     }
 
@@ -224,7 +374,34 @@ impl TelemetrySettings {
         }
     }
 
-    /// The trace export endpoint, or `None` when spans are not exported.
+    /// Where finished spans go.
+    ///
+    /// `OTEL_SDK_DISABLED=true` and `OTEL_TRACES_EXPORTER=none` export nothing, whatever else is
+    /// set; `console` prints them; `otlp` sends them to the configured endpoint, or to the
+    /// specification's default for the protocol (`http://localhost:4318/v1/traces`,
+    /// `http://localhost:4317`) when none is set. Without `OTEL_TRACES_EXPORTER`, spans go over
+    /// OTLP when an endpoint is set and nowhere otherwise.
+    pub fn span_export(&self) -> Result<SpanExport, TelemetryError> {
+        if self.sdk_disabled == Some(true) {
+            return Ok(SpanExport::None);
+        }
+        Ok(match self.traces_exporter {
+            Some(TracesExporter::None) => SpanExport::None,
+            Some(TracesExporter::Console) => SpanExport::Console,
+            Some(TracesExporter::Otlp) => SpanExport::Otlp(match self.traces_endpoint()? {
+                Some(endpoint) => endpoint,
+                None => match self.protocol()? {
+                    OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+                    OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+                },
+            }),
+            None => self
+                .traces_endpoint()?
+                .map_or(SpanExport::None, SpanExport::Otlp),
+        })
+    }
+
+    /// The configured trace export endpoint, or `None` when neither endpoint variable is set.
     ///
     /// A generic `OTEL_EXPORTER_OTLP_ENDPOINT` gets `/v1/traces` appended for http/protobuf, as the
     /// OpenTelemetry specification asks; the traces-only variable is used as given.
@@ -243,32 +420,118 @@ impl TelemetrySettings {
         }))
     }
 
-    /// The OTLP transport; gRPC unless `OTEL_EXPORTER_OTLP_PROTOCOL` says otherwise, because the
-    /// platform's collectors listen on 4317.
+    /// The OTLP transport for traces: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, else http/protobuf (the specification's default).
     pub fn protocol(&self) -> Result<OtlpProtocol, TelemetryError> {
-        match non_empty(self.otlp_protocol.as_deref()) {
-            None | Some("grpc") => Ok(OtlpProtocol::Grpc),
-            Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
-            Some(_) => Err(TelemetryError::setting(
+        let (variable, value) = match non_empty(self.otlp_traces_protocol.as_deref()) {
+            Some(value) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(value)),
+            None => (
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "expected grpc or http/protobuf (http/json is not supported)",
+                non_empty(self.otlp_protocol.as_deref()),
+            ),
+        };
+        match value {
+            None | Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
+            Some("grpc") => Ok(OtlpProtocol::Grpc),
+            Some(_) => Err(TelemetryError::setting(
+                variable,
+                "expected http/protobuf or grpc (http/json is not supported)",
             )),
         }
     }
 
-    /// The export timeout (default 10 s, the specification's).
+    /// The timeout of one export request: `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s (the specification's), and never longer than
+    /// `OTEL_BSP_EXPORT_TIMEOUT`.
     pub fn export_timeout(&self) -> Duration {
-        Duration::from_millis(self.otlp_timeout.unwrap_or(10_000))
+        let otlp = self
+            .otlp_traces_timeout
+            .or(self.otlp_timeout)
+            .unwrap_or(10_000);
+        let batch = self.bsp_export_timeout.unwrap_or(30_000);
+        Duration::from_millis(otlp.min(batch))
     }
 
-    /// The export headers as pairs. Values are secret: errors name the variable and the position of
-    /// the bad entry, never its text.
+    /// The export headers as pairs: `OTEL_EXPORTER_OTLP_TRACES_HEADERS` when set (it replaces the
+    /// generic list), else `OTEL_EXPORTER_OTLP_HEADERS`. Values are secret: errors name the
+    /// variable and the position of the bad entry, never its text.
     pub fn export_headers(&self) -> Result<Vec<(String, String)>, TelemetryError> {
         use secrecy::ExposeSecret as _;
-        let Some(headers) = &self.otlp_headers else {
-            return Ok(Vec::new());
+        let (variable, headers) = match (&self.otlp_traces_headers, &self.otlp_headers) {
+            (Some(headers), _) => ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", headers),
+            (None, Some(headers)) => ("OTEL_EXPORTER_OTLP_HEADERS", headers),
+            (None, None) => return Ok(Vec::new()),
         };
-        parse_pairs(headers.expose_secret(), "OTEL_EXPORTER_OTLP_HEADERS", true)
+        let pairs = parse_pairs(headers.expose_secret(), variable, true)?;
+        for (index, (name, value)) in pairs.iter().enumerate() {
+            if !name.bytes().all(is_token_byte) {
+                return Err(TelemetryError::Setting {
+                    variable,
+                    reason: format!("entry {}: `{name}` is not a valid header name", index + 1),
+                });
+            }
+            if value
+                .bytes()
+                .any(|byte| byte.is_ascii_control() && byte != b'\t')
+            {
+                return Err(TelemetryError::Setting {
+                    variable,
+                    reason: format!(
+                        "entry {}: the value of `{name}` holds a control character",
+                        index + 1
+                    ),
+                });
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// The compression of export requests: `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`, else none.
+    pub fn compression(&self) -> OtlpCompression {
+        self.otlp_traces_compression
+            .or(self.otlp_compression)
+            .unwrap_or(OtlpCompression::None)
+    }
+
+    /// The batch processor's settings, the specification's defaults for what is unset. A batch
+    /// larger than the queue is refused (the SDK would shrink it without a word).
+    pub fn batch_settings(&self) -> Result<BatchSettings, TelemetryError> {
+        let queue = self.bsp_max_queue_size.unwrap_or(2048);
+        let batch = self.bsp_max_export_batch_size.unwrap_or(512);
+        if batch > queue {
+            let reason = if self.bsp_max_export_batch_size.is_some() {
+                format!("{batch} is larger than the queue (OTEL_BSP_MAX_QUEUE_SIZE={queue})")
+            } else {
+                format!(
+                    "the default batch of {batch} is larger than the queue \
+                     (OTEL_BSP_MAX_QUEUE_SIZE={queue}); set it to {queue} or less"
+                )
+            };
+            return Err(TelemetryError::Setting {
+                variable: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                reason,
+            });
+        }
+        let size = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
+        Ok(BatchSettings {
+            schedule_delay: Duration::from_millis(self.bsp_schedule_delay.unwrap_or(5_000)),
+            export_timeout: Duration::from_millis(self.bsp_export_timeout.unwrap_or(30_000)),
+            max_queue_size: size(queue),
+            max_export_batch_size: size(batch),
+        })
+    }
+
+    /// The span limits, 128 each by default as in the specification.
+    pub fn span_limits(&self) -> SpanLimitSettings {
+        let default = SpanLimitSettings::default();
+        SpanLimitSettings {
+            attributes: self
+                .span_attribute_count_limit
+                .unwrap_or(default.attributes),
+            events: self.span_event_count_limit.unwrap_or(default.events),
+            links: self.span_link_count_limit.unwrap_or(default.links),
+        }
     }
 
     /// `OTEL_RESOURCE_ATTRIBUTES` as pairs.
@@ -354,6 +617,11 @@ impl TelemetrySettings {
     }
 }
 
+/// A byte allowed in an HTTP header name (RFC 9110's `tchar`).
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 pub(crate) fn non_empty(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|value| !value.is_empty())
 }
@@ -435,13 +703,23 @@ mod tests {
     }
 
     #[test]
-    fn service_name_prefers_service_name_then_otel_service_name() {
+    fn service_name_follows_the_specification_then_the_seeds() {
         let mut s = settings();
         assert_eq!(s.service(), "unknown_service");
-        s.otel_service_name = Some("otel-name".into());
-        assert_eq!(s.service(), "otel-name");
+        assert_eq!(s.service_or("api-gateway"), "api-gateway");
+        s.resource_attributes =
+            Some("deployment.environment=prod,service.name=from%20resource".into());
+        assert_eq!(s.service(), "from resource");
         s.service_name = Some("gateway".into());
         assert_eq!(s.service(), "gateway");
+        s.otel_service_name = Some("otel-name".into());
+        assert_eq!(s.service(), "otel-name");
+        assert_eq!(s.with_service_default("x").service(), "otel-name");
+        s.otel_service_name = Some("  ".into());
+        assert_eq!(s.service(), "gateway");
+        s.service_name = None;
+        s.resource_attributes = Some("service.name=".into());
+        assert_eq!(s.service_or("api-gateway"), "api-gateway");
     }
 
     #[test]
@@ -466,7 +744,12 @@ mod tests {
     fn http_protobuf_appends_the_traces_path_and_grpc_does_not() {
         let mut s = settings();
         assert_eq!(s.traces_endpoint().ok(), Some(None));
+        assert_eq!(s.protocol().ok(), Some(OtlpProtocol::HttpProtobuf));
         s.otlp_endpoint = Some("http://collector:4318/".into());
+        assert_eq!(
+            s.traces_endpoint().ok().flatten().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
         s.otlp_protocol = Some("http/protobuf".into());
         assert_eq!(
             s.traces_endpoint().ok().flatten().as_deref(),
@@ -555,6 +838,161 @@ mod tests {
         assert!(
             error.contains("b3") && error.contains("OTEL_PROPAGATORS"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn per_signal_variables_win_over_the_generic_ones() -> Result<(), TelemetryError> {
+        let mut s = settings();
+        s.otlp_endpoint = Some("http://collector:4317".into());
+        s.otlp_protocol = Some("grpc".into());
+        s.otlp_headers = Some(Secret::from("api-key=generic,x-team=core"));
+        s.otlp_timeout = Some(2_000);
+        s.otlp_compression = Some(OtlpCompression::None);
+        assert_eq!(s.protocol()?, OtlpProtocol::Grpc);
+        assert_eq!(s.export_timeout(), Duration::from_secs(2));
+        assert_eq!(s.compression(), OtlpCompression::None);
+        assert_eq!(s.export_headers()?.len(), 2);
+
+        s.otlp_traces_protocol = Some("http/protobuf".into());
+        s.otlp_traces_headers = Some(Secret::from("api-key=traces"));
+        s.otlp_traces_timeout = Some(1_500);
+        s.otlp_traces_compression = Some(OtlpCompression::Gzip);
+        assert_eq!(s.protocol()?, OtlpProtocol::HttpProtobuf);
+        assert_eq!(
+            s.traces_endpoint()?.as_deref(),
+            Some("http://collector:4317/v1/traces")
+        );
+        assert_eq!(s.export_timeout(), Duration::from_millis(1_500));
+        assert_eq!(s.compression(), OtlpCompression::Gzip);
+        // The traces list replaces the generic one, as the specification's other SDKs do.
+        assert_eq!(
+            s.export_headers()?,
+            [("api-key".to_owned(), "traces".to_owned())]
+        );
+        // The batch processor's export timeout caps the request timeout.
+        s.bsp_export_timeout = Some(700);
+        assert_eq!(s.export_timeout(), Duration::from_millis(700));
+
+        s.otlp_traces_protocol = Some("http/json".into());
+        let error = s
+            .protocol()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+            "{error}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_header_names_and_values_are_refused_without_quoting_values() {
+        let mut s = settings();
+        s.otlp_traces_headers = Some(Secret::from("good=1,bad name=s3cr3t"));
+        let error = s
+            .export_headers()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                && error.contains("entry 2")
+                && error.contains("bad name"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
+        s.otlp_traces_headers = Some(Secret::from("api-key=s3cr3t%0Avalue"));
+        let error = s
+            .export_headers()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("control character"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+
+    #[test]
+    fn the_exporter_follows_sdk_disabled_then_traces_exporter_then_the_endpoint()
+    -> Result<(), TelemetryError> {
+        let mut s = settings();
+        assert_eq!(s.span_export()?, SpanExport::None);
+        s.traces_exporter = Some(TracesExporter::Otlp);
+        assert_eq!(
+            s.span_export()?,
+            SpanExport::Otlp("http://localhost:4318/v1/traces".into())
+        );
+        s.otlp_protocol = Some("grpc".into());
+        assert_eq!(
+            s.span_export()?,
+            SpanExport::Otlp("http://localhost:4317".into())
+        );
+        s.traces_exporter = None;
+        s.otlp_endpoint = Some("http://collector:4317".into());
+        assert_eq!(
+            s.span_export()?,
+            SpanExport::Otlp("http://collector:4317".into())
+        );
+        s.traces_exporter = Some(TracesExporter::Console);
+        assert_eq!(s.span_export()?, SpanExport::Console);
+        s.traces_exporter = Some(TracesExporter::None);
+        assert_eq!(s.span_export()?, SpanExport::None);
+        s.traces_exporter = Some(TracesExporter::Otlp);
+        s.sdk_disabled = Some(true);
+        // Nothing else is even looked at: a bad endpoint is no error when nothing is exported.
+        s.otlp_endpoint = Some("collector:4317".into());
+        assert_eq!(s.span_export()?, SpanExport::None);
+        s.sdk_disabled = Some(false);
+        assert!(s.span_export().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn batch_settings_default_to_the_specification_and_refuse_a_batch_over_the_queue()
+    -> Result<(), TelemetryError> {
+        let mut s = settings();
+        let defaults = s.batch_settings()?;
+        assert_eq!(defaults.schedule_delay, Duration::from_secs(5));
+        assert_eq!(defaults.export_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.max_queue_size, 2048);
+        assert_eq!(defaults.max_export_batch_size, 512);
+        s.bsp_schedule_delay = Some(200);
+        s.bsp_max_queue_size = Some(100);
+        s.bsp_max_export_batch_size = Some(100);
+        let batch = s.batch_settings()?;
+        assert_eq!(batch.schedule_delay, Duration::from_millis(200));
+        assert_eq!(batch.max_export_batch_size, 100);
+        s.bsp_max_export_batch_size = Some(101);
+        let error = s
+            .batch_settings()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") && error.contains("101"),
+            "{error}"
+        );
+        s.bsp_max_export_batch_size = None;
+        let error = s
+            .batch_settings()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("default batch of 512"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn span_limits_default_to_128() {
+        let mut s = settings();
+        assert_eq!(s.span_limits(), SpanLimitSettings::default());
+        s.span_event_count_limit = Some(3);
+        s.span_link_count_limit = Some(0);
+        let limits = s.span_limits();
+        assert_eq!(
+            (limits.attributes, limits.events, limits.links),
+            (128, 3, 0)
         );
     }
 }

@@ -10,6 +10,7 @@ use tracing_subscriber::layer::{Layer, Layered, SubscriberExt as _};
 use tracing_subscriber::{Registry, reload};
 
 use crate::bridge::OtelBridge;
+use crate::console::SpanWriter;
 use crate::json::JsonLayer;
 use crate::level::{LogLevelHandle, parse_filter};
 use crate::settings::{LogFormat, TelemetrySettings, TracingBridge};
@@ -46,6 +47,7 @@ pub struct TelemetryBuilder<'a, W = fn() -> std::io::Stdout> {
     settings: &'a TelemetrySettings,
     make_writer: W,
     shutdown_timeout: Duration,
+    console: Option<SpanWriter>,
 }
 
 impl<'a> TelemetryBuilder<'a> {
@@ -54,6 +56,7 @@ impl<'a> TelemetryBuilder<'a> {
             settings,
             make_writer: std::io::stdout,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            console: None,
         }
     }
 }
@@ -71,7 +74,14 @@ where
             settings: self.settings,
             make_writer,
             shutdown_timeout: self.shutdown_timeout,
+            console: self.console,
         }
+    }
+
+    /// Writes the spans of `OTEL_TRACES_EXPORTER=console` somewhere other than stderr.
+    pub fn console_writer(mut self, writer: impl std::io::Write + Send + 'static) -> Self {
+        self.console = Some(SpanWriter(Box::new(writer)));
+        self
     }
 
     /// How long shutdown waits for unexported spans (default 5 s).
@@ -86,12 +96,16 @@ where
         let settings = self.settings;
         let filter = parse_filter(&settings.log_directives()?)?;
         propagation::install(&settings.propagator_list()?);
-        let export::Pipeline { provider, exporter } = export::pipeline(settings)?;
+        let export::Pipeline { provider, exporter } = export::pipeline(settings, self.console)?;
 
         let (filter, reload_handle) = reload::Layer::new(filter);
         // One of the two bridges; the other layer is absent (`None`), which costs a branch.
         let bridge = match settings.bridge {
-            TracingBridge::Fast => Some(OtelBridge::new(settings.sampler()?, exporter)),
+            TracingBridge::Fast => Some(OtelBridge::new(
+                settings.sampler()?,
+                exporter,
+                settings.span_limits(),
+            )),
             TracingBridge::Standard => None,
         };
         #[cfg(feature = "otel-standard")]
@@ -113,7 +127,7 @@ where
                     .with_writer(self.make_writer),
             ),
             LogFormat::Json => {
-                Box::new(JsonLayer::new(settings.service()).with_writer(self.make_writer))
+                Box::new(JsonLayer::new(&settings.service()).with_writer(self.make_writer))
             }
         };
         // One global level filter and no per-layer filters: a disabled event is then one cached

@@ -26,6 +26,8 @@ async fn next_delivery(
     .await
 }
 
+// One scenario, read top to bottom: publish, consume, compare the exported spans.
+#[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_span_is_a_child_of_the_publisher_span() -> anyhow::Result<()> {
     let mut collector = FakeCollectorServer::start()
@@ -34,6 +36,7 @@ async fn the_consumer_span_is_a_child_of_the_publisher_span() -> anyhow::Result<
     let mut settings = common::default_settings();
     settings.service_name = Some("order-pipeline".into());
     settings.otlp_endpoint = Some(collector.endpoint());
+    settings.otlp_protocol = Some("grpc".into());
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)
         .writer(captured.clone())

@@ -15,11 +15,21 @@ fn telemetry(
     collector: &FakeCollectorServer,
     sampler: Option<&str>,
 ) -> anyhow::Result<(Telemetry, Captured)> {
+    telemetry_with(collector, |settings| {
+        settings.traces_sampler = sampler.map(str::to_owned);
+    })
+}
+
+/// Telemetry exporting to `collector` with the settings `adjust` makes.
+fn telemetry_with(
+    collector: &FakeCollectorServer,
+    adjust: impl FnOnce(&mut TelemetrySettings),
+) -> anyhow::Result<(Telemetry, Captured)> {
     let mut settings = common::default_settings();
     settings.service_name = Some("payments".into());
     settings.otlp_endpoint = Some(collector.endpoint());
     settings.otlp_protocol = Some("grpc".into());
-    settings.traces_sampler = sampler.map(str::to_owned);
+    adjust(&mut settings);
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)
         .writer(captured.clone())
@@ -381,6 +391,149 @@ fn a_span_constructor_that_panics_does_not_hand_the_callers_trace_to_the_next_sp
             "the caller's trace leaked into a later span"
         );
         telemetry.shutdown()?;
+        Ok(())
+    })
+}
+
+fn find<'a>(spans: &'a [ExportedSpan], name: &str) -> anyhow::Result<&'a ExportedSpan> {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .ok_or_else(|| anyhow::anyhow!("no span `{name}` among {spans:#?}"))
+}
+
+#[test]
+fn follows_from_becomes_a_span_link() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, _captured) = telemetry(&collector, None)?;
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            // Two traces: the batch that was enqueued, and the work that follows from it.
+            let enqueue = tracing::info_span!("enqueue");
+            let process = tracing::info_span!("process");
+            process.follows_from(&enqueue);
+            // A span that is not there (already closed, another subscriber's) links nothing.
+            process.follows_from(tracing::Id::from_u64(u64::MAX));
+        });
+        let spans = flushed(telemetry, &mut collector, 2).await?;
+        let enqueue = find(&spans, "enqueue")?;
+        let process = find(&spans, "process")?;
+        assert_ne!(enqueue.trace_id, process.trace_id);
+        assert_eq!(process.links.len(), 1, "{process:#?}");
+        assert_eq!(process.links[0].trace_id, enqueue.trace_id);
+        assert_eq!(process.links[0].span_id, enqueue.span_id);
+        assert_eq!(process.dropped_links_count, 0);
+        assert!(enqueue.links.is_empty());
+        Ok(())
+    })
+}
+
+#[test]
+fn error_values_give_their_span_event_exception_attributes() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, _captured) = telemetry(&collector, None)?;
+        let parse_error = "12a"
+            .parse::<i32>()
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("`12a` parsed"))?;
+        let io_error = std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing");
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let span = tracing::info_span!("load_weights");
+            let _entered = span.enter();
+            tracing::warn!(
+                error = &io_error as &(dyn std::error::Error + 'static),
+                "falling back to defaults"
+            );
+            tracing::error!(
+                error = &parse_error as &(dyn std::error::Error + 'static),
+                "bad weight"
+            );
+            tracing::error!(code = "E42", "no error value here");
+        });
+        let spans = flushed(telemetry, &mut collector, 1).await?;
+        let span = find(&spans, "load_weights")?;
+        let event = |name: &str| {
+            span.events
+                .iter()
+                .find(|event| event.name == name)
+                .map(|event| &event.attributes)
+                .ok_or_else(|| anyhow::anyhow!("no event `{name}` in {span:#?}"))
+        };
+        let io = event("falling back to defaults")?;
+        assert!(
+            io["exception.message"].contains("\"weights file missing\""),
+            "{io:?}"
+        );
+        assert!(
+            io["exception.type"].contains("\"std::io::Error\""),
+            "{io:?}"
+        );
+        assert!(io["error"].contains("weights file missing"), "{io:?}");
+        let parse = event("bad weight")?;
+        assert!(
+            parse["exception.message"].contains("\"invalid digit found in string\""),
+            "{parse:?}"
+        );
+        assert!(
+            parse["exception.type"].contains("\"ParseIntError\""),
+            "{parse:?}"
+        );
+        let plain = event("no error value here")?;
+        assert!(
+            !plain.keys().any(|key| key.starts_with("exception.")),
+            "{plain:?}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn span_limits_as_configured_keep_the_first_and_count_the_rest() -> anyhow::Result<()> {
+    let _serial = common::serial();
+    runtime()?.block_on(async {
+        let mut collector = collector().await?;
+        let (telemetry, _captured) = telemetry_with(&collector, |settings| {
+            // Four location attributes (`code.*`, `target`) come first.
+            settings.span_attribute_count_limit = Some(6);
+            settings.span_event_count_limit = Some(2);
+            settings.span_link_count_limit = Some(1);
+        })?;
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            let first = tracing::info_span!("first");
+            let second = tracing::info_span!("second");
+            let span = tracing::info_span!(
+                "limited",
+                a = 1_i64,
+                b = 2_i64,
+                c = tracing::field::Empty,
+                d = tracing::field::Empty
+            );
+            span.record("c", 3_i64);
+            span.record("d", 4_i64);
+            // Updating a kept attribute is not a new one.
+            span.record("a", 10_i64);
+            span.follows_from(&first);
+            span.follows_from(&second);
+            let _entered = span.enter();
+            for attempt in 1..=3_i64 {
+                tracing::warn!(attempt, "retrying");
+            }
+        });
+        let spans = flushed(telemetry, &mut collector, 3).await?;
+        let limited = find(&spans, "limited")?;
+        assert_eq!(limited.attributes.len(), 6, "{limited:#?}");
+        assert!(limited.attributes["a"].contains("IntValue(10)"));
+        assert!(limited.attributes.contains_key("b"));
+        assert!(!limited.attributes.contains_key("c"));
+        assert_eq!(limited.dropped_attributes_count, 2);
+        assert_eq!(limited.events.len(), 2);
+        assert_eq!(limited.dropped_events_count, 1);
+        assert_eq!(limited.links.len(), 1);
+        assert_eq!(limited.links[0].span_id, find(&spans, "first")?.span_id);
+        assert_eq!(limited.dropped_links_count, 1);
         Ok(())
     })
 }

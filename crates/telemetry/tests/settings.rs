@@ -2,7 +2,12 @@
 //! standard variable names.
 
 use groundwork_config::Loader;
-use groundwork_telemetry::{LogFormat, TelemetrySettings, TracingBridge};
+use std::time::Duration;
+
+use groundwork_telemetry::{
+    LogFormat, OtlpCompression, OtlpProtocol, SpanExport, TelemetrySettings, TracesExporter,
+    TracingBridge,
+};
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct ServiceSettings {
@@ -23,6 +28,7 @@ fn standard_variables_fill_the_embedded_settings() -> anyhow::Result<()> {
             ("LOG_LEVEL", "debug"),
             ("LOG_FORMAT", "pretty"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=t0ps3cret"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
@@ -107,4 +113,141 @@ fn the_bridge_is_fast_unless_telemetry_bridge_asks_for_the_standard_path() -> an
         .unwrap_or_default();
     assert!(error.contains("TELEMETRY_BRIDGE"), "{error}");
     Ok(())
+}
+
+#[test]
+fn the_standard_otel_variables_fill_the_settings() -> anyhow::Result<()> {
+    let settings: ServiceSettings = Loader::new()
+        .no_dotenv()
+        .vars([
+            ("SERVICE_NAME", "api-gateway"),
+            ("OTEL_SERVICE_NAME", "gateway-eu"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,team=core"),
+            ("OTEL_SDK_DISABLED", "false"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=traces"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "9000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "4000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1000"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100"),
+            ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "32"),
+            ("OTEL_SPAN_LINK_COUNT_LIMIT", "16"),
+        ])
+        .load()?;
+    let telemetry = &settings.telemetry;
+    assert_eq!(telemetry.service(), "gateway-eu");
+    assert_eq!(telemetry.traces_exporter, Some(TracesExporter::Otlp));
+    assert_eq!(telemetry.protocol()?, OtlpProtocol::HttpProtobuf);
+    assert_eq!(
+        telemetry.span_export()?,
+        SpanExport::Otlp("http://collector:4318/v1/traces".into())
+    );
+    assert_eq!(
+        telemetry.export_headers()?,
+        [("api-key".to_owned(), "traces".to_owned())]
+    );
+    assert_eq!(telemetry.export_timeout(), Duration::from_secs(3));
+    assert_eq!(telemetry.compression(), OtlpCompression::Gzip);
+    let batch = telemetry.batch_settings()?;
+    assert_eq!(batch.schedule_delay, Duration::from_millis(200));
+    assert_eq!(batch.export_timeout, Duration::from_secs(3));
+    assert_eq!(
+        (batch.max_queue_size, batch.max_export_batch_size),
+        (1000, 100)
+    );
+    let limits = telemetry.span_limits();
+    assert_eq!(
+        (limits.attributes, limits.events, limits.links),
+        (64, 32, 16)
+    );
+    Ok(())
+}
+
+#[test]
+fn the_default_protocol_is_http_protobuf() -> anyhow::Result<()> {
+    let settings: ServiceSettings = Loader::new()
+        .no_dotenv()
+        .vars([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")])
+        .load()?;
+    assert_eq!(settings.telemetry.protocol()?, OtlpProtocol::HttpProtobuf);
+    assert_eq!(
+        settings.telemetry.traces_endpoint()?.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    Ok(())
+}
+
+#[test]
+fn sdk_disabled_exports_nothing_whatever_else_is_set() -> anyhow::Result<()> {
+    let settings: ServiceSettings = Loader::new()
+        .no_dotenv()
+        .vars([
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ])
+        .load()?;
+    assert_eq!(settings.telemetry.span_export()?, SpanExport::None);
+    Ok(())
+}
+
+#[test]
+fn every_bad_otel_value_is_in_the_one_report() {
+    let error = Loader::new()
+        .no_dotenv()
+        .vars([
+            ("OTEL_SDK_DISABLED", "maybe"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "ten seconds"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "-5"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "lots"),
+            ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "-1"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "many"),
+            ("OTEL_SPAN_LINK_COUNT_LIMIT", "1.5"),
+        ])
+        .load::<ServiceSettings>()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    for variable in [
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_SPAN_EVENT_COUNT_LIMIT",
+        "OTEL_SPAN_LINK_COUNT_LIMIT",
+    ] {
+        assert!(
+            error.contains(&format!("(env {variable})")),
+            "{variable} missing from the report:\n{error}"
+        );
+    }
+    assert!(error.contains("(14 problems)"), "{error}");
+    assert!(
+        error.contains("otlp") && error.contains("console"),
+        "the allowed exporters are listed:\n{error}"
+    );
 }

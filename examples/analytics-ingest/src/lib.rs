@@ -127,13 +127,13 @@ pub struct Settings {
     pub retry_backoff_ms: u64,
 }
 
-/// The name this service uses when `SERVICE_NAME` is not set.
+/// The name this service uses when no name is configured.
 const SERVICE_NAME: &str = "analytics-ingest";
 
 impl Settings {
-    /// The name in logs, traces and health responses: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`,
-    /// else `analytics-ingest`.
-    pub fn service_name(&self) -> &str {
+    /// The name in logs, traces and health responses: `OTEL_SERVICE_NAME`, else
+    /// `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `analytics-ingest`.
+    pub fn service_name(&self) -> std::borrow::Cow<'_, str> {
         self.telemetry.service_or(SERVICE_NAME)
     }
 
@@ -348,7 +348,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         .with_context(|| format!("cannot consume from {}", settings.queue))?;
 
     let health = Health::builder()
-        .service_id(settings.service_name().to_owned())
+        .service_id(settings.service_name().into_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(ClickHouseCheck::new(clickhouse.clone()))
         .check(RabbitMqCheck::new(Arc::clone(&amqp)))

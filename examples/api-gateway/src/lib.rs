@@ -212,7 +212,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
 
     let poll = FeedOptions::default().poll_interval;
     let health = Health::builder()
-        .service_id(settings.service_name().to_owned())
+        .service_id(settings.service_name().into_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
         .check(RedisCheck::new(redis.clone()))

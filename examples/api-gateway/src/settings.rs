@@ -104,13 +104,13 @@ fn default_drain_ms() -> u64 {
     500
 }
 
-/// The name this service uses when `SERVICE_NAME` is not set.
+/// The name this service uses when no name is configured.
 const SERVICE_NAME: &str = "api-gateway";
 
 impl Settings {
-    /// The name in logs, traces, health responses and snapshot files: `SERVICE_NAME`, else
-    /// `OTEL_SERVICE_NAME`, else `api-gateway`.
-    pub fn service_name(&self) -> &str {
+    /// The name in logs, traces, health responses and snapshot files: `OTEL_SERVICE_NAME`, else
+    /// `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `api-gateway`.
+    pub fn service_name(&self) -> std::borrow::Cow<'_, str> {
         self.telemetry.service_or(SERVICE_NAME)
     }
 

@@ -106,13 +106,13 @@ pub struct Settings {
     pub analytics_exchange: String,
 }
 
-/// The name this service uses when `SERVICE_NAME` is not set.
+/// The name this service uses when no name is configured.
 const SERVICE_NAME: &str = "order-worker";
 
 impl Settings {
-    /// The name in logs, traces and health responses: `SERVICE_NAME`, else `OTEL_SERVICE_NAME`,
-    /// else `order-worker`.
-    pub fn service_name(&self) -> &str {
+    /// The name in logs, traces and health responses: `OTEL_SERVICE_NAME`, else
+    /// `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `order-worker`.
+    pub fn service_name(&self) -> std::borrow::Cow<'_, str> {
         self.telemetry.service_or(SERVICE_NAME)
     }
 
@@ -293,7 +293,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .with_context(|| format!("cannot consume from {}", settings.queue))?;
 
     let health = Health::builder()
-        .service_id(settings.service_name().to_owned())
+        .service_id(settings.service_name().into_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
         .check(RabbitMqCheck::new(Arc::clone(&amqp)))

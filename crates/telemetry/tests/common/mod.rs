@@ -111,6 +111,20 @@ pub fn telemetry(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Cap
     Ok((telemetry, captured))
 }
 
+/// Telemetry built (not installed) from `settings`, writing its lines into the returned capture
+/// and the spans of `OTEL_TRACES_EXPORTER=console` into `console`.
+pub fn telemetry_with_console(
+    settings: &TelemetrySettings,
+    console: &Captured,
+) -> anyhow::Result<(Telemetry, Captured)> {
+    let captured = Captured::default();
+    let telemetry = Telemetry::builder(settings)
+        .writer(captured.clone())
+        .console_writer(console.clone())
+        .build()?;
+    Ok((telemetry, captured))
+}
+
 /// The string at `key` of a line.
 pub fn str_at<'a>(line: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     line.get(key).and_then(Value::as_str)
