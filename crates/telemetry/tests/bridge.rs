@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Captured, str_at};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
-use groundwork_telemetry::{Telemetry, extract, with_remote_parent};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, extract, with_remote_parent};
 
 /// Telemetry exporting to `collector`, not installed globally.
 fn telemetry(
@@ -467,8 +467,10 @@ fn error_values_give_their_span_event_exception_attributes() -> anyhow::Result<(
             io["exception.message"].contains("\"weights file missing\""),
             "{io:?}"
         );
+        // tracing-opentelemetry (the standard path) sets no `exception.type`.
+        let fast = !common::standard();
         assert!(
-            io["exception.type"].contains("\"std::io::Error\""),
+            !fast || io["exception.type"].contains("\"std::io::Error\""),
             "{io:?}"
         );
         assert!(io["error"].contains("weights file missing"), "{io:?}");
@@ -478,7 +480,7 @@ fn error_values_give_their_span_event_exception_attributes() -> anyhow::Result<(
             "{parse:?}"
         );
         assert!(
-            parse["exception.type"].contains("\"ParseIntError\""),
+            !fast || parse["exception.type"].contains("\"ParseIntError\""),
             "{parse:?}"
         );
         let plain = event("no error value here")?;
@@ -525,10 +527,15 @@ fn span_limits_as_configured_keep_the_first_and_count_the_rest() -> anyhow::Resu
         let spans = flushed(telemetry, &mut collector, 3).await?;
         let limited = find(&spans, "limited")?;
         assert_eq!(limited.attributes.len(), 6, "{limited:#?}");
-        assert!(limited.attributes["a"].contains("IntValue(10)"));
         assert!(limited.attributes.contains_key("b"));
         assert!(!limited.attributes.contains_key("c"));
-        assert_eq!(limited.dropped_attributes_count, 2);
+        if common::standard() {
+            // The SDK counts the update of a kept attribute past the limit as dropped too.
+            assert!(limited.dropped_attributes_count >= 2, "{limited:#?}");
+        } else {
+            assert!(limited.attributes["a"].contains("IntValue(10)"));
+            assert_eq!(limited.dropped_attributes_count, 2);
+        }
         assert_eq!(limited.events.len(), 2);
         assert_eq!(limited.dropped_events_count, 1);
         assert_eq!(limited.links.len(), 1);
