@@ -234,6 +234,20 @@ pub struct PruneReport {
     pub deleted: Vec<PrunedBackup>,
     /// Complete backups kept.
     pub kept: usize,
+    /// Archived WAL deleted (or to delete) per source: what no kept base backup needs.
+    pub wal: Vec<PrunedWal>,
+}
+
+/// The archived WAL files of one source that retention removes: those before the start of the
+/// oldest kept base backup. Timeline history files are always kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunedWal {
+    /// The source.
+    pub source: String,
+    /// The first WAL file kept: where the oldest kept base backup starts.
+    pub keep_from: String,
+    /// The files deleted (or to delete).
+    pub deleted: Vec<String>,
 }
 
 /// Applies `policy` to every source matching `filter`.
@@ -248,16 +262,30 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
     let now = SystemTime::now();
-    let plan = plan_prune(&list(storage, filter).await?, policy, now);
+    let entries = list(storage, filter).await?;
+    let mut plan = plan_prune(&entries, policy, now);
+    #[cfg(feature = "postgres")]
+    {
+        plan.wal = crate::wal::plan_wal_prune(storage, &entries, &plan.deleted).await?;
+    }
     if !dry_run {
+        // Backups first: an interrupted prune never leaves a listed base backup without its WAL.
         for pruned in &plan.deleted {
             let dir = backup_dir(pruned.kind, &pruned.source, &pruned.id);
             let manifest = backup_object(pruned.kind, &pruned.source, &pruned.id, MANIFEST_FILE);
             storage.delete_dir(&dir, Some(&manifest)).await?;
             tracing::info!(kind = %pruned.kind, source = %pruned.source, id = %pruned.id, reason = ?pruned.reason, "backup deleted");
         }
+        #[cfg(feature = "postgres")]
+        for pruned in &plan.wal {
+            for name in &pruned.deleted {
+                crate::wal::delete_wal(storage, &pruned.source, name).await?;
+            }
+            tracing::info!(source = %pruned.source, files = pruned.deleted.len(), keep_from = %pruned.keep_from, "archived wal deleted");
+        }
     }
-    Ok(PruneReport { dry_run, ..plan })
+    plan.dry_run = dry_run;
+    Ok(plan)
 }
 
 /// The pure part of [`prune`].
@@ -321,6 +349,7 @@ pub fn plan_prune(
         dry_run: true,
         deleted,
         kept,
+        wal: Vec::new(),
     }
 }
 

@@ -14,6 +14,8 @@ mod keys;
 mod local;
 mod manifest;
 mod metrics;
+#[cfg(feature = "postgres")]
+mod physical;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -26,7 +28,7 @@ mod storage;
 mod wal;
 
 pub use catalog::{
-    BackupEntry, BackupFilter, BackupStatus, PruneReason, PruneReport, PrunedBackup,
+    BackupEntry, BackupFilter, BackupStatus, PruneReason, PruneReport, PrunedBackup, PrunedWal,
     RetentionPolicy, latest, list, plan_prune, prune, read_manifest,
 };
 #[cfg(feature = "clickhouse")]
@@ -37,9 +39,18 @@ pub use clickhouse::{
 pub use error::{BackupError, BoxError};
 pub use keys::{Identity, Recipient};
 pub use manifest::{
-    BackupId, BackupKind, BackupManifest, Compression, Encryption, MANIFEST_FORMAT, StoredObject,
+    BackupId, BackupKind, BackupManifest, Compression, Encryption, MANIFEST_FORMAT, PhysicalBackup,
+    StoredObject,
 };
 pub use metrics::render_metrics;
+#[cfg(feature = "postgres")]
+pub use metrics::render_wal_metrics;
+#[cfg(feature = "postgres")]
+pub use physical::{
+    BaseBackupOptions, PitrRestoreOptions, PitrRestoreReport, PitrVerifyOptions, PitrVerifyReport,
+    RecoveryTarget, basebackup_postgres, default_postgres_bin_dir, pitr_restore,
+    verify_restored_cluster,
+};
 pub use pipeline::{
     DEFAULT_PART_SIZE, DEFAULT_ZSTD_LEVEL, MIN_LOCAL_PART_SIZE, MIN_REMOTE_PART_SIZE,
     PipelineOptions, Progress,
@@ -57,6 +68,6 @@ pub use redis::{
 pub use storage::{S3Options, Storage};
 #[cfg(feature = "postgres")]
 pub use wal::{
-    Lsn, WalFetchReport, WalFileKind, WalFileName, WalPushReport, WalRecord, fetch_wal, list_wal,
-    push_wal, read_wal_record,
+    Lsn, WalArchiveStatus, WalFetchReport, WalFileKind, WalFileName, WalPushReport, WalRecord,
+    fetch_wal, list_wal, push_wal, read_wal_record, wal_archive_status,
 };

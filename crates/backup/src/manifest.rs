@@ -29,6 +29,10 @@ pub enum BackupKind {
     /// A ClickHouse database (portable export).
     #[serde(rename = "clickhouse")]
     ClickHouse,
+    /// A PostgreSQL cluster's physical base backup (`pg_basebackup`), restored to a point in
+    /// time with the archived WAL.
+    #[serde(rename = "postgres-base")]
+    PostgresBase,
 }
 
 impl BackupKind {
@@ -38,11 +42,17 @@ impl BackupKind {
             Self::Postgres => "postgres",
             Self::Redis => "redis",
             Self::ClickHouse => "clickhouse",
+            Self::PostgresBase => "postgres-base",
         }
     }
 
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Postgres, Self::Redis, Self::ClickHouse];
+    pub const ALL: [Self; 4] = [
+        Self::Postgres,
+        Self::Redis,
+        Self::ClickHouse,
+        Self::PostgresBase,
+    ];
 }
 
 impl fmt::Display for BackupKind {
@@ -169,6 +179,26 @@ pub struct BackupManifest {
     pub encryption: Option<Encryption>,
     /// Rows per table (`schema.table`), counted in the snapshot the dump was taken from.
     pub row_counts: BTreeMap<String, i64>,
+    /// For a physical base backup: where its WAL starts and stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalBackup>,
+}
+
+/// What a physical base backup needs from the WAL archive to be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalBackup {
+    /// The WAL location the backup starts at (`0/2000028`); recovery replays from here.
+    pub start_lsn: String,
+    /// The WAL location the backup ended at; a restore is consistent once replay passed it.
+    pub stop_lsn: String,
+    /// The timeline the backup was taken on.
+    pub timeline: u32,
+    /// The cluster's WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// The first WAL file a restore needs.
+    pub start_wal_file: String,
+    /// The last WAL file a restore needs at the least.
+    pub stop_wal_file: String,
 }
 
 /// What a source knows once its data is stored; [`BackupManifest::completed`] derives the rest.
@@ -208,6 +238,7 @@ impl BackupManifest {
             },
             encryption: crate::pipeline::encryption_of(completed.pipeline),
             row_counts: completed.row_counts,
+            physical: None,
         }
     }
 
@@ -324,6 +355,7 @@ mod tests {
             },
             encryption: None,
             row_counts: std::collections::BTreeMap::new(),
+            physical: None,
         }
     }
 

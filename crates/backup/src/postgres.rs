@@ -25,7 +25,7 @@ use crate::storage::percent_decode;
 use crate::{BackupError, Identity};
 
 /// Relations outside the system schemas, excluding those that belong to extensions.
-const USER_TABLES: &str = r"
+pub(crate) const USER_TABLES: &str = r"
     SELECT n.nspname || '.' || c.relname,
            (xpath('/row/c/text()',
                   query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
@@ -162,11 +162,11 @@ pub struct VerifyReport {
 /// reads `sslpassword` from no variable, so it goes into a private service file named by
 /// `PGSERVICEFILE`/`PGSERVICE` that lives as long as these settings. Other secret-named
 /// parameters are not libpq connection parameters and are dropped.
-struct ConnParams {
+pub(crate) struct ConnParams {
     url_for_argv: String,
     password: Option<SecretString>,
     service_file: Option<tempfile::NamedTempFile>,
-    database: String,
+    pub(crate) database: String,
 }
 
 impl fmt::Debug for ConnParams {
@@ -181,7 +181,7 @@ impl fmt::Debug for ConnParams {
 const SERVICE_NAME: &str = "groundwork_backup";
 
 impl ConnParams {
-    fn parse(url: &str) -> Result<Self, BackupError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, BackupError> {
         let parsed = url::Url::parse(url).map_err(|err| {
             BackupError::config(
                 "database url",
@@ -216,7 +216,7 @@ impl ConnParams {
         })
     }
 
-    fn apply(&self, command: &mut Command) {
+    pub(crate) fn apply(&self, command: &mut Command) {
         command.arg(format!("--dbname={}", self.url_for_argv));
         command.arg("--no-password");
         if let Some(password) = &self.password {
@@ -255,7 +255,7 @@ fn service_file(ssl_password: &SecretString) -> Result<tempfile::NamedTempFile, 
     Ok(file)
 }
 
-async fn connect(url: &SecretString) -> Result<PgConnection, BackupError> {
+pub(crate) async fn connect(url: &SecretString) -> Result<PgConnection, BackupError> {
     PgConnection::connect(url.expose_secret())
         .await
         .map_err(|err| BackupError::database("connection", err))

@@ -452,12 +452,13 @@ pub async fn list_wal(storage: &Storage, source: &str) -> Result<Vec<WalFileName
 
 /// Deletes an archived file: its record first, so an interrupted delete never leaves a record
 /// without data.
-#[expect(dead_code, reason = "used by retention")]
 pub(crate) async fn delete_wal(
     storage: &Storage,
     source: &str,
-    name: &WalFileName,
+    name: &str,
 ) -> Result<(), BackupError> {
+    let name = WalFileName::parse(name)?;
+    let name = &name;
     storage.delete_object(&record_path(source, name)).await?;
     for object in [format!("{name}.zst"), format!("{name}.zst.age")] {
         storage
@@ -465,6 +466,127 @@ pub(crate) async fn delete_wal(
             .await?;
     }
     Ok(())
+}
+
+/// For each source with a kept complete base backup, the archived files before the oldest kept
+/// one's start (timeline history files excepted). A source whose base backups would all go, or
+/// that has none, keeps all its WAL.
+pub(crate) async fn plan_wal_prune(
+    storage: &Storage,
+    entries: &[crate::catalog::BackupEntry],
+    deleted: &[crate::catalog::PrunedBackup],
+) -> Result<Vec<crate::catalog::PrunedWal>, BackupError> {
+    use std::collections::BTreeMap;
+
+    let mut oldest_kept: BTreeMap<&str, WalFileName> = BTreeMap::new();
+    for entry in entries {
+        let (crate::BackupKind::PostgresBase, Some(manifest)) = (entry.kind, &entry.manifest)
+        else {
+            continue;
+        };
+        let gone = deleted
+            .iter()
+            .any(|d| d.kind == entry.kind && d.source == entry.source && d.id == entry.id);
+        let Some(start) = manifest
+            .physical
+            .as_ref()
+            .and_then(|p| WalFileName::parse(&p.start_wal_file).ok())
+        else {
+            continue;
+        };
+        if gone {
+            continue;
+        }
+        let slot = oldest_kept
+            .entry(entry.source.as_str())
+            .or_insert_with(|| start.clone());
+        if start.position() < slot.position() {
+            *slot = start;
+        }
+    }
+    let mut plan = Vec::new();
+    for (source, keep_from) in oldest_kept {
+        let Some(keep_position) = keep_from.position() else {
+            continue;
+        };
+        let deleted: Vec<String> = list_wal(storage, source)
+            .await?
+            .into_iter()
+            .filter(|name| name.kind() != WalFileKind::History)
+            .filter(|name| name.position().is_some_and(|at| at < keep_position))
+            .map(|name| name.to_string())
+            .collect();
+        if !deleted.is_empty() {
+            plan.push(crate::catalog::PrunedWal {
+                source: source.to_owned(),
+                keep_from: keep_from.to_string(),
+                deleted,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// The state of one source's WAL archive, for monitoring.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalArchiveStatus {
+    /// The source.
+    pub source: String,
+    /// Archived files.
+    pub files: usize,
+    /// The newest archived file by name.
+    pub newest_file: Option<String>,
+    /// When the most recent file was archived, seconds since the Unix epoch.
+    pub last_archived_unix: Option<f64>,
+}
+
+/// The WAL archive of every source (or of `source`), from one listing.
+pub async fn wal_archive_status(
+    storage: &Storage,
+    source: Option<&str>,
+) -> Result<Vec<WalArchiveStatus>, BackupError> {
+    use std::collections::BTreeMap;
+
+    let prefix = match source {
+        Some(source) => Path::from_iter(["postgres", source]),
+        None => Path::from("postgres"),
+    };
+    let mut found: BTreeMap<String, WalArchiveStatus> = BTreeMap::new();
+    for meta in storage.list_all(Some(&prefix)).await? {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        let [_, source, wal, _, file] = parts.as_slice() else {
+            continue;
+        };
+        let Some(name) = file.strip_suffix(".json") else {
+            continue;
+        };
+        if wal != WAL_DIR || WalFileName::parse(name).is_err() {
+            continue;
+        }
+        let status = found
+            .entry(source.clone())
+            .or_insert_with(|| WalArchiveStatus {
+                source: source.clone(),
+                files: 0,
+                newest_file: None,
+                last_archived_unix: None,
+            });
+        status.files += 1;
+        if status.newest_file.as_deref() < Some(name) {
+            status.newest_file = Some(name.to_owned());
+        }
+        let modified = SystemTime::from(meta.last_modified)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if status.last_archived_unix < Some(modified) {
+            status.last_archived_unix = Some(modified);
+        }
+    }
+    Ok(found.into_values().collect())
 }
 
 /// A log sequence number, `16/B374D848` as PostgreSQL prints it.
@@ -488,10 +610,6 @@ impl Lsn {
     }
 
     /// The name of the segment holding this location on `timeline`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by point-in-time restore and retention")
-    )]
     pub(crate) fn segment_name(self, timeline: u32, segment_size: u64) -> String {
         let segno = self.0 / segment_size.max(1);
         let per_log = 0x1_0000_0000 / segment_size.max(1);
@@ -512,10 +630,6 @@ impl fmt::Display for Lsn {
 /// The segments from `first` up to and including `last` (same numbering, any timeline) that
 /// are not archived on any timeline at or above `first`'s: a gap PostgreSQL would silently stop
 /// recovery at.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by point-in-time restore and retention")
-)]
 pub(crate) fn missing_segments(
     archived: &[WalFileName],
     first: &WalFileName,

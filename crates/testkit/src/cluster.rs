@@ -23,10 +23,14 @@ use crate::TestkitError;
 #[derive(Debug)]
 pub struct TestCluster {
     dir: PathBuf,
+    /// The data directory: `dir/data`, or one the test laid out ([`TestCluster::start_on`]).
+    data: PathBuf,
     bin: PathBuf,
     port: u16,
     /// Server options beyond the common ones (TLS), passed on every start.
     options: String,
+    /// Settings the test put in `postgresql.conf`, which the common options must not override.
+    configured: Vec<String>,
 }
 
 /// The TLS set-up of a [`TestCluster`] started with [`TestCluster::start_with_tls`]: the server's
@@ -73,7 +77,7 @@ impl std::fmt::Debug for ClusterTls {
 impl TestCluster {
     /// Creates and starts a cluster on a free loopback port. It has TLS off (`ssl=off`).
     pub async fn start() -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(|| Self::start_blocking(None))
+        tokio::task::spawn_blocking(|| Self::start_blocking(None, ""))
             .await
             .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
     }
@@ -92,12 +96,48 @@ impl TestCluster {
     /// # Ok(()) }
     /// ```
     pub async fn start_with_tls(tls: ClusterTls) -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(move || Self::start_blocking(Some(&tls)))
+        tokio::task::spawn_blocking(move || Self::start_blocking(Some(&tls), ""))
             .await
             .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
     }
 
-    fn start_blocking(tls: Option<&ClusterTls>) -> Result<Self, TestkitError> {
+    /// Creates and starts a cluster whose `postgresql.conf` ends with `conf` (lines of
+    /// `name = value`), e.g. WAL archiving for point-in-time recovery drills:
+    ///
+    /// ```text
+    /// wal_level = replica
+    /// archive_mode = on
+    /// archive_timeout = 2
+    /// archive_command = '/path/to/groundwork-backup --env-file /path/env postgres wal-push %p'
+    /// ```
+    ///
+    /// A setting named in `conf` wins over the test defaults (`fsync = off`, `synchronous_commit
+    /// = off`). [`TestCluster::dir`] is a private directory owned by the server's user, for
+    /// files the server's commands need.
+    pub async fn start_with_conf(conf: &str) -> Result<Self, TestkitError> {
+        let conf = conf.to_owned();
+        tokio::task::spawn_blocking(move || Self::start_blocking(None, &conf))
+            .await
+            .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
+    }
+
+    /// Starts a server on an existing data directory `data` (e.g. one a point-in-time restore
+    /// laid out), on a free port, with `conf` appended to its `postgresql.conf`. When running as
+    /// root, `data` is given to the `postgres` user first. The directory is removed on drop.
+    pub async fn start_on(data: PathBuf, conf: &str) -> Result<Self, TestkitError> {
+        let conf = conf.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut cluster = Self::new_dir(Some(data))?;
+            cluster.append_conf(&conf)?;
+            chown_to_postgres(&cluster.data)?;
+            pg_ctl_start(&cluster.start_spec())?;
+            Ok(cluster)
+        })
+        .await
+        .map_err(|e| cluster_error("start", Path::new("-"), e.to_string()))?
+    }
+
+    fn new_dir(data: Option<PathBuf>) -> Result<Self, TestkitError> {
         let bin = postgres_bin()?;
         let port = free_port()
             .map_err(|e| cluster_error("pick a port for", Path::new("-"), e.to_string()))?;
@@ -107,12 +147,38 @@ impl TestCluster {
         std::fs::create_dir_all(dir.join("sock"))
             .map_err(|e| cluster_error("create", &dir, e.to_string()))?;
         chown_to_postgres(&dir)?;
-        let mut cluster = Self {
+        Ok(Self {
+            data: data.unwrap_or_else(|| dir.join("data")),
             dir,
             bin,
             port,
             options: String::new(),
-        };
+            configured: Vec::new(),
+        })
+    }
+
+    fn append_conf(&mut self, conf: &str) -> Result<(), TestkitError> {
+        use std::io::Write as _;
+
+        if conf.trim().is_empty() {
+            return Ok(());
+        }
+        let path = self.data.join("postgresql.conf");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| writeln!(file, "\n{conf}"))
+            .map_err(|e| cluster_error("configure", &self.dir, e.to_string()))?;
+        self.configured.extend(
+            conf.lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(name, _)| name.trim().to_owned()),
+        );
+        Ok(())
+    }
+
+    fn start_blocking(tls: Option<&ClusterTls>, conf: &str) -> Result<Self, TestkitError> {
+        let mut cluster = Self::new_dir(None)?;
         cluster.run(
             "initialise",
             &cluster.bin.join("initdb"),
@@ -130,7 +196,8 @@ impl TestCluster {
         if let Some(tls) = tls {
             cluster.options = cluster.write_tls(tls)?;
         }
-        pg_ctl_start(&cluster.dir, &cluster.bin, cluster.port, &cluster.options)?;
+        cluster.append_conf(conf)?;
+        pg_ctl_start(&cluster.start_spec())?;
         Ok(cluster)
     }
 
@@ -179,21 +246,71 @@ impl TestCluster {
         self.port
     }
 
+    /// The cluster's private directory (owned by the server's user when running as root),
+    /// removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     /// Stops the server (fast shutdown: connections are closed, nothing is lost).
     pub async fn stop(&self) -> Result<(), TestkitError> {
-        let (dir, bin) = (self.dir.clone(), self.bin.clone());
-        tokio::task::spawn_blocking(move || pg_ctl_stop(&dir, &bin, "fast"))
+        let (dir, data, bin) = (self.dir.clone(), self.data.clone(), self.bin.clone());
+        tokio::task::spawn_blocking(move || pg_ctl_stop(&dir, &data, &bin, "fast"))
             .await
             .map_err(|e| cluster_error("stop", &self.dir, e.to_string()))?
     }
 
+    /// Kills the postmaster with SIGKILL, as a crash would; its processes then exit on their own
+    /// and nothing is shut down cleanly.
+    pub fn kill_postmaster(&self) -> Result<(), TestkitError> {
+        let pid_file = self.data.join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(|e| cluster_error("read the postmaster pid of", &self.dir, e.to_string()))?;
+        let pid = text.lines().next().unwrap_or_default().trim().to_owned();
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(cluster_error(
+                "read the postmaster pid of",
+                &self.dir,
+                format!("{} holds no pid", pid_file.display()),
+            ));
+        }
+        let status = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .map_err(|e| cluster_error("kill", &self.dir, e.to_string()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(cluster_error(
+                "kill",
+                &self.dir,
+                format!("kill -KILL {pid} exited with {status}"),
+            ))
+        }
+    }
+
     /// Starts the server again after [`TestCluster::stop`], on the same port.
     pub async fn resume(&self) -> Result<(), TestkitError> {
-        let (dir, bin, port) = (self.dir.clone(), self.bin.clone(), self.port);
-        let options = self.options.clone();
-        tokio::task::spawn_blocking(move || pg_ctl_start(&dir, &bin, port, &options))
+        let spec = self.start_spec();
+        tokio::task::spawn_blocking(move || pg_ctl_start(&spec))
             .await
             .map_err(|e| cluster_error("start", &self.dir, e.to_string()))?
+    }
+
+    fn start_spec(&self) -> StartSpec {
+        StartSpec {
+            dir: self.dir.clone(),
+            data: self.data.clone(),
+            bin: self.bin.clone(),
+            port: self.port,
+            options: self.options.clone(),
+            configured: self.configured.clone(),
+        }
     }
 
     /// Stops and starts the server: every client connection is cut.
@@ -203,7 +320,7 @@ impl TestCluster {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.join("data")
+        self.data.clone()
     }
 
     fn run(
@@ -219,19 +336,42 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         // Immediate: the test is over, nothing in this cluster needs to survive.
-        if let Err(error) = pg_ctl_stop(&self.dir, &self.bin, "immediate") {
+        if let (true, Err(error)) = (
+            self.data.join("postmaster.pid").exists(),
+            pg_ctl_stop(&self.dir, &self.data, &self.bin, "immediate"),
+        ) {
             eprintln!("groundwork-testkit: {error}");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.data.starts_with(&self.dir) {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
-fn pg_ctl_start(dir: &Path, bin: &Path, port: u16, extra: &str) -> Result<(), TestkitError> {
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=250{extra}",
+/// What `pg_ctl start` needs of a cluster.
+struct StartSpec {
+    dir: PathBuf,
+    data: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    options: String,
+    configured: Vec<String>,
+}
+
+fn pg_ctl_start(cluster: &StartSpec) -> Result<(), TestkitError> {
+    let (dir, bin, port) = (&cluster.dir, &cluster.bin, cluster.port);
+    let mut options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=250",
         dir.join("sock").display()
     );
-    let data = dir.join("data");
+    for (name, value) in [("fsync", "off"), ("synchronous_commit", "off")] {
+        if !cluster.configured.iter().any(|set| set == name) {
+            options = format!("{options} -c {name}={value}");
+        }
+    }
+    options.push_str(&cluster.options);
+    let data = &cluster.data;
     let log = dir.join("server.log");
     run_as_postgres(
         &bin.join("pg_ctl"),
@@ -246,11 +386,16 @@ fn pg_ctl_start(dir: &Path, bin: &Path, port: u16, extra: &str) -> Result<(), Te
             "start".as_ref(),
         ],
     )
-    .map_err(|detail| cluster_error("start", dir, detail))
+    .map_err(|detail| {
+        // The server's own words say why it did not start.
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        cluster_error("start", dir, format!("{detail}\nserver log:\n{tail}"))
+    })
 }
 
-fn pg_ctl_stop(dir: &Path, bin: &Path, mode: &str) -> Result<(), TestkitError> {
-    let data = dir.join("data");
+fn pg_ctl_stop(dir: &Path, data: &Path, bin: &Path, mode: &str) -> Result<(), TestkitError> {
     run_as_postgres(
         &bin.join("pg_ctl"),
         &[

@@ -103,6 +103,66 @@ enum PostgresCommand {
     /// for a file that is not archived and 128 for any other failure (a damaged file, a wrong
     /// key, unreachable storage), which makes PostgreSQL stop recovery instead of ending it early.
     WalFetch(WalFetchArgs),
+    /// Take a physical base backup (`pg_basebackup`) for point-in-time restores.
+    Basebackup(BaseBackupArgs),
+    /// Lay out the newest suitable base backup in a new data directory with the recovery
+    /// settings that replay the WAL archive to a point in time.
+    PitrRestore(PitrRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct BaseBackupArgs {
+    /// The cluster to back up; the user needs the REPLICATION attribute.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// The name the cluster's archive is filed under (the same as wal-push's).
+    #[arg(long, env = "GROUNDWORK_BACKUP_SOURCE")]
+    source: Option<String>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The `pg_basebackup` program.
+    #[arg(long, default_value = "pg_basebackup")]
+    pg_basebackup: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to_time", "to_lsn", "latest"])))]
+struct PitrRestoreArgs {
+    /// The new data directory; it must be missing or empty.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The name the cluster's archive is filed under.
+    #[arg(long, env = "GROUNDWORK_BACKUP_SOURCE")]
+    source: Option<String>,
+    /// Stop before the first transaction committed at or after this time (RFC 3339, e.g.
+    /// 2026-12-06T08:30:00Z).
+    #[arg(long)]
+    to_time: Option<String>,
+    /// Stop after this WAL location (e.g. 0/3000148).
+    #[arg(long)]
+    to_lsn: Option<String>,
+    /// Replay every archived WAL file.
+    #[arg(long)]
+    latest: bool,
+    /// age identity file with the private key, for an encrypted archive.
+    #[arg(long, env = "GROUNDWORK_BACKUP_IDENTITY_FILE")]
+    identity_file: Option<PathBuf>,
+    /// Start a throwaway server on the directory (free port, private socket, no archiving), wait
+    /// for recovery, count every table's rows, stop it.
+    #[arg(long)]
+    verify: bool,
+    /// The directory of `pg_ctl` (the newest /usr/lib/postgresql/<major>/bin when unset).
+    #[arg(long)]
+    pg_bin_dir: Option<PathBuf>,
+    /// The superuser `--verify` connects as.
+    #[arg(long, default_value = "postgres")]
+    verify_user: String,
+    /// How long `--verify` waits for recovery.
+    #[arg(long, default_value = "30min", value_parser = humantime::parse_duration)]
+    verify_timeout: Duration,
+    /// The `tar` program.
+    #[arg(long, default_value = "tar")]
+    tar: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -354,8 +414,9 @@ struct FilterArgs {
 struct PruneArgs {
     #[command(flatten)]
     filter: FilterArgs,
-    /// Keep this many complete backups per source (0 keeps only the newest).
-    #[arg(long, default_value_t = 30)]
+    /// Keep this many complete backups per source (0 keeps only the newest). For base backups,
+    /// archived WAL older than the oldest kept one goes too.
+    #[arg(long, visible_alias = "keep", default_value_t = 30)]
     keep_last: usize,
     /// Also delete complete backups older than this (e.g. 90d).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -373,6 +434,7 @@ enum KindArg {
     Postgres,
     Redis,
     Clickhouse,
+    PostgresBase,
 }
 
 impl From<KindArg> for BackupKind {
@@ -381,6 +443,7 @@ impl From<KindArg> for BackupKind {
             KindArg::Postgres => Self::Postgres,
             KindArg::Redis => Self::Redis,
             KindArg::Clickhouse => Self::ClickHouse,
+            KindArg::PostgresBase => Self::PostgresBase,
         }
     }
 }
@@ -471,6 +534,12 @@ async fn run(cli: Cli) -> Result<Outcome, BackupError> {
             }
             PostgresCommand::WalPush(args) => wal_push(&storage, args, &settings).await,
             PostgresCommand::WalFetch(args) => wal_fetch(&storage, args, &settings).await,
+            PostgresCommand::Basebackup(args) => {
+                pg_basebackup(&storage, args, &settings, cli.global.json).await
+            }
+            PostgresCommand::PitrRestore(args) => {
+                pitr_restore(&storage, &cli.global, args, &settings).await
+            }
         },
         Command::Redis { command } => match command {
             RedisCommand::Backup(args) => redis_backup(&storage, args, cli.global.json).await,
@@ -487,50 +556,77 @@ async fn run(cli: Cli) -> Result<Outcome, BackupError> {
             }
             Ok(Outcome::ok(to_json(&entries)))
         }
-        Command::Prune(args) => {
-            let policy = RetentionPolicy {
-                keep_last: Some(args.keep_last),
-                max_age: args.max_age,
-                incomplete_after: args.incomplete_after,
-            };
-            let report =
-                groundwork_backup::prune(&storage, &filter(&args.filter), &policy, args.dry_run)
-                    .await?;
-            let verb = if args.dry_run {
-                "would delete"
-            } else {
-                "deleted"
-            };
-            for pruned in &report.deleted {
-                log(
-                    "INFO",
-                    &format!(
-                        "{verb} {}/{}/{} ({:?})",
-                        pruned.kind, pruned.source, pruned.id, pruned.reason
-                    ),
-                );
-            }
-            log(
-                "INFO",
-                &format!(
-                    "{} {verb}, {} complete kept",
-                    report.deleted.len(),
-                    report.kept
-                ),
-            );
-            Ok(Outcome::ok(to_json(&report)))
-        }
-        Command::Metrics(args) => {
-            let entries = groundwork_backup::list(&storage, &filter(&args)).await?;
-            let text = groundwork_backup::render_metrics(&entries);
-            if cli.global.json {
-                Ok(Outcome::ok(Value::String(text)))
-            } else {
-                print!("{text}");
-                Ok(Outcome::ok(Value::Null))
-            }
-        }
+        Command::Prune(args) => prune(&storage, &args).await,
+        Command::Metrics(args) => metrics(&storage, &args, cli.global.json).await,
         Command::Keygen { .. } => Ok(Outcome::ok(Value::Null)),
+    }
+}
+
+async fn prune(storage: &Storage, args: &PruneArgs) -> Result<Outcome, BackupError> {
+    let policy = RetentionPolicy {
+        keep_last: Some(args.keep_last),
+        max_age: args.max_age,
+        incomplete_after: args.incomplete_after,
+    };
+    let report =
+        groundwork_backup::prune(storage, &filter(&args.filter), &policy, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for pruned in &report.deleted {
+        log(
+            "INFO",
+            &format!(
+                "{verb} {}/{}/{} ({:?})",
+                pruned.kind, pruned.source, pruned.id, pruned.reason
+            ),
+        );
+    }
+    for wal in &report.wal {
+        log(
+            "INFO",
+            &format!(
+                "{verb} {} archived WAL files of {} (before {}, where the oldest kept base \
+                     backup starts)",
+                wal.deleted.len(),
+                wal.source,
+                wal.keep_from
+            ),
+        );
+    }
+    log(
+        "INFO",
+        &format!(
+            "{} {verb}, {} complete kept",
+            report.deleted.len(),
+            report.kept
+        ),
+    );
+    Ok(Outcome::ok(to_json(&report)))
+}
+
+async fn metrics(storage: &Storage, args: &FilterArgs, json: bool) -> Result<Outcome, BackupError> {
+    let entries = groundwork_backup::list(storage, &filter(args)).await?;
+    let mut text = groundwork_backup::render_metrics(&entries);
+    if matches!(
+        args.kind,
+        None | Some(KindArg::PostgresBase | KindArg::Postgres)
+    ) {
+        let archives =
+            groundwork_backup::wal_archive_status(storage, args.source.as_deref()).await?;
+        text.push_str(&groundwork_backup::render_wal_metrics(
+            &archives,
+            &entries,
+            SystemTime::now(),
+        ));
+    }
+    if json {
+        Ok(Outcome::ok(Value::String(text)))
+    } else {
+        print!("{text}");
+        Ok(Outcome::ok(Value::Null))
     }
 }
 
@@ -748,6 +844,174 @@ async fn wal_push(
         );
     }
     Ok(Outcome::ok(to_json(&report)))
+}
+
+async fn pg_basebackup(
+    storage: &Storage,
+    mut args: BaseBackupArgs,
+    settings: &Settings,
+    json: bool,
+) -> Result<Outcome, BackupError> {
+    let source = source_of(args.source.as_ref(), settings)?;
+    if let (true, Some(recipients)) = (
+        args.pipeline.recipients.is_empty(),
+        settings.get("GROUNDWORK_BACKUP_RECIPIENTS"),
+    ) {
+        args.pipeline.recipients = recipients.split(',').map(str::to_owned).collect();
+    }
+    let progress = Arc::new(Progress::default());
+    let options = groundwork_backup::BaseBackupOptions {
+        pipeline: pipeline_options(&args.pipeline, &progress)?,
+        source,
+        pg_basebackup: args.pg_basebackup.clone(),
+    };
+    log(
+        "INFO",
+        &format!("base backup to {} started", storage.location()),
+    );
+    let reporter = ProgressReporter::start(Arc::clone(&progress), None, json);
+    let url = SecretString::from(args.database_url);
+    let result = groundwork_backup::basebackup_postgres(storage, &url, &options).await;
+    reporter.stop();
+    finish_backup(storage, &result?, args.pipeline.metrics_file.as_deref()).await
+}
+
+/// A word for `sh`, single-quoted.
+fn shell_word(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The `restore_command` that fetches from the storage this command uses. It holds no secret:
+/// credentials come from the env file (when one was given) or the server's environment.
+fn restore_command(
+    global: &Global,
+    settings: &Settings,
+    source: &str,
+    identity_file: Option<&PathBuf>,
+) -> Result<String, BackupError> {
+    let absolute = |path: &std::path::Path| {
+        std::path::absolute(path).map_err(|source| BackupError::Io {
+            action: "resolve",
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let exe = std::env::current_exe().map_err(|source| BackupError::Io {
+        action: "find the groundwork-backup program",
+        path: "the running executable".into(),
+        source,
+    })?;
+    let mut words = vec![shell_word(&exe.display().to_string())];
+    if let Some(file) = &global.env_file {
+        words.push("--env-file".into());
+        words.push(shell_word(&absolute(file)?.display().to_string()));
+    }
+    if let Some(url) = global
+        .storage
+        .clone()
+        .or_else(|| settings.get("GROUNDWORK_BACKUP_STORAGE"))
+    {
+        words.push("--storage".into());
+        words.push(shell_word(&url));
+    }
+    for (flag, value) in [
+        ("--s3-endpoint", global.s3_endpoint.as_ref()),
+        ("--s3-region", global.s3_region.as_ref()),
+    ] {
+        if let Some(value) = value {
+            words.push(flag.into());
+            words.push(shell_word(value));
+        }
+    }
+    if global.s3_allow_http {
+        words.push("--s3-allow-http".into());
+    }
+    if global.s3_path_style {
+        words.push("--s3-path-style".into());
+    }
+    words.extend(["postgres".into(), "wal-fetch".into(), "--source".into()]);
+    words.push(shell_word(source));
+    if let Some(file) = identity_file {
+        words.push("--identity-file".into());
+        words.push(shell_word(&absolute(file)?.display().to_string()));
+    }
+    words.extend(["%f".into(), "%p".into()]);
+    Ok(words.join(" "))
+}
+
+async fn pitr_restore(
+    storage: &Storage,
+    global: &Global,
+    args: PitrRestoreArgs,
+    settings: &Settings,
+) -> Result<Outcome, BackupError> {
+    let source = source_of(args.source.as_ref(), settings)?;
+    let target = match (&args.to_time, &args.to_lsn) {
+        (Some(time), _) => groundwork_backup::RecoveryTarget::Time(
+            humantime::parse_rfc3339_weak(time).map_err(|err| BackupError::Config {
+                what: "--to-time",
+                reason: format!("{time:?}: {err}; expected e.g. 2026-12-06T08:30:00Z (UTC)"),
+            })?,
+        ),
+        (None, Some(lsn)) => {
+            groundwork_backup::RecoveryTarget::Lsn(groundwork_backup::Lsn::parse(lsn)?)
+        }
+        (None, None) => groundwork_backup::RecoveryTarget::Latest,
+    };
+    let identity_file = settings.path(
+        args.identity_file.as_ref(),
+        "GROUNDWORK_BACKUP_IDENTITY_FILE",
+    );
+    let options = groundwork_backup::PitrRestoreOptions {
+        source: source.clone(),
+        data_dir: args.data_dir.clone(),
+        target,
+        identities: identities_of(identity_file.as_ref(), settings)?,
+        restore_command: restore_command(global, settings, &source, identity_file.as_ref())?,
+        tar: args.tar.clone(),
+    };
+    let report = groundwork_backup::pitr_restore(storage, &options).await?;
+    log(
+        "INFO",
+        &format!(
+            "base backup {} laid out in {} in {:.1}s; recovery replays WAL from {} to {}",
+            report.base_backup,
+            report.data_dir.display(),
+            report.duration_seconds,
+            report.first_wal_file,
+            report.target
+        ),
+    );
+    if !args.verify {
+        return Ok(Outcome::ok(json!({ "restore": to_json(&report) })));
+    }
+    let bin_dir = args
+        .pg_bin_dir
+        .clone()
+        .or_else(groundwork_backup::default_postgres_bin_dir)
+        .ok_or_else(|| BackupError::Config {
+            what: "--pg-bin-dir",
+            reason: "no /usr/lib/postgresql/<major>/bin found; pass the directory of pg_ctl".into(),
+        })?;
+    let verify = groundwork_backup::PitrVerifyOptions {
+        bin_dir,
+        user: args.verify_user.clone(),
+        timeout: args.verify_timeout,
+    };
+    let checked = groundwork_backup::verify_restored_cluster(&args.data_dir, &verify).await?;
+    for (table, rows) in &checked.row_counts {
+        log("INFO", &format!("{table}: {rows} rows"));
+    }
+    log(
+        "INFO",
+        &format!(
+            "verify: recovered and promoted to timeline {} in {:.1}s ({} tables, {} rows)",
+            checked.timeline, checked.recovery_seconds, checked.tables, checked.rows
+        ),
+    );
+    Ok(Outcome::ok(
+        json!({ "restore": to_json(&report), "verify": to_json(&checked) }),
+    ))
 }
 
 async fn wal_fetch(

@@ -1,0 +1,538 @@
+//! Point-in-time recovery drills on a private archiving cluster: a crash restored to the end of
+//! the archive with the loss measured, a restore to a time in the middle, a damaged and a
+//! missing segment, on local storage and on S3.
+#![cfg(all(feature = "postgres", feature = "cli"))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use common::s3_storage;
+use groundwork_backup::{Identity, Storage, WalFileKind, list_wal};
+use groundwork_testkit::{TestBucket, TestCluster};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+/// Seconds; the RPO a cluster archiving this often gives.
+const ARCHIVE_TIMEOUT: u64 = 2;
+/// The time a switch and push may take on a loaded machine, on top of `ARCHIVE_TIMEOUT`.
+const PUSH_SLACK: Duration = Duration::from_secs(3);
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_groundwork-backup")
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The CLI as the database's OS user, the way a server's `archive_command` runs it.
+fn cli(env_file: &Path) -> Command {
+    let mut command = if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", bin()]);
+        command
+    } else {
+        Command::new(bin())
+    };
+    for var in [
+        "GROUNDWORK_BACKUP_STORAGE",
+        "GROUNDWORK_BACKUP_RECIPIENTS",
+        "GROUNDWORK_BACKUP_IDENTITY_FILE",
+        "GROUNDWORK_BACKUP_SOURCE",
+        "DATABASE_URL",
+    ] {
+        command.env_remove(var);
+    }
+    command.arg("--env-file").arg(env_file);
+    command
+}
+
+fn chown_postgres(path: &Path) -> Result<()> {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()?;
+        if !status.success() {
+            bail!("chown {} failed", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn succeeded(output: &Output, what: &str) -> Result<()> {
+    if output.status.success() {
+        return Ok(());
+    }
+    bail!(
+        "{what} exited with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Where the archive lives, as the env file and the test see it.
+struct Archive {
+    storage: Storage,
+    /// The directory of a local archive, to damage objects in place (keeping their owner).
+    local_root: Option<PathBuf>,
+    env_lines: String,
+}
+
+/// A cluster archiving through `wal-push`, its env file and the archive.
+struct Drill {
+    cluster: TestCluster,
+    env_file: PathBuf,
+    archive: Archive,
+    work: tempfile::TempDir,
+}
+
+async fn archiving_cluster(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<Drill> {
+    // The server's user must read the env file and key and write a local archive.
+    let work = tempfile::Builder::new().prefix("gw-pitr-").tempdir()?;
+    let archive = archive(work.path())?;
+    let identity = Identity::generate();
+    let key = work.path().join("archive.key");
+    std::fs::write(&key, format!("{}\n", identity.to_secret_string()))?;
+    let env_file = work.path().join("backup.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "{}\nGROUNDWORK_BACKUP_SOURCE=app\nGROUNDWORK_BACKUP_RECIPIENTS={}\n\
+             GROUNDWORK_BACKUP_IDENTITY_FILE={}\n",
+            archive.env_lines,
+            identity.public(),
+            key.display()
+        ),
+    )?;
+    chown_postgres(work.path())?;
+    let conf = format!(
+        "wal_level = replica\narchive_mode = on\narchive_timeout = {ARCHIVE_TIMEOUT}\n\
+         archive_command = '{} --env-file {} postgres wal-push %p'\n\
+         track_commit_timestamp = on\nsynchronous_commit = on\n",
+        bin(),
+        env_file.display()
+    );
+    let cluster = TestCluster::start_with_conf(&conf).await?;
+    Ok(Drill {
+        cluster,
+        env_file,
+        archive,
+        work,
+    })
+}
+
+/// Inserts one row per transaction until stopped, recording when each commit was acknowledged.
+async fn write_ticks(
+    pool: PgPool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(i64, SystemTime)> {
+    let mut acked = Vec::new();
+    let mut id = 0_i64;
+    while !*stop.borrow() {
+        id += 1;
+        let inserted = sqlx::query("INSERT INTO ticks (id) VALUES ($1)")
+            .bind(id)
+            .execute(&pool)
+            .await;
+        if inserted.is_err() {
+            break;
+        }
+        acked.push((id, SystemTime::now()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    acked
+}
+
+async fn restored_ids(data_dir: PathBuf) -> Result<(TestCluster, Vec<i64>)> {
+    let cluster = TestCluster::start_on(data_dir, "archive_mode = off").await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cluster.url())
+        .await?;
+    let deadline = Instant::now() + Duration::from_mins(2);
+    loop {
+        let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&pool)
+            .await?;
+        if !recovering {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("recovery did not finish within two minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM ticks ORDER BY id")
+        .fetch_all(&pool)
+        .await?;
+    pool.close().await;
+    Ok((cluster, ids))
+}
+
+fn pitr_restore(drill: &Drill, data_dir: &Path, target: &[&str]) -> Result<Output> {
+    Ok(cli(&drill.env_file)
+        .args(["postgres", "pitr-restore", "--data-dir"])
+        .arg(data_dir)
+        .args(target)
+        .output()?)
+}
+
+/// The drills, against one archive.
+async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
+    let drill = archiving_cluster(archive).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&drill.cluster.url())
+        .await?;
+    sqlx::raw_sql("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .execute(&pool)
+        .await?;
+    let base = cli(&drill.env_file)
+        .args(["postgres", "basebackup", "--database-url"])
+        .arg(drill.cluster.url())
+        .output()?;
+    succeeded(&base, "basebackup")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_ticks(pool.clone(), stop_rx));
+    tokio::time::sleep(Duration::from_secs(4 * ARCHIVE_TIMEOUT)).await;
+    // A time in the middle, strictly between two commits.
+    let commits: Vec<(i64, String)> = sqlx::query(
+        "SELECT id, to_char(pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC', \
+                'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM ticks ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await?
+    .into_iter()
+    .map(|row| (row.get::<i64, _>(0), row.get::<String, _>(1)))
+    .collect();
+    let middle = commits.len() / 2;
+    let (before_t, after_t) = (&commits[middle - 1], &commits[middle]);
+    if before_t.1 >= after_t.1 {
+        bail!("two commits with one timestamp: {before_t:?} {after_t:?}");
+    }
+    let target_time = after_t.1.clone();
+    // A second base backup while transactions keep coming: --latest starts from it, a time
+    // before it from the first one.
+    let mut second = cli(&drill.env_file);
+    second
+        .args(["postgres", "basebackup", "--database-url"])
+        .arg(drill.cluster.url());
+    let second = tokio::task::spawn_blocking(move || second.output()).await??;
+    succeeded(&second, "the second basebackup")?;
+    tokio::time::sleep(Duration::from_secs(2 * ARCHIVE_TIMEOUT)).await;
+
+    // The crash: the postmaster is killed while transactions keep coming.
+    drill.cluster.kill_postmaster()?;
+    let killed_at = SystemTime::now();
+    let _ = stop_tx.send(true);
+    let acked = writer.await?;
+    pool.close().await;
+    let last_acked = acked.last().map_or(0, |a| a.0);
+
+    // 1. --latest: every archived commit is back, and at most archive_timeout is lost.
+    let latest_dir = drill.work.path().join("latest");
+    let restore_clock = Instant::now();
+    let output = pitr_restore(&drill, &latest_dir, &["--latest"])?;
+    succeeded(&output, "pitr-restore --latest")?;
+    let (restored, ids_latest) = restored_ids(latest_dir).await?;
+    let rto = restore_clock.elapsed();
+    drop(restored);
+    let newest = *ids_latest.last().context("nothing restored")?;
+    assert_eq!(
+        ids_latest,
+        (1..=newest).collect::<Vec<_>>(),
+        "a gap in the restored history"
+    );
+    assert!(newest <= last_acked);
+    let newest_ack = acked
+        .iter()
+        .find(|(id, _)| *id == newest)
+        .map(|(_, at)| *at)
+        .context("restored an id that was never acknowledged")?;
+    let loss = killed_at.duration_since(newest_ack).unwrap_or_default();
+    eprintln!(
+        "pitr drill: {} of {last_acked} acknowledged transactions restored; loss {:.2}s \
+         (archive_timeout {ARCHIVE_TIMEOUT}s); restore + recovery {:.2}s",
+        newest,
+        loss.as_secs_f64(),
+        rto.as_secs_f64()
+    );
+    assert!(
+        loss <= Duration::from_secs(ARCHIVE_TIMEOUT) + PUSH_SLACK,
+        "lost {loss:?} of commits"
+    );
+
+    // 2. --to-time T: exactly the transactions committed before T.
+    let mid_dir = drill.work.path().join("mid");
+    let output = pitr_restore(&drill, &mid_dir, &["--to-time", &target_time])?;
+    succeeded(&output, "pitr-restore --to-time")?;
+    let (restored, ids) = restored_ids(mid_dir).await?;
+    drop(restored);
+    let expected: Vec<i64> = commits[..middle].iter().map(|c| c.0).collect();
+    assert_eq!(ids, expected, "restored to {target_time}");
+
+    // --verify: a throwaway server recovers the same point and counts the rows.
+    let verified_dir = drill.work.path().join("verified");
+    let output = cli(&drill.env_file)
+        .args(["--json", "postgres", "pitr-restore", "--data-dir"])
+        .arg(&verified_dir)
+        .args(["--to-time", &target_time, "--verify"])
+        .output()?;
+    succeeded(&output, "pitr-restore --verify")?;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        report["result"]["verify"]["row_counts"]["postgres/public.ticks"],
+        serde_json::json!(expected.len()),
+        "{report}"
+    );
+
+    damaged_and_missing_segments(&drill).await?;
+    prune_keeps_the_wal_of_the_kept_base_backup(&drill, &ids_latest).await
+}
+
+/// `prune --keep 1` removes the first base backup and exactly the WAL before the second's start;
+/// a restore from the second still reaches the same end.
+async fn prune_keeps_the_wal_of_the_kept_base_backup(drill: &Drill, latest: &[i64]) -> Result<()> {
+    let bases = groundwork_backup::list(
+        &drill.archive.storage,
+        &groundwork_backup::BackupFilter {
+            kind: Some(groundwork_backup::BackupKind::PostgresBase),
+            source: Some("app".into()),
+        },
+    )
+    .await?;
+    let [first, second] = bases.as_slice() else {
+        bail!("expected two base backups, found {bases:?}");
+    };
+    let keep_from = second
+        .manifest
+        .as_ref()
+        .and_then(|m| m.physical.as_ref())
+        .map(|p| p.start_wal_file.clone())
+        .context("the second base backup has no WAL range")?;
+    let before = list_wal(&drill.archive.storage, "app").await?;
+    let expected_gone: Vec<String> = before
+        .iter()
+        .filter(|n| n.kind() != WalFileKind::History && n.as_str()[8..24] < keep_from[8..24])
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        !expected_gone.is_empty(),
+        "the first base backup needed no older WAL: {before:?}"
+    );
+
+    let dry = cli(&drill.env_file)
+        .args(["--json", "prune", "--keep", "1", "--dry-run"])
+        .output()?;
+    succeeded(&dry, "prune --dry-run")?;
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout)?;
+    assert_eq!(
+        report["result"]["wal"][0]["deleted"],
+        serde_json::json!(expected_gone),
+        "{report}"
+    );
+    assert_eq!(list_wal(&drill.archive.storage, "app").await?, before);
+
+    let pruned = cli(&drill.env_file)
+        .args(["--json", "prune", "--keep", "1"])
+        .output()?;
+    succeeded(&pruned, "prune")?;
+    let report: serde_json::Value = serde_json::from_slice(&pruned.stdout)?;
+    assert_eq!(
+        report["result"]["deleted"][0]["id"],
+        serde_json::json!(first.id),
+        "{report}"
+    );
+    let after = list_wal(&drill.archive.storage, "app").await?;
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|n| !expected_gone.contains(&n.to_string()))
+        .cloned()
+        .collect();
+    assert_eq!(after, kept);
+
+    let again_dir = drill.work.path().join("after-prune");
+    let output = pitr_restore(drill, &again_dir, &["--latest"])?;
+    succeeded(&output, "pitr-restore --latest after prune")?;
+    let (restored, ids) = restored_ids(again_dir).await?;
+    drop(restored);
+    assert_eq!(ids, latest);
+    Ok(())
+}
+
+/// A flipped byte stops recovery naming the segment; a missing one is refused before anything
+/// is written.
+async fn damaged_and_missing_segments(drill: &Drill) -> Result<()> {
+    // A segment the newest base backup needs: the one --latest restores from.
+    let bases = groundwork_backup::list(
+        &drill.archive.storage,
+        &groundwork_backup::BackupFilter {
+            kind: Some(groundwork_backup::BackupKind::PostgresBase),
+            source: Some("app".into()),
+        },
+    )
+    .await?;
+    let newest_start = bases
+        .last()
+        .and_then(|b| b.manifest.as_ref())
+        .and_then(|m| m.physical.as_ref())
+        .map(|p| p.start_wal_file.clone())
+        .context("no base backup")?;
+    let segments: Vec<_> = list_wal(&drill.archive.storage, "app")
+        .await?
+        .into_iter()
+        .filter(|n| n.kind() == WalFileKind::Segment && n.as_str() >= newest_start.as_str())
+        .collect();
+    let victim = segments
+        .get(segments.len() / 2)
+        .context("no segments archived")?
+        .clone();
+    let object = format!("postgres/app/wal/{}/{victim}.zst.age", victim.timeline());
+    let original = flip_byte(&drill.archive, &object).await?;
+
+    let damaged_dir = drill.work.path().join("damaged");
+    let output = pitr_restore(drill, &damaged_dir, &["--latest", "--verify"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(victim.as_str()) && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+    put_back(&drill.archive, &object, original).await?;
+
+    // The record gone: the segment is not archived.
+    let record = format!("postgres/app/wal/{}/{victim}.json", victim.timeline());
+    let saved = drill
+        .archive
+        .storage
+        .store()
+        .get(&ObjectPath::from(record.as_str()))
+        .await?
+        .bytes()
+        .await?;
+    drill
+        .archive
+        .storage
+        .store()
+        .delete(&ObjectPath::from(record.as_str()))
+        .await?;
+    let missing_dir = drill.work.path().join("missing");
+    let output = pitr_restore(drill, &missing_dir, &["--latest"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gap") && stderr.contains(victim.as_str()),
+        "{stderr}"
+    );
+    assert!(!missing_dir.exists() || std::fs::read_dir(&missing_dir)?.next().is_none());
+    put_back(&drill.archive, &record, saved.to_vec()).await?;
+    Ok(())
+}
+
+/// Flips one byte in the middle of `object`, returning the original bytes.
+async fn flip_byte(archive: &Archive, object: &str) -> Result<Vec<u8>> {
+    let original = archive
+        .storage
+        .store()
+        .get(&ObjectPath::from(object))
+        .await?
+        .bytes()
+        .await?
+        .to_vec();
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    put_back(archive, object, damaged).await?;
+    Ok(original)
+}
+
+/// Writes `bytes` to `object`; a local file is rewritten in place, keeping its owner.
+async fn put_back(archive: &Archive, object: &str, bytes: Vec<u8>) -> Result<()> {
+    match &archive.local_root {
+        Some(root) => std::fs::write(root.join(object), bytes)?,
+        None => {
+            archive
+                .storage
+                .store()
+                .put(&ObjectPath::from(object), PutPayload::from(bytes))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_drills_on_local_storage() -> Result<()> {
+    drills(|work| {
+        let root = work.join("archive");
+        std::fs::create_dir(&root)?;
+        Ok(Archive {
+            storage: groundwork_backup::Storage::open(
+                &format!("file://{}", root.display()),
+                &groundwork_backup::S3Options::default(),
+            )?,
+            env_lines: format!("GROUNDWORK_BACKUP_STORAGE=file://{}", root.display()),
+            local_root: Some(root),
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_drills_on_s3() -> Result<()> {
+    let bucket = TestBucket::create().await?;
+    let result = drills(|_| {
+        Ok(Archive {
+            storage: s3_storage(&bucket, "pitr")?,
+            env_lines: format!(
+                "GROUNDWORK_BACKUP_STORAGE=s3://{}/pitr\nAWS_ENDPOINT_URL={}\nAWS_REGION=us-east-1\n\
+                 AWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n\
+                 GROUNDWORK_BACKUP_S3_ALLOW_HTTP=true\nGROUNDWORK_BACKUP_S3_PATH_STYLE=true",
+                bucket.bucket(),
+                bucket.endpoint()
+            ),
+            local_root: None,
+        })
+    })
+    .await;
+    bucket.cleanup().await?;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_restore_refuses_a_non_empty_data_directory() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let env_file = work.path().join("backup.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "GROUNDWORK_BACKUP_STORAGE=file://{}/store\nGROUNDWORK_BACKUP_SOURCE=app\n",
+            work.path().display()
+        ),
+    )?;
+    let data = work.path().join("data");
+    std::fs::create_dir(&data)?;
+    std::fs::write(data.join("PG_VERSION"), "15\n")?;
+    let output = Command::new(bin())
+        .arg("--env-file")
+        .arg(&env_file)
+        .args(["postgres", "pitr-restore", "--latest", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not empty") && stderr.contains(&data.display().to_string()),
+        "{stderr}"
+    );
+    Ok(())
+}
