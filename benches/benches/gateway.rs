@@ -6,10 +6,12 @@
 //! the layer's share and the gateway's. Each iteration is one request on a kept-alive connection, so time per request is the
 //! inverse of one connection's throughput.
 //!
-//! Needs PostgreSQL, Redis and RabbitMQ (`cargo xtask infra up`).
+//! Needs PostgreSQL, Redis and RabbitMQ (`cargo xtask infra up`). With `TELEMETRY_BRIDGE=standard`
+//! the installed subscriber is groundwork-telemetry's standard path (tracing-opentelemetry's layer).
 //!
 //! ```text
 //! cargo bench -p groundwork-benches --bench gateway -- --warm-up-time 1 --measurement-time 3
+//! TELEMETRY_BRIDGE=standard cargo bench -p groundwork-benches --bench gateway -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use groundwork_config::Loader;
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, TracingBridge};
 use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
 
 const WEIGHTS: &str = r#"{"price":0.4,"rating":0.3,"distance":0.2,"availability":0.1}"#;
@@ -39,6 +41,11 @@ fn fixture() -> anyhow::Result<Fixture> {
         .build()?;
     let mut settings = TelemetrySettings::default();
     settings.service_name = Some("api-gateway".into());
+    // `TELEMETRY_BRIDGE=standard cargo bench ...` measures the standard path (tracing-opentelemetry's
+    // layer); the subscriber is installed for the whole process, so one run measures one bridge.
+    if std::env::var("TELEMETRY_BRIDGE").as_deref() == Ok("standard") {
+        settings.bridge = TracingBridge::Standard;
+    }
     let telemetry = Telemetry::builder(&settings)
         .writer(std::io::sink)
         .build()?

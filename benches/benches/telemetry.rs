@@ -5,7 +5,8 @@
 //! an `info` level filter, the same OpenTelemetry bridge (spans only, so ids exist) and output to
 //! `io::sink`. The peers are configured to carry the same information as far as they can:
 //! timestamp, level, service, message, event and span fields; `json-subscriber` also prints the
-//! OpenTelemetry ids, `fmt().json()` cannot.
+//! OpenTelemetry ids, `fmt().json()` cannot. `groundwork_standard` is groundwork-telemetry on its
+//! standard path (`TELEMETRY_BRIDGE=standard`): its `JsonLayer` over tracing-opentelemetry's layer.
 //!
 //! ```text
 //! cargo bench -p groundwork-benches --bench telemetry -- --warm-up-time 1 --measurement-time 3
@@ -15,7 +16,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fake_opentelemetry_collector::FakeCollectorServer;
-use groundwork_telemetry::{Telemetry, TelemetrySettings};
+use groundwork_telemetry::{Telemetry, TelemetrySettings, TracingBridge};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Dispatch, Level, Metadata};
@@ -42,9 +43,10 @@ impl<S> Filter<S> for SpansAndWarnings {
     }
 }
 
-fn ours() -> (Dispatch, Telemetry) {
+fn ours(bridge: TracingBridge) -> (Dispatch, Telemetry) {
     let mut settings = TelemetrySettings::default();
     settings.service_name = Some("query-engine".into());
+    settings.bridge = bridge;
     let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
         Ok(telemetry) => telemetry,
         Err(error) => panic!("benchmark setup: {error}"),
@@ -115,8 +117,11 @@ fn event_in_two_spans(c: &mut Criterion, name: &str, dispatch: &Dispatch) {
 
 fn per_event(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder().build();
-    let (dispatch, _telemetry) = ours();
+    let (dispatch, _telemetry) = ours(TracingBridge::Fast);
     event_in_two_spans(c, "telemetry/info_event/groundwork", &dispatch);
+    // The standard path: Groundwork's `JsonLayer` over tracing-opentelemetry's layer.
+    let (standard, _standard_telemetry) = ours(TracingBridge::Standard);
+    event_in_two_spans(c, "telemetry/info_event/groundwork_standard", &standard);
     event_in_two_spans(
         c,
         "telemetry/info_event/tracing_subscriber_fmt_json",
@@ -132,6 +137,13 @@ fn per_event(c: &mut Criterion) {
         let span = tracing::info_span!("request");
         let _entered = span.enter();
         c.bench_function("telemetry/disabled_debug_event/groundwork", |b| {
+            b.iter(|| tracing::debug!(value = black_box(1), "not written at info"));
+        });
+    });
+    tracing::dispatcher::with_default(&standard, || {
+        let span = tracing::info_span!("request");
+        let _entered = span.enter();
+        c.bench_function("telemetry/disabled_debug_event/groundwork_standard", |b| {
             b.iter(|| tracing::debug!(value = black_box(1), "not written at info"));
         });
     });
@@ -175,12 +187,28 @@ fn request_with_collector_down(c: &mut Criterion) {
             let _ = black_box(runtime.block_on(bare.clone().oneshot(request)));
         });
     });
-    for (name, endpoint) in [
-        ("telemetry/request/no_exporter", None),
-        ("telemetry/request/collector_up", Some(collector.endpoint())),
+    for (name, endpoint, bridge) in [
+        ("telemetry/request/no_exporter", None, TracingBridge::Fast),
+        (
+            "telemetry/request/collector_up",
+            Some(collector.endpoint()),
+            TracingBridge::Fast,
+        ),
         (
             "telemetry/request/collector_down",
             Some(format!("http://127.0.0.1:{closed_port}")),
+            TracingBridge::Fast,
+        ),
+        // The standard path (tracing-opentelemetry's layer) without and with export.
+        (
+            "telemetry/request/no_exporter_standard",
+            None,
+            TracingBridge::Standard,
+        ),
+        (
+            "telemetry/request/collector_up_standard",
+            Some(collector.endpoint()),
+            TracingBridge::Standard,
         ),
     ] {
         let mut settings = TelemetrySettings::default();
@@ -188,6 +216,7 @@ fn request_with_collector_down(c: &mut Criterion) {
         settings.otlp_endpoint = endpoint;
         // The in-process collector speaks gRPC.
         settings.otlp_protocol = Some("grpc".into());
+        settings.bridge = bridge;
         let _runtime_context = runtime.enter();
         let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {
             Ok(telemetry) => telemetry,
