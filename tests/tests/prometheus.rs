@@ -13,7 +13,7 @@ use groundwork_tests::{deploy_queries, metric_names, promtool, repository_root};
 fn alert_rules_pass_promtool_and_their_unit_tests() -> Result<()> {
     let dir = repository_root().join("deploy/prometheus");
     let checked = promtool(&dir, &["check", "config", "prometheus.yml"], None)?;
-    ensure!(checked.contains("8 rules found"), "{checked}");
+    ensure!(checked.contains("9 rules found"), "{checked}");
     let tested = promtool(&dir, &["test", "rules", "alerts.test.yml"], None)?;
     ensure!(tested.contains("SUCCESS"), "{tested}");
     Ok(())
@@ -65,6 +65,7 @@ fn the_rules_and_the_dashboard_cover_the_issue_s_signals() -> Result<()> {
         "rabbitmq_connection_up",
         "live_feed_stale",
         "backup_last_success_timestamp_seconds",
+        "backup_wal_last_archived_timestamp_seconds",
     ] {
         ensure!(
             read.contains(family),
@@ -80,6 +81,7 @@ fn the_rules_and_the_dashboard_cover_the_issue_s_signals() -> Result<()> {
         "GroundworkHighErrorRate",
         "GroundworkHighLatencyP99",
         "GroundworkBackupMissed",
+        "GroundworkWalArchivingStopped",
         "GroundworkConfigFeedStale",
     ] {
         ensure!(

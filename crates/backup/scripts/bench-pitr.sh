@@ -19,7 +19,8 @@ SEGMENTS=${SEGMENTS:-32}
 PORT=${PORT:-55439}
 WORK=$(mktemp -d /tmp/gw-bench-pitr.XXXXXX)
 chmod 755 "$WORK"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); else AS_PG=(); fi
+as_pg() { "${AS_PG[@]}" "$@"; }
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
             as_pg "$PGBIN/pg_ctl" -D "$WORK/ours-restore" -m immediate stop >/dev/null 2>&1 || true
             as_pg "$PGBIN/pg_ctl" -D "$WORK/theirs-restore" -m immediate stop >/dev/null 2>&1 || true
@@ -90,13 +91,12 @@ cat > "$WORK/push-ours.sh" <<EOF
 while read -r f; do "$BIN" --env-file "$WORK/ours.env" postgres wal-push "$WORK/spool/\$f" 2>/dev/null; done < "$WORK/segments"
 EOF
 cat > "$WORK/push-theirs.sh" <<EOF
-as_pg() { if [ "\$(id -u)" = 0 ]; then runuser -u postgres -- "\$@"; else "\$@"; fi; }
 while read -r f; do pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench archive-push "$WORK/spool/\$f"; done < "$WORK/segments"
 EOF
 as_pg pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench stanza-create > /dev/null
-measure push_ours as_pg bash "$WORK/push-ours.sh"
+measure push_ours "${AS_PG[@]}" bash "$WORK/push-ours.sh"
 report push_ours "groundwork-backup wal-push x$SEGMENTS" "$(rate "$SEGMENTS" push_ours)"
-measure push_theirs as_pg bash "$WORK/push-theirs.sh"
+measure push_theirs "${AS_PG[@]}" bash "$WORK/push-theirs.sh"
 report push_theirs "pgbackrest archive-push x$SEGMENTS" "$(rate "$SEGMENTS" push_theirs)"
 
 # From here both archive for real: groundwork-backup first, pgBackRest after it.
@@ -104,9 +104,9 @@ as_pg sed -i "s|^archive_command = .*|archive_command = '$BIN --env-file $WORK/o
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w restart > /dev/null
 
 # 2. Base backup time.
-measure base_ours as_pg "$BIN" --env-file "$WORK/ours.env" postgres basebackup --database-url "postgres://postgres@127.0.0.1:$PORT/postgres"
+measure base_ours "${AS_PG[@]}" "$BIN" --env-file "$WORK/ours.env" postgres basebackup --database-url "postgres://postgres@127.0.0.1:$PORT/postgres"
 report base_ours "groundwork-backup basebackup ($DB_SIZE)"
-measure base_theirs as_pg pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench --type=full backup
+measure base_theirs "${AS_PG[@]}" pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench --type=full backup
 report base_theirs "pgbackrest backup --type=full ($DB_SIZE)"
 as_pg pgbench -h "$WORK/sock" -p "$PORT" -U postgres -n -c 2 -t 2000 postgres > /dev/null 2>&1
 as_pg psql -h "$WORK/sock" -p "$PORT" -U postgres -qc "select pg_switch_wal()" postgres > /dev/null
@@ -114,7 +114,7 @@ sleep 3
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m fast -w stop > /dev/null
 
 # 3. Restore time: lay out and recover to the end of the archive (promoted and accepting).
-measure restore_ours as_pg "$BIN" --env-file "$WORK/ours.env" postgres pitr-restore --latest --verify --data-dir "$WORK/ours-restore" --pg-bin-dir "$PGBIN"
+measure restore_ours "${AS_PG[@]}" "$BIN" --env-file "$WORK/ours.env" postgres pitr-restore --latest --verify --data-dir "$WORK/ours-restore" --pg-bin-dir "$PGBIN"
 report restore_ours "groundwork-backup pitr-restore --verify"
 cat > "$WORK/restore-theirs.sh" <<EOF
 set -e
@@ -125,5 +125,5 @@ echo "hot_standby = off" >> "$WORK/theirs-restore/postgresql.conf"
 "$PGBIN/pg_ctl" -D "$WORK/theirs-restore" -l "$WORK/theirs.log" -w -t 3600 -o "-p $((PORT + 1))" start
 "$PGBIN/pg_ctl" -D "$WORK/theirs-restore" -m fast -w stop
 EOF
-measure restore_theirs as_pg bash "$WORK/restore-theirs.sh"
+measure restore_theirs "${AS_PG[@]}" bash "$WORK/restore-theirs.sh"
 report restore_theirs "pgbackrest restore + recovery"
