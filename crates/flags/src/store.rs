@@ -58,10 +58,16 @@ pub(crate) fn flag_from_row((name, enabled, rollout_pct, whitelist, description)
 
 /// Loads every flag from the table.
 pub async fn load_all(pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
+    // Unprepared, in a transaction of its own: works through PgBouncer in transaction pooling
+    // mode, where a statement prepared outside a transaction may be gone (or another client's)
+    // by the time it executes.
+    let mut transaction = pool.begin().await?;
     let rows: Vec<FlagRow> =
         sqlx::query_as("SELECT name, enabled, rollout_pct, whitelist, description FROM feature_flags ORDER BY name")
-            .fetch_all(pool)
+            .persistent(false)
+            .fetch_all(&mut *transaction)
             .await?;
+    transaction.commit().await?;
     Ok(rows.into_iter().map(flag_from_row).collect())
 }
 

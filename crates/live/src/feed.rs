@@ -13,6 +13,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::fanout::{self, Transport};
 use crate::snapshot;
 
 /// A table the feed follows: loaded whole, announcing every change with `pg_notify` on a channel
@@ -113,6 +114,17 @@ pub struct FeedOptions {
     pub min_backoff: Duration,
     /// Longest delay between retries. 30 s.
     pub max_backoff: Duration,
+    /// How changes reach the feed: its own `LISTEN` connection ([`Transport::Postgres`], the
+    /// default), or a subscription to what a [`crate::Relay`] publishes on NATS or Redis — which
+    /// works through PgBouncer in transaction pooling mode, since loads then use only the pool.
+    pub transport: Transport,
+    /// The prefix of the subjects (NATS) or channels (Redis) a relay publishes on: the relay
+    /// and its subscribers must agree. One per database that shares a transport with others.
+    /// `groundwork.live`.
+    pub namespace: String,
+    /// With a NATS or Redis transport: how long without a message from the relay (it sends a
+    /// heartbeat every second) before the feed reports stale. 5 s.
+    pub relay_timeout: Duration,
 }
 
 impl Default for FeedOptions {
@@ -122,9 +134,15 @@ impl Default for FeedOptions {
             snapshot_path: None,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            transport: Transport::Postgres,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            relay_timeout: Duration::from_secs(5),
         }
     }
 }
+
+/// The default [`FeedOptions::namespace`] and [`crate::RelayOptions`] namespace.
+pub const DEFAULT_NAMESPACE: &str = "groundwork.live";
 
 impl FeedOptions {
     /// Sets [`FeedOptions::poll_interval`].
@@ -140,6 +158,27 @@ impl FeedOptions {
         self.snapshot_path = Some(path.into());
         self
     }
+
+    /// Sets [`FeedOptions::transport`].
+    #[must_use]
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Sets [`FeedOptions::namespace`].
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets [`FeedOptions::relay_timeout`].
+    #[must_use]
+    pub fn relay_timeout(mut self, timeout: Duration) -> Self {
+        self.relay_timeout = timeout;
+        self
+    }
 }
 
 /// Whether the values a feed serves are current: what a health check reports.
@@ -151,9 +190,10 @@ pub enum FeedStatus {
         /// When the last successful load finished.
         loaded_at: SystemTime,
     },
-    /// Serving older values: the database could not be read since `since`.
+    /// Serving older values: the database could not be read since `since`, or (with a NATS or
+    /// Redis transport) the transport is down or the relay silent.
     Stale {
-        /// When the feed could first not reload.
+        /// When the feed could first not reload, or stopped hearing from the relay.
         since: SystemTime,
         /// The most recent error.
         error: String,
@@ -190,6 +230,16 @@ pub enum FeedError {
         error: sqlx::Error,
         /// What happened with the snapshot file.
         snapshot: String,
+    },
+    /// The namespace or the table's channel cannot name a NATS subject or Redis channel.
+    #[error("cannot follow table `{table}` through {transport}: {reason}")]
+    Subject {
+        /// The table.
+        table: String,
+        /// The transport's kind.
+        transport: &'static str,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -279,6 +329,18 @@ where
     T: KeyedTable,
     F: FnMut(Update<'_, T::Row>) + Send + 'static,
 {
+    if options.transport != Transport::Postgres {
+        for (what, value) in [
+            ("namespace", options.namespace.as_str()),
+            ("channel", table.channel()),
+        ] {
+            fanout::check_subject_part(what, value).map_err(|reason| FeedError::Subject {
+                table: table.name().to_owned(),
+                transport: options.transport.kind(),
+                reason,
+            })?;
+        }
+    }
     let (mut rows, status) = match table.load(&pool).await {
         Ok(rows) => {
             save_snapshot(&options, &table, &rows).await;
@@ -321,7 +383,8 @@ where
     };
     publish(Update::Reloaded(&rows));
     sort_by_key::<T>(&mut rows);
-    let (status_tx, status_rx) = watch::channel(status);
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let status_tx = Arc::new(StatusCell::new(status_tx, status));
     let (generation_tx, generation_rx) = watch::channel(1);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let worker = Worker {
@@ -470,11 +533,101 @@ struct Worker<T: KeyedTable> {
     /// The rows published last, sorted by key.
     current: Vec<T::Row>,
     pending: Arc<Mutex<Pending>>,
-    status: watch::Sender<FeedStatus>,
+    status: Arc<StatusCell>,
     generation: watch::Sender<u64>,
 }
 
-fn jittered(delay: Duration) -> Duration {
+/// The feed's status from two sources: the last load from the database (the worker) and, with
+/// a NATS or Redis transport, whether the relay is heard from (the subscriber). Stale when
+/// either is; fresh when both are fine.
+#[derive(Debug)]
+pub(crate) struct StatusCell {
+    sender: watch::Sender<FeedStatus>,
+    state: Mutex<StatusState>,
+}
+
+#[derive(Debug)]
+struct StatusState {
+    /// The database part: fresh or stale.
+    database: FeedStatus,
+    /// Since when and why the transport or relay is a problem.
+    transport: Option<(SystemTime, String)>,
+}
+
+impl StatusCell {
+    fn new(sender: watch::Sender<FeedStatus>, database: FeedStatus) -> Self {
+        Self {
+            sender,
+            state: Mutex::new(StatusState {
+                database,
+                transport: None,
+            }),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut StatusState)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut state);
+        let combined = match (&state.database, &state.transport) {
+            (database, None) => database.clone(),
+            (FeedStatus::Fresh { .. }, Some((since, error))) => FeedStatus::Stale {
+                since: *since,
+                error: error.clone(),
+            },
+            (FeedStatus::Stale { since, error }, Some((transport_since, transport_error))) => {
+                FeedStatus::Stale {
+                    since: (*since).min(*transport_since),
+                    error: format!("{error}; {transport_error}"),
+                }
+            }
+        };
+        self.sender.send_if_modified(|status| {
+            let changed = *status != combined;
+            *status = combined;
+            changed
+        });
+    }
+
+    /// A load from the database succeeded.
+    fn loaded(&self) {
+        self.update(|state| {
+            state.database = FeedStatus::Fresh {
+                loaded_at: SystemTime::now(),
+            };
+        });
+    }
+
+    /// A load from the database failed.
+    fn load_failed(&self, error: String) {
+        self.update(|state| state.database = FeedStatus::stale(&state.database, error));
+    }
+
+    /// The transport is down or the relay silent.
+    pub(crate) fn transport_failed(&self, error: String) {
+        self.update(|state| {
+            let since = state
+                .transport
+                .as_ref()
+                .map_or_else(SystemTime::now, |(since, _)| *since);
+            state.transport = Some((since, error));
+        });
+    }
+
+    /// The relay is heard from.
+    pub(crate) fn transport_ok(&self) {
+        let is_problem = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .transport
+            .is_some();
+        if is_problem {
+            self.update(|state| state.transport = None);
+        }
+    }
+}
+
+pub(crate) fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.5..1.5))
 }
 
@@ -498,7 +651,9 @@ impl<T: KeyedTable> Worker<T> {
                     }
                 }
                 _ = poll.tick() => {
-                    if let Ok(true) = self.sync().await {
+                    if let Ok(true) = self.sync().await
+                        && self.options.transport == Transport::Postgres
+                    {
                         // A change that no notification announced: the listener may be on a
                         // half-open connection that will never deliver again. Replace it.
                         tracing::warn!(table = self.table.name(), "poll found a change no notification announced; reconnecting the listener");
@@ -566,14 +721,11 @@ impl<T: KeyedTable> Worker<T> {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::warn!(table = self.table.name(), %error, "cannot load changed rows; serving the previous values");
-                self.status
-                    .send_modify(|status| *status = FeedStatus::stale(status, error.to_string()));
+                self.status.load_failed(error.to_string());
                 return Err(());
             }
         };
-        self.status.send_replace(FeedStatus::Fresh {
-            loaded_at: SystemTime::now(),
-        });
+        self.status.loaded();
         // Only the keys asked for, once each: the rows now in the table.
         let mut loaded: Vec<T::Row> = loaded
             .into_iter()
@@ -613,9 +765,7 @@ impl<T: KeyedTable> Worker<T> {
     async fn sync(&mut self) -> Result<bool, ()> {
         match self.table.load(&self.pool).await {
             Ok(mut rows) => {
-                self.status.send_replace(FeedStatus::Fresh {
-                    loaded_at: SystemTime::now(),
-                });
+                self.status.loaded();
                 sort_by_key::<T>(&mut rows);
                 if rows == self.current {
                     return Ok(false);
@@ -628,8 +778,7 @@ impl<T: KeyedTable> Worker<T> {
             }
             Err(error) => {
                 tracing::warn!(table = self.table.name(), %error, "cannot reload; serving the previous values");
-                self.status
-                    .send_modify(|status| *status = FeedStatus::stale(status, error.to_string()));
+                self.status.load_failed(error.to_string());
                 Err(())
             }
         }
@@ -654,6 +803,23 @@ impl<T: KeyedTable> Worker<T> {
             // The receiver lives as long as the worker, which outlives this task.
             signal.send_modify(|n| *n += 1);
         };
+        if self.options.transport != Transport::Postgres {
+            let settings = fanout::SubscriberSettings {
+                transport: self.options.transport.clone(),
+                subject: fanout::subject(&self.options.namespace, self.table.channel()),
+                relay_timeout: self.options.relay_timeout,
+                min_backoff: self.options.min_backoff,
+                max_backoff: self.options.max_backoff,
+                table: self.table.name().to_owned(),
+            };
+            let notice = move |payload: &str| table.notice(payload);
+            return tokio::spawn(fanout::run_subscriber(
+                settings,
+                notice,
+                Arc::new(announce),
+                Arc::clone(&self.status),
+            ));
+        }
         tokio::spawn(async move {
             let reload = || announce(&mut std::iter::once(Notice::Reload));
             let mut backoff = options.min_backoff;

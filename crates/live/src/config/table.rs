@@ -56,14 +56,21 @@ pub(crate) fn entry_from_row(
 }
 
 /// Loads every entry of environment `env`, by key.
+///
+/// Works through PgBouncer in transaction pooling mode: the statement is unprepared (not
+/// cached by name on a server connection other clients share) and runs in a transaction of its
+/// own, so that parsing and executing it happen on the same server connection.
 pub async fn load_env(pool: &PgPool, env: &str) -> Result<Vec<ConfigEntry>, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
     let rows: Vec<EntryRow> = sqlx::query_as(
         "SELECT key, value, revision, description, updated_by FROM platform_config
          WHERE env = $1 ORDER BY key",
     )
+    .persistent(false)
     .bind(env)
-    .fetch_all(pool)
+    .fetch_all(&mut *transaction)
     .await?;
+    transaction.commit().await?;
     Ok(rows.into_iter().map(entry_from_row).collect())
 }
 
@@ -73,29 +80,33 @@ async fn load_keys(
     env: &str,
     keys: &[String],
 ) -> Result<Vec<ConfigEntry>, sqlx::Error> {
-    // One key is by far the most common case, and gets its own statement: sqlx prepares
-    // statements, and PostgreSQL's generic plan for `key = ANY($2)` (array size unknown) can
-    // be a scan of the whole environment, ten times the cost of the unique-index lookup that
-    // `key = $2` always gets. Every client runs this on every change.
+    // One key is by far the most common case, and gets its own statement: the unique-index
+    // lookup that `key = $2` always gets. Every client runs this on every change. Unprepared and
+    // in a transaction of its own, as `load_env`, so that it works through PgBouncer in
+    // transaction pooling mode.
+    let mut transaction = pool.begin().await?;
     let rows: Vec<EntryRow> = if let [key] = keys {
         sqlx::query_as(
             "SELECT key, value, revision, description, updated_by FROM platform_config
              WHERE env = $1 AND key = $2",
         )
+        .persistent(false)
         .bind(env)
         .bind(key)
-        .fetch_all(pool)
+        .fetch_all(&mut *transaction)
         .await?
     } else {
         sqlx::query_as(
             "SELECT key, value, revision, description, updated_by FROM platform_config
              WHERE env = $1 AND key = ANY($2)",
         )
+        .persistent(false)
         .bind(env)
         .bind(keys)
-        .fetch_all(pool)
+        .fetch_all(&mut *transaction)
         .await?
     };
+    transaction.commit().await?;
     Ok(rows.into_iter().map(entry_from_row).collect())
 }
 
