@@ -8,6 +8,7 @@
 //! groundwork-live --env production history order.expiry.minutes
 //! groundwork-live --env production rollback order.expiry.minutes --to 17 --if-revision 18
 //! groundwork-live --env production delete order.expiry.minutes --if-revision 19
+//! groundwork-live relay --transport nats://127.0.0.1:4222
 //! ```
 //! Values are JSON: `30`, `true`, `'"text"'`, `'{"price_weight": 0.4}'`.
 //!
@@ -33,9 +34,10 @@ struct Cli {
     /// PostgreSQL URL of the database holding `platform_config`
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// The environment whose values to show or change, e.g. production, staging
+    /// The environment whose values to show or change, e.g. production, staging (not used by
+    /// `relay`)
     #[arg(long, env = "APP_ENV")]
-    env: String,
+    env: Option<String>,
     /// Who is making the change, recorded in the history (default: $USER)
     #[arg(
         long,
@@ -80,7 +82,23 @@ enum Command {
         #[command(flatten)]
         expect: ChangeExpectation,
     },
+    /// Relay config and flag changes to NATS or Redis until stopped (SIGINT, SIGTERM); run two
+    /// or more per database: one leads, the others take over
+    Relay {
+        /// Where to publish: a `nats://` (`tls://`) or `redis://` (`rediss://`) URL
+        #[arg(long, env = "LIVE_TRANSPORT", hide_env_values = true)]
+        transport: String,
+        /// Subject prefix; the instances' `FeedOptions::namespace` must match
+        #[arg(long, default_value = groundwork_live::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// NOTIFY channels to relay (repeat the option for several)
+        #[arg(long = "channel", default_values_t = [groundwork_live::config::CHANNEL.to_owned(), FLAGS_CHANNEL.to_owned()])]
+        channels: Vec<String>,
+    },
 }
+
+/// `groundwork_flags::store::CHANNEL` (groundwork-live cannot depend on groundwork-flags).
+const FLAGS_CHANNEL: &str = "groundwork_feature_flags";
 
 /// What a write expects to find: one is required, so no change is lost by accident.
 #[derive(Debug, Args)]
@@ -189,9 +207,21 @@ async fn run(cli: Cli) -> Result<()> {
                 server(&cli.database_url)
             )
         })?;
+    if let Command::Relay {
+        transport,
+        namespace,
+        channels,
+    } = cli.command
+    {
+        return relay(pool, &transport, namespace, channels).await;
+    }
     let admin = ConfigAdmin::new(pool);
-    let (env, by) = (cli.env.as_str(), cli.by.as_str());
+    let env = cli.env.as_deref().context(
+        "--env (or APP_ENV) is required: the environment whose values to show or change",
+    )?;
+    let by = cli.by.as_str();
     match cli.command {
+        Command::Relay { .. } => {}
         Command::List => {
             for item in admin.list(env).await? {
                 print_item(&item);
@@ -239,5 +269,46 @@ async fn run(cli: Cli) -> Result<()> {
             print_item(&admin.rollback(env, &key, to, expect.expect(), by).await?);
         }
     }
+    Ok(())
+}
+
+/// Runs a relay until SIGINT or SIGTERM, printing its role changes.
+async fn relay(
+    pool: sqlx::PgPool,
+    transport: &str,
+    namespace: String,
+    channels: Vec<String>,
+) -> Result<()> {
+    use groundwork_live::{Relay, RelayOptions, RelayRole, Transport};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let transport = Transport::parse(transport).context("--transport / LIVE_TRANSPORT")?;
+    let options = RelayOptions::new(transport.clone())
+        .namespace(namespace)
+        .channels(channels);
+    let relay = Relay::start(pool, options)?;
+    let mut roles = relay.roles();
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    loop {
+        let role = roles.borrow_and_update().clone();
+        match role {
+            RelayRole::Leader => eprintln!("relay: leading, publishing to {transport:?}"),
+            RelayRole::Standby => eprintln!("relay: standby, waiting for the lock"),
+            RelayRole::Starting(reason) => eprintln!("relay: not ready: {reason}"),
+            _ => {}
+        }
+        tokio::select! {
+            changed = roles.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    relay.shutdown().await;
+    eprintln!("relay: stopped");
     Ok(())
 }

@@ -586,3 +586,53 @@ async fn a_relay_with_no_listeners_keeps_relaying_and_bad_options_are_refused() 
     assert!(error.to_string().contains("a.*"), "{error}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_command_relays_and_a_killed_relay_shows_as_stale() -> Result<()> {
+    let db = migrated().await?;
+    let namespace = namespace(&db);
+    let transport = shared_redis()?;
+    let Transport::Redis { url } = &transport else {
+        bail!("not redis");
+    };
+    set(db.pool(), "greeting", json!("hello")).await?;
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .args(["relay", "--namespace", &namespace])
+        .env("DATABASE_URL", db.url())
+        .env("LIVE_TRANSPORT", url)
+        .env_remove("APP_ENV")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (config, feed) = config::watch(
+        pgbouncer_pool(&db).await?,
+        ENV,
+        feed_options(transport, &namespace),
+    )
+    .await?;
+    set(db.pool(), "greeting", json!("relayed by the command")).await?;
+    until_value(
+        &config,
+        "greeting",
+        &json!("relayed by the command"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    until_status(&feed, true, Duration::from_secs(5)).await?;
+    // SIGKILL: no goodbye; the instance notices the missing heartbeats.
+    relay.kill().await?;
+    let status = until_status(&feed, false, Duration::from_secs(5)).await?;
+    let FeedStatus::Stale { error, .. } = &status else {
+        bail!("not stale: {status:?}");
+    };
+    assert!(error.contains("no message from a relay"), "{error}");
+    assert_eq!(
+        config.value("greeting"),
+        Some(json!("relayed by the command")),
+        "values kept"
+    );
+    feed.shutdown().await;
+    Ok(())
+}
