@@ -240,8 +240,11 @@ struct Sequence {
 }
 
 impl Sequence {
-    /// Whether `message` shows that something was missed (a gap, or another relay took over),
-    /// after which the subscriber resyncs; records it either way.
+    /// Whether `message` shows that something may have been missed, after which the subscriber
+    /// resyncs; records it either way. The first message since (re)subscribing counts: a
+    /// change committed after the resync at subscription but before the relay was listening
+    /// (a relay that just took over) reached no one, and the relay sends nothing before it
+    /// listens, so a resync now covers it. Then: a gap in `seq`, or another relay.
     fn missed(&mut self, message: &Message) -> bool {
         let same_relay = self.relay.as_deref() == Some(message.relay.as_str());
         let expected = if message.payload.is_some() {
@@ -249,12 +252,7 @@ impl Sequence {
         } else {
             self.seq
         };
-        let missed = match &self.relay {
-            // The first message since (re)subscribing: the resync at subscription covers it.
-            None => false,
-            Some(_) if !same_relay => true,
-            Some(_) => message.seq != expected,
-        };
+        let missed = !same_relay || message.seq != expected;
         if !same_relay {
             self.relay = Some(message.relay.clone());
         }
@@ -427,7 +425,7 @@ mod tests {
     #[test]
     fn a_gap_or_another_relay_is_a_miss() {
         let mut sequence = Sequence::default();
-        assert!(!sequence.missed(&message("a", 7, false)), "first heartbeat");
+        assert!(sequence.missed(&message("a", 7, false)), "first message: resync once more");
         assert!(!sequence.missed(&message("a", 8, true)));
         assert!(
             !sequence.missed(&message("a", 8, false)),
