@@ -425,7 +425,10 @@ mod tests {
     #[test]
     fn a_gap_or_another_relay_is_a_miss() {
         let mut sequence = Sequence::default();
-        assert!(sequence.missed(&message("a", 7, false)), "first message: resync once more");
+        assert!(
+            sequence.missed(&message("a", 7, false)),
+            "first message: resync once more"
+        );
         assert!(!sequence.missed(&message("a", 8, true)));
         assert!(
             !sequence.missed(&message("a", 8, false)),
