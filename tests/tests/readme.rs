@@ -27,6 +27,11 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("cargo test --workspace", "the run this test is part of"),
     (
+        "cargo xtask new-service orders --with postgres,live,flags",
+        "writes ../orders beside the clone; tests/tests/new_service.rs runs `cargo xtask \
+         new-service` into a temporary directory, builds the service and starts it",
+    ),
+    (
         "curl -s localhost:8080/v1/matching/weights",
         "needs `cargo xtask up`'s gateway on port 8080; tests/tests/stack.rs reads the endpoint",
     ),

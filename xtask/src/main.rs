@@ -8,6 +8,7 @@
 
 mod env_example;
 mod infra;
+mod new_service;
 mod stack;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Start a new service in its own directory outside this repository, composing Groundwork's
+    /// crates: `cargo xtask new-service orders --with postgres,live,flags`
+    NewService(new_service::NewServiceOptions),
     /// Write `.env.example` from the quickstart's config type, or check it is up to date
     EnvExample {
         /// Fail instead of writing when the file is stale (CI)
@@ -80,6 +84,7 @@ fn main() -> Result<()> {
         Task::Flags { args } => stack::flags(&args),
         Task::Backup { args } => stack::backup(&args),
         Task::EnvExample { check } => env_example::run(&project_root(), check),
+        Task::NewService(options) => new_service::run(&project_root(), &options),
     }
 }
 

@@ -130,6 +130,11 @@ fn example_value(key: &KeySpec) -> String {
     if let Some(default) = key.default.as_ref().filter(|d| !d.is_null()) {
         return scalar(default);
     }
+    if key.nullable && !key.required {
+        // An optional key without a default stays unset, as its type means: `false` or `0` would
+        // switch a behaviour off (an access log, an export timeout) that unset leaves on.
+        return String::new();
+    }
     match &key.kind {
         ValueKind::Integer { min, .. } | ValueKind::Number { min, .. } => {
             min.map_or_else(|| "0".to_owned(), |m| m.to_string())

@@ -861,3 +861,31 @@ fn file_paths_in_reports_are_the_paths_given() {
         "{source}"
     );
 }
+
+#[test]
+fn optional_keys_without_a_default_stay_unset_in_the_env_example() -> Result<(), ConfigError> {
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct Optional {
+        /// Whether each request is logged; on when unset.
+        access_log: Option<bool>,
+        /// Export timeout in milliseconds; the exporter's own when unset.
+        export_timeout_ms: Option<u64>,
+        /// Retries; 3 when unset.
+        #[serde(default = "three")]
+        retries: u32,
+    }
+    fn three() -> u32 {
+        3
+    }
+    let example = groundwork_config::env_example::<Optional>();
+    assert!(example.contains("\nACCESS_LOG=\n"), "{example}");
+    assert!(example.contains("\nEXPORT_TIMEOUT_MS=\n"), "{example}");
+    assert!(example.contains("\nRETRIES=3\n"), "{example}");
+    let scene = Scene::new();
+    scene.write(".env", &example);
+    let loaded: Optional = scene.loader(Vec::new()).load()?;
+    assert_eq!(loaded.access_log, None);
+    assert_eq!(loaded.export_timeout_ms, None);
+    assert_eq!(loaded.retries, 3);
+    Ok(())
+}
