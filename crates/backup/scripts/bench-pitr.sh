@@ -71,6 +71,8 @@ wal_level = replica
 archive_mode = on
 archive_command = 'cp %p $WORK/spool/%f'
 max_wal_size = 4GB
+fsync = off
+synchronous_commit = off
 EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start > /dev/null
 as_pg pgbench -h "$WORK/sock" -p "$PORT" -U postgres -i -s "$SCALE" -q postgres > /dev/null 2>&1
@@ -119,7 +121,7 @@ report restore_ours "groundwork-backup pitr-restore --verify"
 cat > "$WORK/restore-theirs.sh" <<EOF
 set -e
 mkdir -m 700 "$WORK/theirs-restore"
-pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench --pg1-path="$WORK/theirs-restore" --type=default --target-action=promote restore
+pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench --pg1-path="$WORK/theirs-restore" restore
 echo "archive_mode = off" >> "$WORK/theirs-restore/postgresql.conf"
 echo "hot_standby = off" >> "$WORK/theirs-restore/postgresql.conf"
 "$PGBIN/pg_ctl" -D "$WORK/theirs-restore" -l "$WORK/theirs.log" -w -t 3600 -o "-p $((PORT + 1))" start
