@@ -352,3 +352,51 @@ fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_pgbouncer_flags_follow_changes_relayed_through_redis() -> Result<()> {
+    use groundwork_live::{Relay, RelayOptions, RelayRole, Transport};
+    use groundwork_testkit::{InfraEnv, Service};
+
+    let db = migrated().await?;
+    sqlx::query("INSERT INTO feature_flags (name, enabled) VALUES ('admin.v2', false)")
+        .execute(db.pool())
+        .await?;
+    let transport = Transport::Redis {
+        url: InfraEnv::discover()?.url(Service::Redis),
+    };
+    let namespace = format!("gwtest.{}", db.name());
+    let relay = Relay::start(
+        db.pool().clone(),
+        RelayOptions::new(transport.clone())
+            .namespace(namespace.as_str())
+            .channels([store::CHANNEL]),
+    )?;
+    let mut roles = relay.roles();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        roles.wait_for(|role| *role == RelayRole::Leader),
+    )
+    .await??;
+    // The instance reaches PostgreSQL only through PgBouncer in transaction pooling mode.
+    let pooled = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.pgbouncer_url()?)
+        .await?;
+    let (flags, feed) = store::watch(
+        pooled,
+        options().transport(transport).namespace(namespace.as_str()),
+    )
+    .await?;
+    assert!(!flags.is_enabled("admin.v2", "tenant-1"));
+    sqlx::query("UPDATE feature_flags SET enabled = true WHERE name = 'admin.v2'")
+        .execute(db.pool())
+        .await?;
+    until(&feed, "the update arrives through the relay", || {
+        flags.is_enabled("admin.v2", "tenant-1")
+    })
+    .await?;
+    feed.shutdown().await;
+    relay.shutdown().await;
+    Ok(())
+}
