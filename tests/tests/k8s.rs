@@ -7,7 +7,8 @@
 //! `deploy/k8s` is read: the `KEY=VALUE` files of each `configMapGenerator` (base and overlays),
 //! their literals, and the `env` of every container in every manifest and inline patch. A container
 //! belongs to the service its image names (`groundwork/<service>`), a generated `ConfigMap` to the
-//! service its name names (`<service>-env`). The schema checks (kubernetes-validate) and the
+//! service its name names (`<service>-env`). Each overlay's variables are also loaded into the
+//! settings types, as a pod would load them. The schema checks (kubernetes-validate) and the
 //! rendering of the overlays run in `.ci/run`; when `kubectl` is installed, this test also
 //! renders every overlay with `kubectl kustomize` and checks the `ConfigMap`s it would apply.
 
@@ -395,6 +396,85 @@ fn an_unknown_variable_in_a_manifest_is_reported() -> Result<()> {
         report.contains("analytics-ingest needs `CLICKHOUSE_URL` (or `CLICKHOUSE_URL_FILE`)"),
         "{report}"
     );
+    Ok(())
+}
+
+/// A service's variables in an overlay: the base's env file, then the overlay's over it (what
+/// `behavior: merge` does).
+fn overlay_env(overlay: &str, service: &str) -> Result<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    for path in [
+        k8s_dir().join("base").join(format!("{service}.env")),
+        k8s_dir()
+            .join("overlays")
+            .join(overlay)
+            .join(format!("{service}.env")),
+    ] {
+        if !path.exists() {
+            continue;
+        }
+        let text = fs::read_to_string(&path)?;
+        vars.extend(groundwork_config::parse_env_file(&text)?);
+    }
+    Ok(vars)
+}
+
+/// Loads `T` from an overlay's variables as the pod would, with its Secret's files made up in
+/// `secrets` (URLs with long, random-looking passwords, as production's guard wants).
+fn load_in_pod<T>(vars: &BTreeMap<String, String>, secrets: &Path) -> Result<T>
+where
+    T: serde::de::DeserializeOwned + JsonSchema,
+{
+    let made_up = |name: &str| match name {
+        "database-url" => "postgres://app:Vb7tQ2mZx9LkP4wR8sNd@postgres.db:5432/app",
+        "redis-url" => "redis://:Vb7tQ2mZx9LkP4wR8sNd@redis.db:6379",
+        "rabbitmq-url" => "amqp://app:Vb7tQ2mZx9LkP4wR8sNd@rabbitmq.mq:5672/%2f",
+        "clickhouse-url" => "http://app:Vb7tQ2mZx9LkP4wR8sNd@clickhouse.analytics:8123",
+        _ => "",
+    };
+    let mut pod_vars = Vec::new();
+    for (name, value) in vars {
+        let value = match value.strip_prefix("/run/secrets/groundwork/") {
+            Some(file) if name.ends_with("_FILE") => {
+                ensure!(!made_up(file).is_empty(), "no made-up secret for {file}");
+                let path = secrets.join(file);
+                fs::write(&path, format!("{}\n", made_up(file)))?;
+                path.display().to_string()
+            }
+            _ => value.clone(),
+        };
+        pod_vars.push((name.clone(), value));
+    }
+    groundwork_config::Loader::new()
+        .no_dotenv()
+        .config_dir(secrets.join("no-config-files"))
+        .vars(pod_vars)
+        .load()
+        .map_err(|error| anyhow::anyhow!("{error}"))
+}
+
+#[test]
+fn every_overlay_s_settings_load_as_the_pods_would_load_them() -> Result<()> {
+    for overlay in ["staging", "production"] {
+        let secrets = tempfile::tempdir()?;
+        let gateway: groundwork_example_api_gateway::Settings =
+            load_in_pod(&overlay_env(overlay, "api-gateway")?, secrets.path())
+                .with_context(|| format!("api-gateway in {overlay}"))?;
+        ensure!(gateway.host == "0.0.0.0" && gateway.port == 8080);
+        ensure!(
+            gateway.shutdown_drain_ms == 5000,
+            "the grace period assumes 5000"
+        );
+        ensure!(gateway.config_env == overlay);
+        let worker: groundwork_example_order_worker::Settings =
+            load_in_pod(&overlay_env(overlay, "order-worker")?, secrets.path())
+                .with_context(|| format!("order-worker in {overlay}"))?;
+        ensure!(worker.host == "0.0.0.0" && worker.port == 8080);
+        let ingest: groundwork_example_analytics_ingest::Settings =
+            load_in_pod(&overlay_env(overlay, "analytics-ingest")?, secrets.path())
+                .with_context(|| format!("analytics-ingest in {overlay}"))?;
+        ensure!(ingest.host == "0.0.0.0" && ingest.port == 8080);
+    }
     Ok(())
 }
 
