@@ -7,14 +7,19 @@
 //! the same load. A second floor, for comparison with earlier runs, is measured in rounds of its
 //! own after the clients' (each update's 50 client loads then overlap the next update).
 //!
+//! The fan-out paths follow in the same run: 50 and 500 clients that load through a private
+//! PgBouncer in transaction pooling mode (in front of the same cluster) and learn of changes from
+//! a relay through NATS (the machine's, 127.0.0.1:4222) or Redis (`REDIS_URL`), measured the same
+//! way, with the PostgreSQL connections in use counted for every path.
+//!
 //! Percentiles need every sample, which criterion does not expose, so this bench prints its own
 //! table: `cargo bench -p groundwork-benches --bench live_propagation`.
 
 use std::time::{Duration, Instant};
 
 use groundwork_live::config::{self, LiveConfig};
-use groundwork_live::{Feed, FeedOptions};
-use groundwork_testkit::TestCluster;
+use groundwork_live::{Feed, FeedOptions, Relay, RelayOptions, RelayRole, Transport};
+use groundwork_testkit::{InfraEnv, Service, TestCluster};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
@@ -98,14 +103,27 @@ async fn seed(pool: &PgPool) {
 
 /// Starts the clients, each as a separate service would run it: its own small pool and feed.
 async fn start_clients(url: &str) -> (Vec<LiveConfig>, Vec<Feed>) {
-    let mut clients = Vec::with_capacity(CLIENTS);
-    let mut feeds = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
+    let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
+    start_clients_with(url, CLIENTS, 2, &options).await
+}
+
+async fn start_clients_with(
+    url: &str,
+    count: usize,
+    pool_size: u32,
+    options: &FeedOptions,
+) -> (Vec<LiveConfig>, Vec<Feed>) {
+    let mut clients = Vec::with_capacity(count);
+    let mut feeds = Vec::with_capacity(count);
+    for _ in 0..count {
         let client_pool = or_exit(
-            PgPoolOptions::new().max_connections(2).connect(url).await,
+            PgPoolOptions::new()
+                .max_connections(pool_size)
+                .connect(url)
+                .await,
             "client pool",
         );
-        let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
+        let options = options.clone();
         let (live, feed) = or_exit(
             config::watch(client_pool, "production", options).await,
             "watch",
@@ -203,8 +221,212 @@ async fn run() {
         ms(p99) / ms(f99)
     );
 
+    let listen_connections = client_connections(&pool).await;
     for feed in feeds {
         feed.shutdown().await;
+    }
+    drop(clients);
+    fan_out(&cluster, &pool, value, ms(p50), ms(p99), listen_connections).await;
+}
+
+/// Client connections on the cluster other than the bench's own pool.
+async fn client_connections(pool: &PgPool) -> i64 {
+    let total: i64 = or_exit(
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        )
+        .fetch_one(pool)
+        .await,
+        "counting connections",
+    );
+    total - i64::from(pool.size())
+}
+
+/// Issues `rounds` updates and returns, for every client and update, the time from issuing it
+/// until the client shows the value.
+async fn measure(
+    pool: &PgPool,
+    clients: &[LiveConfig],
+    rounds: usize,
+    value: &mut i64,
+) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(clients.len() * rounds);
+    for _ in 0..rounds {
+        *value += 1;
+        let waiting: Vec<_> = clients
+            .iter()
+            .map(|c| tokio::spawn(seen(c.clone(), *value)))
+            .collect();
+        let start = Instant::now();
+        update(pool, *value).await;
+        for task in waiting {
+            let at = or_exit(task.await, "a waiting task");
+            samples.push(at.saturating_duration_since(start));
+        }
+    }
+    samples.sort_unstable();
+    samples
+}
+
+/// A PgBouncer in transaction pooling mode in front of the cluster, on a free port; killed and
+/// removed by `stop`.
+struct PrivatePgBouncer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePgBouncer {
+    fn start(backend_port: u16) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let port = or_exit(
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()),
+            "free port",
+        )
+        .port();
+        let dir = std::env::temp_dir().join(format!("gw-bench-pgbouncer-{}", std::process::id()));
+        or_exit(std::fs::create_dir_all(&dir), "pgbouncer dir");
+        // PgBouncer runs as `postgres` when the bench runs as root; it only reads these files.
+        or_exit(
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)),
+            "pgbouncer dir mode",
+        );
+        let users = dir.join("users.txt");
+        or_exit(
+            std::fs::write(&users, "\"postgres\" \"\"\n"),
+            "pgbouncer users",
+        );
+        let config = dir.join("pgbouncer.ini");
+        or_exit(
+            std::fs::write(
+                &config,
+                format!(
+                    "[databases]\n* = host=127.0.0.1 port={backend_port}\n[pgbouncer]\n\
+                     listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                     auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
+                     max_client_conn = 2000\ndefault_pool_size = 20\n\
+                     ignore_startup_parameters = extra_float_digits,options\n",
+                    users.display()
+                ),
+            ),
+            "pgbouncer config",
+        );
+        for file in [&users, &config] {
+            or_exit(
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)),
+                "pgbouncer file mode",
+            );
+        }
+        let is_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        let mut command = if is_root {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", "pgbouncer"]);
+            command
+        } else {
+            std::process::Command::new("pgbouncer")
+        };
+        let child = or_exit(
+            command
+                .arg("-q")
+                .arg(&config)
+                .stdin(std::process::Stdio::null())
+                .spawn(),
+            "cannot start pgbouncer (apt-get install pgbouncer)",
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                eprintln!("live_propagation: pgbouncer does not answer on port {port}");
+                std::process::exit(1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, dir, port }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The fan-out paths: relay + NATS or Redis, clients through PgBouncer.
+async fn fan_out(
+    cluster: &TestCluster,
+    pool: &PgPool,
+    mut value: i64,
+    listen_p50: f64,
+    listen_p99: f64,
+    listen_connections: i64,
+) {
+    let redis_url = or_exit(InfraEnv::discover(), "infra env").url(Service::Redis);
+    let pgbouncer = PrivatePgBouncer::start(cluster.port());
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pgbouncer.port);
+    let mut rows = vec![format!(
+        "| LISTEN (a connection per client) | {CLIENTS} | {listen_p50:.2} ms | {listen_p99:.2} ms | {listen_connections} |"
+    )];
+    for (name, transport) in [
+        (
+            "NATS",
+            Transport::Nats {
+                url: "nats://127.0.0.1:4222".to_owned(),
+            },
+        ),
+        ("Redis", Transport::Redis { url: redis_url }),
+    ] {
+        let namespace = format!("gwbench.p{}", std::process::id());
+        let relay = or_exit(
+            Relay::start(
+                pool.clone(),
+                RelayOptions::new(transport.clone()).namespace(namespace.as_str()),
+            ),
+            "relay",
+        );
+        let mut roles = relay.roles();
+        or_exit(
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                roles.wait_for(|role| *role == RelayRole::Leader),
+            )
+            .await,
+            "the relay never led",
+        )
+        .ok();
+        for (count, rounds) in [(CLIENTS, 200), (500, 40)] {
+            let options = FeedOptions::default()
+                .poll_interval(Duration::from_hours(1))
+                .transport(transport.clone())
+                .namespace(namespace.as_str());
+            let (clients, feeds) = start_clients_with(&url, count, 1, &options).await;
+            // Every client has heard the relay (its first message makes it resync once more).
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let samples = measure(pool, &clients, rounds, &mut value).await;
+            let connections = client_connections(pool).await;
+            rows.push(format!(
+                "| {name} relay, clients through PgBouncer (transaction) | {count} | {:.2} ms | {:.2} ms | {connections} |",
+                ms(percentile(&samples, 50.0)),
+                ms(percentile(&samples, 99.0)),
+            ));
+            for feed in feeds {
+                feed.shutdown().await;
+            }
+            drop(clients);
+            // Let PgBouncer's client connections go before the next count.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        relay.shutdown().await;
+    }
+    pgbouncer.stop();
+    println!();
+    println!("live_propagation fan-out: UPDATE issued → visible in every client's `Setting`");
+    println!("| path | clients | p50 | p99 | PostgreSQL client connections |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
     }
 }
 
