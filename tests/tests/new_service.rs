@@ -365,7 +365,8 @@ fn a_service_with_nothing_but_the_basics_has_no_database_or_broker_client() -> R
     let out = tempfile::tempdir()?;
     let dir = out.path().join("gw-basic");
     generate("gw-basic", &dir, "")?;
-    cargo_in(&dir, &["test"])?;
+    // The copied Cargo.lock already fits the service: CI's `--locked` passes from the start.
+    cargo_in(&dir, &["test", "--locked"])?;
     let tree = cargo_in(
         &dir,
         &["tree", "--prefix", "none", "--edges", "normal,build"],

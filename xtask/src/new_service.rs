@@ -207,8 +207,9 @@ struct Rendered {
 }
 
 pub(crate) fn run(root: &Path, options: &NewServiceOptions) -> Result<()> {
-    let plan = plan(root, options)?;
+    let mut plan = plan(root, options)?;
     write(&plan)?;
+    complete_lock(&mut plan);
     let mut composes = vec!["config", "telemetry", "health"];
     composes.extend(plan.parts.iter().map(|part| part.name()));
     println!(
@@ -227,6 +228,29 @@ pub(crate) fn run(root: &Path, options: &NewServiceOptions) -> Result<()> {
     println!("  cp .env.example .env && cargo run");
     println!("  cargo test");
     Ok(())
+}
+
+/// Lets cargo fit the copied `Cargo.lock` to the service (its own package in, the workspace's
+/// other members out), keeping every locked version, so `cargo build --locked` and the service's
+/// `.ci/run` pass from the first commit. Offline for path dependencies, whose crates are all
+/// downloaded already; a failure leaves the copy as it is, with a note.
+fn complete_lock(plan: &mut Plan) {
+    let mut command =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .args(["metadata", "--format-version", "1", "--quiet"])
+        .current_dir(&plan.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if matches!(plan.source, GroundworkSource::Path(_)) {
+        command.arg("--offline");
+    }
+    if !command.status().is_ok_and(|status| status.success()) {
+        plan.notes.push(
+            "Cargo.lock is Groundwork's copy: the first `cargo build` fits it to the service; commit the result"
+                .to_owned(),
+        );
+    }
 }
 
 /// Everything to write, checked: the directory, the files, what was chosen.
