@@ -218,8 +218,12 @@ fn lines_with_trace<'a>(log: &'a [Value], trace_id: &str) -> Vec<&'a Value> {
 /// process metrics and the service's connection gauges, and, with `groundwork-backup`'s metrics,
 /// serve every metric that `deploy/prometheus/alerts.yml` and the Grafana dashboard query.
 async fn check_metrics_pages(services: &[&Service]) -> Result<()> {
+    // `groundwork-backup metrics` serves the backup families, those of WAL archives included.
     let mut served: BTreeSet<String> =
         groundwork_tests::families(&groundwork_backup::render_metrics(&[]));
+    served.extend(groundwork_tests::families(
+        &groundwork_backup::render_wal_metrics(&[], &[], std::time::SystemTime::now()),
+    ));
     for service in services {
         let (status, page) = request(service.address, "GET /metrics", "", &[]).await?;
         if status != 200 {
