@@ -393,7 +393,9 @@ pub async fn pitr_restore(
         spec,
         options.identities.clone(),
         None,
-        move |plain| feed_tar(&mut command, plain),
+        move |plain| {
+            crate::process::feed_child("tar", &mut command, plain, "the base backup stream")
+        },
     )
     .await?;
     write_recovery_settings(options, &base.id)?;
@@ -481,32 +483,6 @@ fn newest_segment(archived: &[WalFileName], timeline: u32) -> Option<WalFileName
         .filter(|n| n.kind() == WalFileKind::Segment && n.timeline() >= timeline.as_str())
         .max_by_key(|n| n.position())
         .cloned()
-}
-
-fn feed_tar(command: &mut Command, plain: &mut dyn std::io::Read) -> Result<u64, BackupError> {
-    let mut child = ChildGuard::spawn("tar", command)?;
-    let Some(mut stdin) = child.child_mut().and_then(|c| c.stdin.take()) else {
-        return Err(BackupError::program("tar", "its input was not connected"));
-    };
-    match pipeline::pump(plain, &mut stdin) {
-        Ok(raw) => {
-            drop(stdin);
-            child.wait_success()?;
-            Ok(raw)
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
-            drop(stdin);
-            Err(child.failure("it stopped reading its input"))
-        }
-        Err(err) => {
-            child.kill();
-            drop(stdin);
-            Err(BackupError::Decode {
-                object: "the base backup stream".into(),
-                reason: err.to_string(),
-            })
-        }
-    }
 }
 
 /// `2026-12-06 08:16:20.168526+00`: `recovery_target_time` accepts neither `T` nor `Z`.

@@ -510,7 +510,9 @@ pub async fn restore_postgres(
             spec,
             options.identities.clone(),
             options.progress.clone(),
-            move |plain| feed_restore(&mut command, plain),
+            move |plain| {
+                crate::process::feed_child("pg_restore", &mut command, plain, "the backup stream")
+            },
         )
         .await?
     } else {
@@ -580,38 +582,6 @@ async fn restore_via_file(
     .await
     .map_err(|err| BackupError::program("pg_restore", err.to_string()))??;
     Ok(raw)
-}
-
-fn feed_restore(command: &mut Command, plain: &mut dyn std::io::Read) -> Result<u64, BackupError> {
-    let mut child = ChildGuard::spawn("pg_restore", command)?;
-    let Some(mut stdin) = child.child_mut().and_then(|c| c.stdin.take()) else {
-        return Err(BackupError::program(
-            "pg_restore",
-            "its input was not connected",
-        ));
-    };
-    match pipeline::pump(plain, &mut stdin) {
-        Ok(raw) => {
-            drop(stdin);
-            child.wait_success()?;
-            Ok(raw)
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
-            // pg_restore stopped reading: it failed, and says why.
-            drop(stdin);
-            Err(child.failure("it stopped reading its input"))
-        }
-        Err(err) => {
-            // Kill before closing its input, so the transaction is rolled back, never
-            // committed on a truncated archive.
-            child.kill();
-            drop(stdin);
-            Err(BackupError::Decode {
-                object: "the backup stream".into(),
-                reason: err.to_string(),
-            })
-        }
-    }
 }
 
 /// Restores `manifest`'s backup into a new scratch database on the server at `server_url`,

@@ -178,3 +178,39 @@ pub(crate) fn program_version(
         .trim()
         .to_owned())
 }
+
+/// Runs `command` as `program` and writes `plain` into its standard input, returning the bytes
+/// written once it exited successfully. A program that stops reading has failed and says why; a
+/// read error on `plain` (a damaged `stream`) kills the program before its input is closed, so a
+/// restore running in one transaction rolls back instead of committing a truncated input.
+#[cfg(feature = "postgres")]
+pub(crate) fn feed_child(
+    program: &'static str,
+    command: &mut Command,
+    plain: &mut dyn Read,
+    stream: &str,
+) -> Result<u64, BackupError> {
+    let mut child = ChildGuard::spawn(program, command)?;
+    let Some(mut stdin) = child.child_mut().and_then(|c| c.stdin.take()) else {
+        return Err(BackupError::program(program, "its input was not connected"));
+    };
+    match crate::pipeline::pump(plain, &mut stdin) {
+        Ok(raw) => {
+            drop(stdin);
+            child.wait_success()?;
+            Ok(raw)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            drop(stdin);
+            Err(child.failure("it stopped reading its input"))
+        }
+        Err(err) => {
+            child.kill();
+            drop(stdin);
+            Err(BackupError::Decode {
+                object: stream.into(),
+                reason: err.to_string(),
+            })
+        }
+    }
+}
