@@ -8,8 +8,10 @@
 
 mod env_example;
 mod infra;
+mod infra_env;
 mod new_service;
 mod stack;
+mod table;
 
 use std::path::{Path, PathBuf};
 
