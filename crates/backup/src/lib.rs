@@ -23,6 +23,8 @@ mod postgres;
 mod process;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "postgres")]
+mod spool;
 mod storage;
 #[cfg(feature = "postgres")]
 mod wal;
@@ -65,6 +67,8 @@ pub use redis::{
     RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, RedisTlsFiles, backup_redis,
     restore_redis_file,
 };
+#[cfg(feature = "postgres")]
+pub use spool::{WalSpoolOptions, WalSpoolReport, push_wal_spooled};
 pub use storage::{S3Options, Storage};
 #[cfg(feature = "postgres")]
 pub use wal::{

@@ -219,25 +219,8 @@ pub async fn push_wal(
         BackupError::config("wal file", format!("{} has no file name", file.display()))
     })?;
     let name = WalFileName::parse(file_name)?;
-    let owned = file.to_owned();
-    let (raw_sha256, raw_len) = tokio::task::spawn_blocking(move || hash_file(&owned))
-        .await
-        .map_err(|err| BackupError::Pipeline {
-            action: "hashing the wal file",
-            source: std::io::Error::other(err.to_string()),
-        })??;
     if let Some(existing) = read_wal_record(storage, source, &name).await? {
-        if existing.raw_sha256 == raw_sha256 && existing.object.raw_bytes == raw_len {
-            tracing::info!(segment = %name, "already archived with the same content");
-            return Ok(WalPushReport {
-                record: existing,
-                stored_now: false,
-            });
-        }
-        return Err(BackupError::WalConflict {
-            segment: name.to_string(),
-            location: storage.location().to_owned(),
-        });
+        return same_content_or_conflict(storage, file, &name, existing).await;
     }
 
     let object_name = if options.recipients.is_empty() {
@@ -247,22 +230,25 @@ pub async fn push_wal(
     };
     let path = data_path(source, &name, &object_name);
     let owned = file.to_owned();
-    let ((), object) = pipeline::upload(storage, &path, options, move |sink| {
-        let mut input = std::fs::File::open(&owned).map_err(|source| BackupError::Io {
+    // The common case, a file not archived yet: hashed in the same pass as it is uploaded.
+    let (raw_sha256, object) = pipeline::upload(storage, &path, options, move |sink| {
+        let read_err = |source| BackupError::Io {
             action: "read wal file",
             path: owned.display().to_string(),
             source,
-        })?;
-        pipeline::pump(&mut input, sink).map_err(|source| BackupError::Io {
-            action: "read wal file",
-            path: owned.display().to_string(),
-            source,
-        })?;
-        Ok(())
+        };
+        let input = std::fs::File::open(&owned).map_err(read_err)?;
+        let mut input = HashingReader {
+            inner: input,
+            hasher: Sha256::new(),
+        };
+        pipeline::pump(&mut input, sink).map_err(read_err)?;
+        Ok(format!("{:x}", input.hasher.finalize()))
     })
     .await?;
     // The file changed while it was read: PostgreSQL never does that to a finished segment.
-    if object.raw_bytes != raw_len {
+    let raw_len = std::fs::metadata(file).map(|m| m.len()).ok();
+    if raw_len != Some(object.raw_bytes) {
         let _ = storage.delete_object(&path).await;
         return Err(BackupError::Io {
             action: "archive wal file",
@@ -293,7 +279,47 @@ pub async fn push_wal(
     })
 }
 
-fn hash_file(path: &FsPath) -> Result<(String, u64), BackupError> {
+/// A second push of an archived file: success if the content is the same, a conflict if not.
+async fn same_content_or_conflict(
+    storage: &Storage,
+    file: &FsPath,
+    name: &WalFileName,
+    existing: WalRecord,
+) -> Result<WalPushReport, BackupError> {
+    let owned = file.to_owned();
+    let (raw_sha256, raw_len) = tokio::task::spawn_blocking(move || hash_file(&owned))
+        .await
+        .map_err(|err| BackupError::Pipeline {
+            action: "hashing the wal file",
+            source: std::io::Error::other(err.to_string()),
+        })??;
+    if existing.raw_sha256 == raw_sha256 && existing.object.raw_bytes == raw_len {
+        tracing::info!(segment = %name, "already archived with the same content");
+        return Ok(WalPushReport {
+            record: existing,
+            stored_now: false,
+        });
+    }
+    Err(BackupError::WalConflict {
+        segment: name.to_string(),
+        location: storage.location().to_owned(),
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+pub(crate) fn hash_file(path: &FsPath) -> Result<(String, u64), BackupError> {
     let io_err = |source| BackupError::Io {
         action: "read wal file",
         path: path.display().to_string(),

@@ -247,3 +247,120 @@ fn wal_push_refuses_a_file_that_is_not_wal() -> Result<()> {
     );
     Ok(())
 }
+
+/// `wal-push --spool`: the first push also pushes the other ready files and acknowledges them;
+/// their own pushes answer from the spool; an acknowledgement never covers other content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_push_archives_ready_files_ahead_and_acknowledges_only_what_was_stored()
+-> Result<()> {
+    let store = local_store()?;
+    let storage = &store.storage;
+    let work = tempfile::tempdir()?;
+    let env_file = work.path().join("backup.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "GROUNDWORK_BACKUP_STORAGE=file://{}\nGROUNDWORK_BACKUP_SOURCE=app\n",
+            store.dir.path().display()
+        ),
+    )?;
+    let pg_wal = work.path().join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status"))?;
+    let spool = work.path().join("spool");
+    let names = [
+        "000000010000000000000003",
+        "000000010000000000000004",
+        "000000010000000000000005",
+        "000000010000000000000006",
+    ];
+    for (seed, name) in (10_u64..).zip(names) {
+        std::fs::write(pg_wal.join(name), fake_segment(seed))?;
+        std::fs::write(
+            pg_wal.join("archive_status").join(format!("{name}.ready")),
+            "",
+        )?;
+    }
+    // As PostgreSQL does: after a success the file is marked done.
+    let push = |name: &str| -> Result<Output> {
+        let output = cli(&env_file)
+            .args(["postgres", "wal-push", "--spool-batch", "3", "--spool"])
+            .arg(&spool)
+            .arg(pg_wal.join(name))
+            .output()?;
+        let status = pg_wal.join("archive_status");
+        if output.status.success() {
+            std::fs::rename(
+                status.join(format!("{name}.ready")),
+                status.join(format!("{name}.done")),
+            )?;
+        }
+        Ok(output)
+    };
+
+    // The first push stores its own file and two more (a batch of three), acknowledged.
+    let first = push(names[0])?;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let archived: Vec<String> = list_wal(storage, "app")
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(archived, names[..3].to_vec());
+    for name in &names[1..3] {
+        assert!(spool.join(format!("{name}.ok")).is_file(), "{name}");
+    }
+    assert!(!spool.join(format!("{}.ok", names[0])).exists());
+
+    // Its own push answers from the acknowledgement, which is then used up.
+    let second = push(names[1])?;
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("acknowledged in the spool"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(!spool.join(format!("{}.ok", names[1])).exists());
+
+    // Another file under an acknowledged name (a new cluster): not covered, and refused by
+    // the archive, which holds different content.
+    std::fs::remove_file(pg_wal.join(names[2]))?;
+    std::fs::write(pg_wal.join(names[2]), fake_segment(99))?;
+    let conflict = push(names[2])?;
+    assert_eq!(conflict.status.code(), Some(1), "{}", stderr(&conflict));
+    assert!(
+        stderr(&conflict).contains(names[2]) && stderr(&conflict).contains("different content"),
+        "{}",
+        stderr(&conflict)
+    );
+
+    assert!(!spool.join(format!("{}.ok", names[2])).exists());
+
+    // The failed push still pushed the next ready file ahead, which now answers at once.
+    let fourth = push(names[3])?;
+    assert_eq!(fourth.status.code(), Some(0), "{}", stderr(&fourth));
+    assert!(
+        stderr(&fourth).contains("acknowledged in the spool"),
+        "{}",
+        stderr(&fourth)
+    );
+    // A retry of a file already archived (PostgreSQL did not see the answer): the same content;
+    // the conflicting ready file it tries ahead fails without failing it.
+    std::fs::rename(
+        pg_wal
+            .join("archive_status")
+            .join(format!("{}.done", names[0])),
+        pg_wal
+            .join("archive_status")
+            .join(format!("{}.ready", names[0])),
+    )?;
+    let retry = push(names[0])?;
+    assert_eq!(retry.status.code(), Some(0), "{}", stderr(&retry));
+    assert!(
+        stderr(&retry).contains("same content")
+            && stderr(&retry).contains(&format!("not pushed ahead: {}", names[2])),
+        "{}",
+        stderr(&retry)
+    );
+    assert_eq!(list_wal(storage, "app").await?.len(), 4);
+    Ok(())
+}

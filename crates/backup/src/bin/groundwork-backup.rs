@@ -172,6 +172,16 @@ struct WalPushArgs {
     /// The name the cluster's archive is filed under.
     #[arg(long, env = "GROUNDWORK_BACKUP_SOURCE")]
     source: Option<String>,
+    /// Asynchronous archiving: push other files PostgreSQL marked ready along with this one
+    /// and acknowledge them in this local directory, so that their own `wal-push` returns at once.
+    #[arg(long, env = "GROUNDWORK_BACKUP_WAL_SPOOL")]
+    spool: Option<PathBuf>,
+    /// With --spool: the most files one invocation pushes, this one included.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    spool_batch: u32,
+    /// With --spool: how many files are pushed at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
+    spool_parallel: u32,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
@@ -823,6 +833,34 @@ async fn wal_push(
     let progress = Arc::new(Progress::default());
     let mut options = pipeline_options(&args.pipeline, &progress)?;
     options.progress = None;
+    let spool = settings
+        .path(args.spool.as_ref(), "GROUNDWORK_BACKUP_WAL_SPOOL")
+        .map(|dir| groundwork_backup::WalSpoolOptions {
+            dir,
+            batch: args.spool_batch as usize,
+            parallel: args.spool_parallel as usize,
+        });
+    if let Some(spool) = spool {
+        let report =
+            groundwork_backup::push_wal_spooled(storage, &source, &args.path, &options, &spool)
+                .await?;
+        let how = match &report.push {
+            None => "was archived earlier (acknowledged in the spool)",
+            Some(push) if !push.stored_now => "was already archived with the same content",
+            Some(_) => "archived",
+        };
+        let mut line = format!("{} {how}", report.name);
+        for (label, names) in [
+            ("pushed ahead", &report.pushed_ahead),
+            ("not pushed ahead", &report.failed_ahead),
+        ] {
+            if !names.is_empty() {
+                line = format!("{line}; {label}: {}", names.join(" "));
+            }
+        }
+        log("INFO", &line);
+        return Ok(Outcome::ok(to_json(&report)));
+    }
     let report = groundwork_backup::push_wal(storage, &source, &args.path, &options).await?;
     if report.stored_now {
         log(
