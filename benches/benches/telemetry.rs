@@ -213,9 +213,12 @@ fn request_with_collector_down(c: &mut Criterion) {
     ] {
         let mut settings = TelemetrySettings::default();
         settings.service_name = Some("api-gateway".into());
-        settings.otlp_endpoint = endpoint;
+        settings.otlp_endpoint = match endpoint.map(|endpoint| endpoint.parse()).transpose() {
+            Ok(endpoint) => endpoint,
+            Err(error) => panic!("benchmark setup: {error}"),
+        };
         // The in-process collector speaks gRPC.
-        settings.otlp_protocol = Some("grpc".into());
+        settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
         settings.bridge = bridge;
         let _runtime_context = runtime.enter();
         let telemetry = match Telemetry::builder(&settings).writer(std::io::sink).build() {

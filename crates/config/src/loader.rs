@@ -323,9 +323,19 @@ fn typed_item(kind: &ValueKind, raw: &str) -> Result<Value, ProblemKind> {
             detail: "a map cannot be set from one environment variable; set it in a TOML file"
                 .to_owned(),
         }),
-        ValueKind::String | ValueKind::OneOf(_) | ValueKind::Other => {
-            Ok(Value::from(raw.to_owned()))
+        // Enum values from the environment are read case-insensitively, as the OpenTelemetry
+        // specification asks of its variables (`LOG_LEVEL=DEBUG`, `OTEL_TRACES_EXPORTER=OTLP`):
+        // a value naming a variant in another case becomes that variant. Anything else is left for
+        // validation to report with the allowed values.
+        ValueKind::OneOf(allowed) => {
+            let trimmed = raw.trim();
+            let value = allowed
+                .iter()
+                .find(|variant| variant.eq_ignore_ascii_case(trimmed))
+                .map_or_else(|| raw.to_owned(), Clone::clone);
+            Ok(Value::from(value))
         }
+        ValueKind::String | ValueKind::Other => Ok(Value::from(raw.to_owned())),
     }
 }
 

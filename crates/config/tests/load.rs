@@ -186,6 +186,27 @@ fn each_layer_overrides_the_one_below() -> Result<(), ConfigError> {
 }
 
 #[test]
+fn an_enum_value_from_the_environment_is_read_in_any_case() -> Result<(), ConfigError> {
+    let scene = Scene::new();
+    let settings = load(&scene, with(base_vars(), &[("LOG_LEVEL", " DEBUG")]))?;
+    assert_eq!(settings.log_level, Level::Debug);
+    let error = load(&scene, with(base_vars(), &[("LOG_LEVEL", "verbose")]))
+        .err()
+        .map(|error| kinds(&error))
+        .unwrap_or_default();
+    assert_eq!(
+        error,
+        [(
+            "log_level".to_owned(),
+            ProblemKind::NotOneOf {
+                allowed: vec!["error".into(), "warn".into(), "info".into(), "debug".into()]
+            }
+        )]
+    );
+    Ok(())
+}
+
+#[test]
 fn app_env_selects_the_environment_file() -> Result<(), ConfigError> {
     let scene = Scene::new();
     scene.write("config/staging.toml", "port = 2000\n");

@@ -36,12 +36,12 @@ pub(crate) fn pipeline(
     let resource = resource.build();
     let limits = settings.span_limits();
     let builder = SdkTracerProvider::builder()
-        .with_sampler(sampler(settings.sampler()?))
+        .with_sampler(sampler(settings.sampler()))
         .with_resource(resource.clone())
         .with_max_attributes_per_span(limits.attributes)
         .with_max_events_per_span(limits.events)
         .with_max_links_per_span(limits.links);
-    let exporter = match settings.span_export()? {
+    let exporter = match settings.span_export() {
         SpanExport::None => None,
         SpanExport::Console => {
             let writer = console.unwrap_or_else(|| SpanWriter(Box::new(std::io::stderr())));

@@ -29,7 +29,8 @@ pub use json::JsonLayer;
 pub use level::LogLevelHandle;
 pub use propagation::{current_context, extract, inject, with_remote_parent};
 pub use settings::{
-    BatchSettings, LogFormat, OtlpCompression, OtlpProtocol, ParentBasedRoot, PropagatorChoice,
-    SamplerChoice, SpanExport, SpanLimitSettings, TelemetrySettings, TracesExporter, TracingBridge,
+    BatchSettings, InvalidSetting, LogDirectives, LogFormat, LogLevel, OtlpCompression,
+    OtlpEndpoint, OtlpProtocol, ParentBasedRoot, PropagatorChoice, SamplerChoice, SpanExport,
+    SpanLimitSettings, TelemetrySettings, TracesExporter, TracesSampler, TracingBridge,
 };
 pub use subscriber::{Telemetry, TelemetryBuilder, init};

@@ -39,7 +39,7 @@ pub(crate) fn exporter(
         "OTEL_EXPORTER_OTLP_HEADERS"
     };
     let transport = tls::transport(settings, endpoint)?;
-    match settings.protocol()? {
+    match settings.protocol() {
         OtlpProtocol::Grpc => {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(TelemetryError::NoRuntime);

@@ -13,12 +13,15 @@ use crate::settings::PropagatorChoice;
 pub(crate) fn install(choices: &[PropagatorChoice]) {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = choices
         .iter()
-        .map(|choice| -> Box<dyn TextMapPropagator + Send + Sync> {
-            match choice {
-                PropagatorChoice::TraceContext => Box::new(TraceContextPropagator::new()),
-                PropagatorChoice::Baggage => Box::new(BaggagePropagator::new()),
-            }
-        })
+        .filter_map(
+            |choice| -> Option<Box<dyn TextMapPropagator + Send + Sync>> {
+                match choice {
+                    PropagatorChoice::TraceContext => Some(Box::new(TraceContextPropagator::new())),
+                    PropagatorChoice::Baggage => Some(Box::new(BaggagePropagator::new())),
+                    PropagatorChoice::None => None,
+                }
+            },
+        )
         .collect();
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
 }

@@ -94,15 +94,15 @@ where
     /// which [`crate::inject`] and [`crate::extract`] use.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
         let settings = self.settings;
-        let filter = parse_filter(&settings.log_directives()?)?;
-        propagation::install(&settings.propagator_list()?);
+        let filter = parse_filter(&settings.log_directives())?;
+        propagation::install(&settings.propagator_list());
         let export::Pipeline { provider, exporter } = export::pipeline(settings, self.console)?;
 
         let (filter, reload_handle) = reload::Layer::new(filter);
         // One of the two bridges; the other layer is absent (`None`), which costs a branch.
         let bridge = match settings.bridge {
             TracingBridge::Fast => Some(OtelBridge::new(
-                settings.sampler()?,
+                settings.sampler(),
                 exporter,
                 settings.span_limits(),
             )),

@@ -35,8 +35,8 @@ async fn the_consumer_span_is_a_child_of_the_publisher_span() -> anyhow::Result<
         .map_err(|error| anyhow::anyhow!("cannot start the collector: {error}"))?;
     let mut settings = common::default_settings();
     settings.service_name = Some("order-pipeline".into());
-    settings.otlp_endpoint = Some(collector.endpoint());
-    settings.otlp_protocol = Some("grpc".into());
+    settings.otlp_endpoint = Some(collector.endpoint().parse()?);
+    settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)
         .writer(captured.clone())

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use common::{Captured, str_at};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
-use groundwork_telemetry::{Telemetry, TelemetrySettings, extract, with_remote_parent};
+use groundwork_telemetry::{
+    Telemetry, TelemetrySettings, TracesSampler, extract, with_remote_parent,
+};
 
 /// Telemetry exporting to `collector`, not installed globally.
 fn telemetry(
     collector: &FakeCollectorServer,
-    sampler: Option<&str>,
+    sampler: Option<TracesSampler>,
 ) -> anyhow::Result<(Telemetry, Captured)> {
     telemetry_with(collector, |settings| {
-        settings.traces_sampler = sampler.map(str::to_owned);
+        settings.traces_sampler = sampler;
     })
 }
 
@@ -27,8 +29,8 @@ fn telemetry_with(
 ) -> anyhow::Result<(Telemetry, Captured)> {
     let mut settings = common::default_settings();
     settings.service_name = Some("payments".into());
-    settings.otlp_endpoint = Some(collector.endpoint());
-    settings.otlp_protocol = Some("grpc".into());
+    settings.otlp_endpoint = Some(collector.endpoint().parse()?);
+    settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
     adjust(&mut settings);
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)
@@ -230,7 +232,7 @@ fn a_sampler_that_records_nothing_exports_nothing_but_logs_keep_ids() -> anyhow:
     let _serial = common::serial();
     runtime()?.block_on(async {
         let mut collector = collector().await?;
-        let (telemetry, captured) = telemetry(&collector, Some("always_off"))?;
+        let (telemetry, captured) = telemetry(&collector, Some(TracesSampler::AlwaysOff))?;
         let context = tracing::dispatcher::with_default(telemetry.dispatch(), || {
             let span = tracing::info_span!("nightly report");
             let _entered = span.enter();

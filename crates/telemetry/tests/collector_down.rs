@@ -22,8 +22,8 @@ async fn an_unreachable_collector_costs_one_warning_and_no_failed_request() -> a
         .port();
     let mut settings = common::default_settings();
     settings.service_name = Some("api-gateway".into());
-    settings.otlp_endpoint = Some(format!("http://127.0.0.1:{port}"));
-    settings.otlp_protocol = Some("grpc".into());
+    settings.otlp_endpoint = Some(format!("http://127.0.0.1:{port}").parse()?);
+    settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
     settings.otlp_timeout = Some(500);
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)

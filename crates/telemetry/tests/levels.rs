@@ -41,8 +41,8 @@ fn the_level_changes_at_run_time_and_a_bad_filter_changes_nothing() -> anyhow::R
 fn rust_log_directives_filter_by_target() -> anyhow::Result<()> {
     let _serial = common::serial();
     let mut settings = settings();
-    settings.log_level = Some("debug".into());
-    settings.rust_log = Some("warn,levels=info".into());
+    settings.log_level = Some(groundwork_telemetry::LogLevel::Debug);
+    settings.rust_log = Some("warn,levels=info".parse()?);
     let (telemetry, captured) = telemetry(&settings)?;
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
         tracing::info!("from this target");

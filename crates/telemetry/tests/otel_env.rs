@@ -31,11 +31,11 @@ async fn receiver(protocol: &str) -> anyhow::Result<Receiver> {
 }
 
 /// Settings exporting to `receiver` over `protocol`.
-fn exporting_to(receiver: &Receiver, protocol: &str) -> TelemetrySettings {
+fn exporting_to(receiver: &Receiver, protocol: &str) -> anyhow::Result<TelemetrySettings> {
     let mut settings = common::settings();
-    settings.otlp_endpoint = Some(receiver.http_endpoint());
-    settings.otlp_protocol = Some(protocol.to_owned());
-    settings
+    settings.otlp_endpoint = Some(receiver.http_endpoint().parse()?);
+    settings.otlp_protocol = Some(protocol.parse()?);
+    Ok(settings)
 }
 
 fn build(settings: &TelemetrySettings) -> anyhow::Result<(Telemetry, Captured)> {
@@ -100,7 +100,7 @@ fn gzip_bodies_arrive_compressed_and_decode_over_both_protocols() -> anyhow::Res
                 (None, None, false),
             ] {
                 let mut receiver = receiver(protocol).await?;
-                let mut settings = exporting_to(&receiver, protocol);
+                let mut settings = exporting_to(&receiver, protocol)?;
                 settings.otlp_compression = generic;
                 settings.otlp_traces_compression = traces;
                 let (telemetry, _lines) = build(&settings)?;
@@ -131,7 +131,7 @@ fn the_traces_headers_replace_the_generic_ones_over_both_protocols() -> anyhow::
         for protocol in PROTOCOLS {
             for traces_headers in [false, true] {
                 let mut receiver = receiver(protocol).await?;
-                let mut settings = exporting_to(&receiver, protocol);
+                let mut settings = exporting_to(&receiver, protocol)?;
                 settings.otlp_headers = Some(Secret::from("x-generic-key=g3n3ric,x-team=core"));
                 if traces_headers {
                     settings.otlp_traces_headers = Some(Secret::from("x-traces-key=tr4ces"));
@@ -165,7 +165,7 @@ fn http_protobuf_is_the_default_and_the_traces_protocol_wins() -> anyhow::Result
         // No protocol at all: an http/protobuf receiver gets the spans at `/v1/traces`.
         let mut receiver = Receiver::plain_http().await?;
         let mut settings = common::settings();
-        settings.otlp_endpoint = Some(receiver.http_endpoint());
+        settings.otlp_endpoint = Some(receiver.http_endpoint().parse()?);
         let (telemetry, _lines) = build(&settings)?;
         emit(&telemetry);
         flush_and_shut_down(telemetry).await?;
@@ -176,9 +176,9 @@ fn http_protobuf_is_the_default_and_the_traces_protocol_wins() -> anyhow::Result
 
         // gRPC for every signal, http/protobuf for traces: the traces go over HTTP.
         let mut receiver = Receiver::plain_http().await?;
-        settings.otlp_endpoint = Some(receiver.http_endpoint());
-        settings.otlp_protocol = Some("grpc".into());
-        settings.otlp_traces_protocol = Some("http/protobuf".into());
+        settings.otlp_endpoint = Some(receiver.http_endpoint().parse()?);
+        settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
+        settings.otlp_traces_protocol = Some(groundwork_telemetry::OtlpProtocol::HttpProtobuf);
         let (telemetry, _lines) = build(&settings)?;
         emit(&telemetry);
         flush_and_shut_down(telemetry).await?;
@@ -204,7 +204,7 @@ fn sdk_disabled_and_exporter_none_send_nothing_and_start_no_batch_thread() -> an
         ] {
             let exporting = disabled != Some(true) && exporter != Some(TracesExporter::None);
             let mut receiver = Receiver::plain_http().await?;
-            let mut settings = exporting_to(&receiver, "http/protobuf");
+            let mut settings = exporting_to(&receiver, "http/protobuf")?;
             settings.sdk_disabled = disabled;
             settings.traces_exporter = exporter;
             let before = batch_threads()?;
@@ -295,7 +295,7 @@ fn batch_settings_shape_the_exports() -> anyhow::Result<()> {
     runtime()?.block_on(async {
         // At most two spans per request.
         let mut receiver = Receiver::plain_http().await?;
-        let mut settings = exporting_to(&receiver, "http/protobuf");
+        let mut settings = exporting_to(&receiver, "http/protobuf")?;
         settings.bsp_max_export_batch_size = Some(2);
         let (telemetry, _lines) = build(&settings)?;
         tracing::dispatcher::with_default(telemetry.dispatch(), || {
@@ -311,7 +311,7 @@ fn batch_settings_shape_the_exports() -> anyhow::Result<()> {
 
         // A schedule delay of 100 ms sends a span without any flush, long before the default 5 s.
         let mut receiver = Receiver::plain_http().await?;
-        let mut settings = exporting_to(&receiver, "http/protobuf");
+        let mut settings = exporting_to(&receiver, "http/protobuf")?;
         settings.bsp_schedule_delay = Some(100);
         let (telemetry, _lines) = build(&settings)?;
         let started = Instant::now();
@@ -336,7 +336,7 @@ fn the_service_name_follows_the_specification_in_traces_and_log_lines() -> anyho
         ] {
             let mut receiver = Receiver::plain_http().await?;
             let mut settings = common::default_settings();
-            settings.otlp_endpoint = Some(receiver.http_endpoint());
+            settings.otlp_endpoint = Some(receiver.http_endpoint().parse()?);
             settings.resource_attributes = Some("team=core,service.name=billing".into());
             settings.otel_service_name = otel_service_name.map(str::to_owned);
             settings.service_name = service_name.map(str::to_owned);

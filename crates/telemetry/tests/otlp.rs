@@ -22,8 +22,8 @@ async fn exported_spans_log_lines_and_the_incoming_traceparent_share_ids() -> an
         .map_err(|error| anyhow::anyhow!("cannot start the collector: {error}"))?;
     let mut settings = common::default_settings();
     settings.service_name = Some("api-gateway".into());
-    settings.otlp_endpoint = Some(collector.endpoint());
-    settings.otlp_protocol = Some("grpc".into());
+    settings.otlp_endpoint = Some(collector.endpoint().parse()?);
+    settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
     let captured = Captured::default();
     let telemetry = Telemetry::builder(&settings)
         .writer(captured.clone())

@@ -67,8 +67,8 @@ fn spans_reach_a_collector_whose_ca_is_among_the_system_roots() -> anyhow::Resul
             };
             let mut settings = common::default_settings();
             settings.service_name = Some("query-engine".into());
-            settings.otlp_endpoint = Some(receiver.https_endpoint());
-            settings.otlp_protocol = Some(protocol.into());
+            settings.otlp_endpoint = Some(receiver.https_endpoint().parse()?);
+            settings.otlp_protocol = Some(protocol.parse()?);
             settings.otlp_timeout = Some(2000);
             let (telemetry, _captured) = common::telemetry(&settings)?;
             tracing::dispatcher::with_default(telemetry.dispatch(), || {

@@ -13,13 +13,13 @@ use groundwork_telemetry::{Telemetry, TelemetrySettings};
 
 const TIMEOUT_MS: u64 = 2000;
 
-fn settings(endpoint: String, protocol: &str) -> TelemetrySettings {
+fn settings(endpoint: &str, protocol: &str) -> anyhow::Result<TelemetrySettings> {
     let mut settings = common::default_settings();
     settings.service_name = Some("query-engine".into());
-    settings.otlp_endpoint = Some(endpoint);
-    settings.otlp_protocol = Some(protocol.into());
+    settings.otlp_endpoint = Some(endpoint.parse()?);
+    settings.otlp_protocol = Some(protocol.parse()?);
     settings.otlp_timeout = Some(TIMEOUT_MS);
-    settings
+    Ok(settings)
 }
 
 /// Records one span named `name` through `telemetry` and flushes on a blocking thread (the gRPC
@@ -78,7 +78,7 @@ fn grpc_spans_reach_a_collector_over_mutual_tls_with_the_configured_ca() -> anyh
     runtime()?.block_on(async {
         let pki = Pki::new()?;
         let mut receiver = Receiver::grpc(&pki.server, Some(pki.ca.certificate_pem())).await?;
-        let mut settings = settings(receiver.https_endpoint(), "grpc");
+        let mut settings = settings(&receiver.https_endpoint(), "grpc")?;
         settings.otlp_certificate = Some(pki.ca_file.clone());
         settings.otlp_client_certificate = Some(pki.client_certificate_file.clone());
         settings.otlp_client_key = Some(pki.client_key_file.clone());
@@ -100,7 +100,7 @@ fn http_protobuf_spans_reach_a_collector_over_mutual_tls_with_the_configured_ca(
     runtime()?.block_on(async {
         let pki = Pki::new()?;
         let mut receiver = Receiver::http(&pki.server, Some(pki.ca.certificate_pem())).await?;
-        let mut settings = settings(receiver.https_endpoint(), "http/protobuf");
+        let mut settings = settings(&receiver.https_endpoint(), "http/protobuf")?;
         settings.otlp_certificate = Some(pki.ca_file.clone());
         settings.otlp_client_certificate = Some(pki.client_certificate_file.clone());
         settings.otlp_client_key = Some(pki.client_key_file.clone());
@@ -123,7 +123,7 @@ fn a_collector_requiring_a_client_certificate_receives_nothing_without_one() -> 
         for protocol in ["grpc", "http/protobuf"] {
             let client_ca = Some(pki.ca.certificate_pem());
             let mut receiver = Receiver::tls(protocol, &pki.server, client_ca).await?;
-            let mut settings = settings(receiver.https_endpoint(), protocol);
+            let mut settings = settings(&receiver.https_endpoint(), protocol)?;
             settings.otlp_certificate = Some(pki.ca_file.clone());
             assert_nothing_delivered(protocol, &settings, &mut receiver, "anonymous").await?;
         }
@@ -137,7 +137,7 @@ fn http_protobuf_spans_reach_a_collector_over_tls_with_the_configured_ca() -> an
     runtime()?.block_on(async {
         let pki = Pki::new()?;
         let mut receiver = Receiver::http(&pki.server, None).await?;
-        let mut settings = settings(receiver.https_endpoint(), "http/protobuf");
+        let mut settings = settings(&receiver.https_endpoint(), "http/protobuf")?;
         settings.otlp_certificate = Some(pki.ca_file.clone());
         let (telemetry, _captured) = common::telemetry(&settings)?;
         let (flushed, _) = export_one(telemetry, "http over tls").await?;
@@ -157,7 +157,7 @@ fn a_wrong_ca_delivers_nothing_and_fails_the_flush_within_the_timeout() -> anyho
         let pki = Pki::new()?;
         for protocol in ["grpc", "http/protobuf"] {
             let mut receiver = Receiver::tls(protocol, &pki.server, None).await?;
-            let mut settings = settings(receiver.https_endpoint(), protocol);
+            let mut settings = settings(&receiver.https_endpoint(), protocol)?;
             settings.otlp_certificate = Some(pki.wrong_ca_file.clone());
             assert_nothing_delivered(protocol, &settings, &mut receiver, "untrusted").await?;
         }
@@ -177,7 +177,7 @@ fn a_plain_collector_behind_https_delivers_nothing_and_fails_the_flush_within_th
             } else {
                 Receiver::plain_http().await?
             };
-            let mut settings = settings(receiver.https_endpoint(), protocol);
+            let mut settings = settings(&receiver.https_endpoint(), protocol)?;
             settings.otlp_certificate = Some(pki.ca_file.clone());
             assert_nothing_delivered(protocol, &settings, &mut receiver, "plain").await?;
         }
@@ -192,7 +192,7 @@ fn a_client_key_that_does_not_match_its_certificate_stops_start_up() -> anyhow::
         let pki = Pki::new()?;
         let other_key = pki.write("other.key", &pki.ca.client("someone-else")?.key_pem)?;
         for protocol in ["grpc", "http/protobuf"] {
-            let mut settings = settings("https://localhost:4317".into(), protocol);
+            let mut settings = settings("https://localhost:4317", protocol)?;
             settings.otlp_client_certificate = Some(pki.client_certificate_file.clone());
             settings.otlp_client_key = Some(other_key.clone());
             let error = common::telemetry(&settings)

@@ -11,14 +11,18 @@ use common::Captured;
 use common::tls::{Pki, Receiver};
 use groundwork_telemetry::{Telemetry, TelemetrySettings};
 
-fn settings(endpoint: String, protocol: &str, ca: &std::path::Path) -> TelemetrySettings {
+fn settings(
+    endpoint: &str,
+    protocol: &str,
+    ca: &std::path::Path,
+) -> anyhow::Result<TelemetrySettings> {
     let mut settings = common::default_settings();
     settings.service_name = Some("query-engine".into());
-    settings.otlp_endpoint = Some(endpoint);
-    settings.otlp_protocol = Some(protocol.into());
+    settings.otlp_endpoint = Some(endpoint.parse()?);
+    settings.otlp_protocol = Some(protocol.parse()?);
     settings.otlp_timeout = Some(1000);
     settings.otlp_certificate = Some(ca.to_owned());
-    settings
+    Ok(settings)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,16 +32,19 @@ async fn an_untrusted_collector_certificate_is_reported_with_the_endpoint_and_th
     let grpc = Receiver::grpc(&pki.server, None).await?;
     let http = Receiver::http(&pki.server, None).await?;
     let captured = Captured::default();
-    let installed =
-        Telemetry::builder(&settings(grpc.https_endpoint(), "grpc", &pki.wrong_ca_file))
-            .writer(captured.clone())
-            .build()?
-            .install()?;
+    let installed = Telemetry::builder(&settings(
+        &grpc.https_endpoint(),
+        "grpc",
+        &pki.wrong_ca_file,
+    )?)
+    .writer(captured.clone())
+    .build()?
+    .install()?;
     let scoped = Telemetry::builder(&settings(
-        http.https_endpoint(),
+        &http.https_endpoint(),
         "http/protobuf",
         &pki.wrong_ca_file,
-    ))
+    )?)
     .writer(std::io::sink)
     .build()?;
 

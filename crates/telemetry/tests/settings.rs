@@ -5,8 +5,8 @@ use groundwork_config::Loader;
 use std::time::Duration;
 
 use groundwork_telemetry::{
-    LogFormat, OtlpCompression, OtlpProtocol, SpanExport, TelemetrySettings, TracesExporter,
-    TracingBridge,
+    LogFormat, LogLevel, OtlpCompression, OtlpProtocol, ParentBasedRoot, PropagatorChoice,
+    SamplerChoice, SpanExport, TelemetrySettings, TracesExporter, TracesSampler, TracingBridge,
 };
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -44,10 +44,10 @@ fn standard_variables_fill_the_embedded_settings() -> anyhow::Result<()> {
     let telemetry = &settings.telemetry;
     assert_eq!(settings.port, 8080);
     assert_eq!(telemetry.service(), "api-gateway");
-    assert_eq!(telemetry.log_directives()?, "debug");
+    assert_eq!(telemetry.log_directives(), "debug");
     assert_eq!(telemetry.log_format, LogFormat::Pretty);
     assert_eq!(
-        telemetry.traces_endpoint()?.as_deref(),
+        telemetry.traces_endpoint().as_deref(),
         Some("http://collector:4317")
     );
     assert_eq!(telemetry.export_timeout().as_millis(), 2500);
@@ -78,8 +78,8 @@ fn standard_variables_fill_the_embedded_settings() -> anyhow::Result<()> {
 fn nothing_set_means_json_logs_at_info_without_export() -> anyhow::Result<()> {
     let settings: ServiceSettings = Loader::new().no_dotenv().vars([("PORT", "1")]).load()?;
     assert_eq!(settings.telemetry.log_format, LogFormat::Json);
-    assert_eq!(settings.telemetry.log_directives()?, "info");
-    assert_eq!(settings.telemetry.traces_endpoint()?, None);
+    assert_eq!(settings.telemetry.log_directives(), "info");
+    assert_eq!(settings.telemetry.traces_endpoint(), None);
     Ok(())
 }
 
@@ -146,9 +146,9 @@ fn the_standard_otel_variables_fill_the_settings() -> anyhow::Result<()> {
     let telemetry = &settings.telemetry;
     assert_eq!(telemetry.service(), "gateway-eu");
     assert_eq!(telemetry.traces_exporter, Some(TracesExporter::Otlp));
-    assert_eq!(telemetry.protocol()?, OtlpProtocol::HttpProtobuf);
+    assert_eq!(telemetry.protocol(), OtlpProtocol::HttpProtobuf);
     assert_eq!(
-        telemetry.span_export()?,
+        telemetry.span_export(),
         SpanExport::Otlp("http://collector:4318/v1/traces".into())
     );
     assert_eq!(
@@ -178,9 +178,9 @@ fn the_default_protocol_is_http_protobuf() -> anyhow::Result<()> {
         .no_dotenv()
         .vars([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")])
         .load()?;
-    assert_eq!(settings.telemetry.protocol()?, OtlpProtocol::HttpProtobuf);
+    assert_eq!(settings.telemetry.protocol(), OtlpProtocol::HttpProtobuf);
     assert_eq!(
-        settings.telemetry.traces_endpoint()?.as_deref(),
+        settings.telemetry.traces_endpoint().as_deref(),
         Some("http://collector:4318/v1/traces")
     );
     Ok(())
@@ -196,7 +196,7 @@ fn sdk_disabled_exports_nothing_whatever_else_is_set() -> anyhow::Result<()> {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
         ])
         .load()?;
-    assert_eq!(settings.telemetry.span_export()?, SpanExport::None);
+    assert_eq!(settings.telemetry.span_export(), SpanExport::None);
     Ok(())
 }
 
@@ -250,4 +250,110 @@ fn every_bad_otel_value_is_in_the_one_report() {
         error.contains("otlp") && error.contains("console"),
         "the allowed exporters are listed:\n{error}"
     );
+}
+
+/// The report of loading `ServiceSettings` from `vars`, empty when loading succeeds.
+fn report(vars: &[(&str, &str)]) -> String {
+    Loader::new()
+        .no_dotenv()
+        .vars(vars.iter().copied())
+        .load::<ServiceSettings>()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_bad_level_sampler_or_propagator_is_in_the_one_report_with_its_variable() {
+    let bad = [
+        ("LOG_LEVEL", "verbose"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OTEL_PROPAGATORS", "tracecontext,xray"),
+    ];
+    for (variable, value) in bad {
+        let error = report(&[(variable, value), ("PORT", "8080")]);
+        assert!(
+            error.contains("(1 problem)") && error.contains(&format!("(env {variable})")),
+            "{variable}:\n{error}"
+        );
+        assert!(
+            !error.contains(value),
+            "the value is not repeated:\n{error}"
+        );
+    }
+    // All at once, next to a problem of the service's own and a secret that must stay hidden.
+    let mut vars = bad.to_vec();
+    vars.extend([
+        ("PORT", "eighty"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t-header"),
+    ]);
+    let error = report(&vars);
+    assert!(error.contains("(4 problems)"), "{error}");
+    for variable in [
+        "LOG_LEVEL",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_PROPAGATORS",
+        "PORT",
+    ] {
+        assert!(
+            error.contains(&format!("(env {variable})")),
+            "{variable}:\n{error}"
+        );
+    }
+    assert!(
+        error.contains("error, warn, info, debug, trace"),
+        "the allowed levels are listed:\n{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
+}
+
+#[test]
+fn a_bad_filter_endpoint_or_ratio_is_reported_with_its_variable_and_no_secret() {
+    for (variable, value) in [
+        ("RUST_LOG", "info,sqlx=loudest"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "collector:4318/v1/traces?token=s3cr3t",
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://s3cr3t@collector"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2"),
+    ] {
+        let error = report(&[(variable, value)]);
+        assert!(
+            error.contains("(1 problem)") && error.contains(&format!("(env {variable})")),
+            "{variable}:\n{error}"
+        );
+        assert!(
+            !error.contains("s3cr3t") && !error.contains("***"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn levels_samplers_and_propagators_are_read_in_any_case() -> anyhow::Result<()> {
+    let settings: ServiceSettings = Loader::new()
+        .no_dotenv()
+        .vars([
+            ("LOG_LEVEL", "DEBUG"),
+            ("OTEL_TRACES_SAMPLER", "ParentBased_TraceIdRatio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_PROPAGATORS", "Baggage, none, baggage"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC"),
+        ])
+        .load()?;
+    let telemetry = &settings.telemetry;
+    assert_eq!(telemetry.log_level, Some(LogLevel::Debug));
+    assert_eq!(telemetry.log_directives(), "debug");
+    assert_eq!(
+        telemetry.traces_sampler,
+        Some(TracesSampler::ParentBasedTraceIdRatio)
+    );
+    assert_eq!(
+        telemetry.sampler(),
+        SamplerChoice::ParentBased(ParentBasedRoot::TraceIdRatio(0.25))
+    );
+    assert_eq!(telemetry.propagator_list(), [PropagatorChoice::Baggage]);
+    assert_eq!(telemetry.protocol(), OtlpProtocol::Grpc);
+    Ok(())
 }

@@ -108,8 +108,8 @@ fn reqwest_middleware_calls_and_opentelemetry_api_spans_join_the_requests_trace(
         let mut settings = common::default_settings();
         settings.bridge = TracingBridge::Standard;
         settings.service_name = Some("api-gateway".into());
-        settings.otlp_endpoint = Some(collector.endpoint());
-        settings.otlp_protocol = Some("grpc".into());
+        settings.otlp_endpoint = Some(collector.endpoint().parse()?);
+        settings.otlp_protocol = Some(groundwork_telemetry::OtlpProtocol::Grpc);
         let captured = common::Captured::default();
         // Installed: the handler runs on the server's tasks, and OpenTelemetry's API reads the
         // global tracer provider.

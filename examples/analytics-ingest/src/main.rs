@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
             .map(ExposeSecret::expose_secret),
         &settings.config_env,
         telemetry.log_level().clone(),
-        telemetry_settings.log_directives()?,
+        telemetry_settings.log_directives(),
     )
     .await;
 

@@ -75,7 +75,7 @@ async fn a_secret_in_any_url_setting_never_appears_in_any_output() -> Result<()>
             .map(ExposeSecret::expose_secret),
         &settings.config_env,
         telemetry.log_level().clone(),
-        telemetry_settings.log_directives()?,
+        telemetry_settings.log_directives(),
     )
     .await;
     let shutdown = Shutdown::new();

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         &gateway.config,
         groundwork_service::LOG_LEVEL_KEY,
         telemetry.log_level().clone(),
-        telemetry_settings.log_directives()?,
+        telemetry_settings.log_directives(),
     );
 
     let shutdown = Shutdown::new();

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         Some(settings.database_url.expose_secret()),
         &settings.config_env,
         telemetry.log_level().clone(),
-        telemetry_settings.log_directives()?,
+        telemetry_settings.log_directives(),
     )
     .await;
 

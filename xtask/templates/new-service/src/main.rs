@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         &app.config,
         groundwork_service::LOG_LEVEL_KEY,
         telemetry.log_level().clone(),
-        telemetry_settings.log_directives()?,
+        telemetry_settings.log_directives(),
     );
     //@end
 
