@@ -166,6 +166,58 @@ fn groundwork_config_holds_the_only_env_file_reader() -> Result<()> {
     Ok(())
 }
 
+/// The public modules of the library crates, as `crate: path`; every other module is private, so
+/// what a crate re-exports from its root is its API (ARCHITECTURE.md, "Public API").
+const PUBLIC_MODULES: &[&str] = &[
+    "flags: admin",
+    "flags: store",
+    "live: config",
+    "live: config::admin",
+    "migrate: clickhouse",
+    "migrate: plan",
+    "migrate: postgres",
+    "service: amqp",
+    "telemetry: amqp",
+    "telemetry: http",
+    "telemetry: pools",
+];
+
+#[test]
+fn only_the_documented_modules_are_public() -> Result<()> {
+    let mut public = Vec::new();
+    for (name, file) in library_sources()? {
+        let src = workspace_root().join("crates").join(&name).join("src");
+        let Ok(relative) = file.strip_prefix(&src) else {
+            continue;
+        };
+        // `lib.rs` declares top-level modules; `a/mod.rs` and `a.rs` declare modules of `a`.
+        let parent: Vec<String> = relative
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|part| part != "lib" && part != "mod")
+            .collect();
+        for (_, line) in code_lines(&file)? {
+            let Some(module) = line
+                .trim_start()
+                .strip_prefix("pub mod ")
+                .and_then(|rest| rest.strip_suffix(';'))
+            else {
+                continue;
+            };
+            let path: Vec<&str> = parent.iter().map(String::as_str).chain([module]).collect();
+            public.push(format!("{name}: {}", path.join("::")));
+        }
+    }
+    public.sort();
+    assert_eq!(
+        public, PUBLIC_MODULES,
+        "public modules changed: make a new module private and re-export what it offers from the \
+         crate root, or add it here and to ARCHITECTURE.md's \"Public API\""
+    );
+    Ok(())
+}
+
 #[test]
 fn only_the_health_crate_among_libraries_chooses_route_paths() -> Result<()> {
     let mut offenders = Vec::new();
