@@ -5,12 +5,21 @@
 //! id: ours by `murmurhash(tenant + name) % 100`, Unleash's by its `flexibleRollout` strategy with
 //! stickiness on `userId` (the tenant id) and `groupId` = the flag name. Evaluation only: the
 //! Unleash context is built once per tenant outside the timed loop, as a service would keep it
-//! per request, and neither side records metrics.
+//! per request. Neither side records Unleash-style metrics; groundwork-flags' usage counters (one
+//! relaxed atomic increment per evaluation) are always on, so they are in every figure.
+//!
+//! Variants: one more flag in both sets, `checkout.button`, with two context rules (`plan in
+//! [gold, platinum]`, `app_version` semver greater than 2.0.0) and three variants (34/33/33),
+//! resolved for tenants on the gold plan with app 2.4.1: ours by `Flags::resolve`, Unleash's by
+//! `EngineState::get_variant` with the same constraints (`IN`, `SEMVER_GT`) and variants
+//! (weights 340/330/330 of 1000, stickiness `userId`).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use groundwork_flags::{Flag, FlagSet, Flags, bucket};
+use groundwork_flags::{
+    Attribute, Context as FlagContext, Flag, FlagSet, Flags, Operator, Rule, Variant, bucket,
+};
 use serde_json::{Value, json};
 use unleash_yggdrasil::{ClientFeatures, Context, EngineState};
 
@@ -178,8 +187,57 @@ fn unleash_state(flags: &[Flag]) -> ClientFeatures {
             })
         })
         .collect();
+    let mut features = features;
+    features.push(unleash_variant_toggle());
     serde_json::from_value(json!({ "version": 2, "features": features }))
         .unwrap_or_else(|e| panic!("the generated Unleash state does not parse: {e}"))
+}
+
+/// The variant flag measured, in both engines.
+const VARIANT_FLAG: &str = "checkout.button";
+const VARIANTS: [(&str, i32); 3] = [("blue", 34), ("green", 33), ("red", 33)];
+
+fn variant_flag() -> Flag {
+    Flag {
+        enabled: true,
+        rules: vec![
+            Rule::new("plan", Operator::In, vec!["gold".into(), "platinum".into()]),
+            Rule::new("app_version", Operator::SemverGt, vec!["2.0.0".into()]),
+        ],
+        variants: VARIANTS
+            .iter()
+            .map(|&(name, weight)| Variant::new(name, weight))
+            .collect(),
+        ..Flag::new(VARIANT_FLAG)
+    }
+}
+
+fn unleash_variant_toggle() -> Value {
+    let variants: Vec<Value> = VARIANTS
+        .iter()
+        .map(|&(name, weight)| {
+            json!({
+                "name": name,
+                "weight": weight * 10,
+                "weightType": "variable",
+                "stickiness": "userId",
+            })
+        })
+        .collect();
+    json!({
+        "name": VARIANT_FLAG,
+        "type": "experiment",
+        "enabled": true,
+        "strategies": [{
+            "name": "flexibleRollout",
+            "parameters": { "rollout": "100", "stickiness": "userId", "groupId": VARIANT_FLAG },
+            "constraints": [
+                { "contextName": "plan", "operator": "IN", "values": ["gold", "platinum"] },
+                { "contextName": "app_version", "operator": "SEMVER_GT", "value": "2.0.0" },
+            ],
+        }],
+        "variants": variants,
+    })
 }
 
 fn unleash_context(tenant: &str) -> Context {
@@ -194,6 +252,70 @@ fn unleash_context(tenant: &str) -> Context {
     }
 }
 
+/// Variant resolution with two context rules, side by side with Unleash's `get_variant`.
+fn variants(c: &mut Criterion, flags: &Flags, engine: &EngineState, tenants: &[String]) {
+    let mask = tenants.len() - 1;
+    // Variants with two rules: gold-plan tenants on app 2.4.1.
+    let attributes = [
+        ("plan", Attribute::Str("gold")),
+        ("app_version", Attribute::Str("2.4.1")),
+    ];
+    let gold_contexts: Vec<Context> = tenants
+        .iter()
+        .map(|t| Context {
+            properties: Some(
+                [("plan", "gold"), ("app_version", "2.4.1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            ..unleash_context(t)
+        })
+        .collect();
+    let ours: Vec<String> = tenants
+        .iter()
+        .map(|t| {
+            let context = FlagContext::new(t).with_attributes(&attributes);
+            flags
+                .resolve(VARIANT_FLAG, &context)
+                .variant_name()
+                .to_owned()
+        })
+        .collect();
+    let theirs: Vec<String> = gold_contexts
+        .iter()
+        .map(|cx| engine.get_variant(VARIANT_FLAG, cx, &None).name)
+        .collect();
+    for served in [&ours, &theirs] {
+        let distinct: std::collections::HashSet<&String> = served.iter().collect();
+        assert!(
+            distinct.len() >= 2
+                && served
+                    .iter()
+                    .all(|v| ["blue", "green", "red"].contains(&v.as_str())),
+            "both engines must serve real variants: {served:?}"
+        );
+    }
+    let mut group = c.benchmark_group("flags/variant with two rules");
+    let mut i = 0;
+    group.bench_function("groundwork-flags Flags::resolve", |b| {
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let context = FlagContext::new(black_box(&tenants[i])).with_attributes(&attributes);
+            let resolved = flags.resolve(black_box(VARIANT_FLAG), &context);
+            black_box(resolved.variant().map(|v| v.weight))
+        });
+    });
+    let mut i = 0;
+    group.bench_function("unleash-yggdrasil EngineState::get_variant", |b| {
+        b.iter(|| {
+            i = (i + 1) & mask;
+            engine.get_variant(black_box(VARIANT_FLAG), black_box(&gold_contexts[i]), &None)
+        });
+    });
+    group.finish();
+}
+
 fn flags(c: &mut Criterion) {
     let tenants = tenants();
     let set = flag_set(&tenants);
@@ -201,7 +323,7 @@ fn flags(c: &mut Criterion) {
     if let Some(warnings) = engine.apply_client_features(unleash_state(&set)) {
         panic!("Unleash rejected the generated state: {warnings:?}");
     }
-    let flags = Flags::new(FlagSet::new(set));
+    let flags = Flags::new(FlagSet::new(set.into_iter().chain([variant_flag()])));
     let contexts: Vec<Context> = tenants.iter().map(|t| unleash_context(t)).collect();
 
     // Both engines must be deciding a real split for these tenants, not a constant.
@@ -241,6 +363,8 @@ fn flags(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    variants(c, &flags, &engine, &tenants);
 
     let mut i = 0;
     c.bench_function("flags/bucket", |b| {

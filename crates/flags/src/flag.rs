@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::bucket;
+use crate::rule::RuleOutcome;
+use crate::{Context, Rule, TOTAL_WEIGHT, Variant, bucket, variant_point};
 
 /// A feature flag as stored in the `feature_flags` table.
 ///
@@ -35,10 +36,34 @@ pub struct Flag {
     /// What the flag is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The values the flag can take for a tenant it is on for; empty for a plain on/off flag.
+    /// `null` or absent reads as empty (the seed's rows have no such column).
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub variants: Vec<Variant>,
+    /// Constraints on context attributes, all of which must hold for the flag to be on; empty
+    /// for a flag that only looks at the tenant. `null` or absent reads as empty.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub rules: Vec<Rule>,
 }
 
 fn full_rollout() -> i32 {
     100
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Why a flag evaluated the way it did. The names follow OpenFeature's resolution reasons.
@@ -51,12 +76,57 @@ pub enum Reason {
     Split,
     /// Rollout at 100% with a whitelist: membership decided.
     TargetingMatch,
-    /// Rollout at 100%, no whitelist: on for everyone.
+    /// Rollout at 100%, no whitelist, no rules: on for everyone.
     Static,
     /// `rollout_pct` is outside `0..=100`; the flag is treated as disabled.
     InvalidRollout,
     /// No flag has this name; unknown flags are off.
     NotFound,
+    /// A rule did not hold for the context's attribute: off.
+    RuleMismatch,
+    /// A rule's attribute is not in the context: off, whatever the operator (`not_in` too).
+    AttributeMissing,
+    /// A rule's attribute has a type the operator cannot compare (a string for `gt`, a version
+    /// that does not parse for `semver_gte`, a number for `in`): off.
+    AttributeType,
+    /// The flag's variants or rules are invalid (see [`Flag::validate`]; only plain SQL or code
+    /// building a [`FlagSet`](crate::FlagSet) can hold them): off.
+    InvalidConfig,
+}
+
+impl Reason {
+    /// Whether this reason means the flag was off because of its configuration or the context
+    /// rather than a decision about the tenant.
+    pub fn is_default(self) -> bool {
+        matches!(
+            self,
+            Self::RuleMismatch | Self::AttributeMissing | Self::AttributeType
+        )
+    }
+}
+
+/// The outcome of evaluating a flag for a context, with the variant served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution<'a> {
+    /// Whether the feature is on for the context.
+    pub enabled: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The variant served: `None` when the flag is off or has no variants.
+    pub variant: Option<&'a Variant>,
+    /// The variant's position in [`Flag::variants`].
+    pub variant_index: Option<usize>,
+}
+
+impl Resolution<'_> {
+    fn off(reason: Reason) -> Self {
+        Self {
+            enabled: false,
+            reason,
+            variant: None,
+            variant_index: None,
+        }
+    }
 }
 
 /// The outcome of evaluating a flag for a tenant.
@@ -77,6 +147,8 @@ impl Flag {
             rollout_pct: 100,
             whitelist: None,
             description: None,
+            variants: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -86,13 +158,44 @@ impl Flag {
         self.evaluate(tenant_id).enabled
     }
 
-    /// Evaluates the flag for `tenant_id`, with the reason. Never allocates.
+    /// Evaluates the flag for `tenant_id` with no other attribute, with the reason. Never
+    /// allocates. A flag with rules is off here ([`Reason::AttributeMissing`]): give the
+    /// attributes through [`Flag::resolve`].
+    #[inline]
     pub fn evaluate(&self, tenant_id: &str) -> Evaluation {
-        let (enabled, reason) = if !self.enabled {
-            (false, Reason::Disabled)
-        } else if !self.has_valid_rollout() {
-            (false, Reason::InvalidRollout)
-        } else if self.rollout_pct < 100 {
+        let resolution = self.resolve(&Context::new(tenant_id));
+        Evaluation {
+            enabled: resolution.enabled,
+            reason: resolution.reason,
+        }
+    }
+
+    /// Evaluates the flag for `context`: on or off, why, and the variant. Never allocates, never
+    /// panics.
+    ///
+    /// In this order: disabled → off; `rollout_pct` outside `0..=100` → off; the rules, each in
+    /// turn, the first that does not hold deciding (off); the seed's rollout and whitelist; then,
+    /// for a flag that is on and has variants, the variant at the tenant's
+    /// [`variant_point`].
+    pub fn resolve(&self, context: &Context<'_>) -> Resolution<'_> {
+        if !self.enabled {
+            return Resolution::off(Reason::Disabled);
+        }
+        if !self.has_valid_rollout() {
+            return Resolution::off(Reason::InvalidRollout);
+        }
+        for rule in &self.rules {
+            let reason = match rule.evaluate(context.attributes) {
+                RuleOutcome::Match => continue,
+                RuleOutcome::NoMatch => Reason::RuleMismatch,
+                RuleOutcome::Missing => Reason::AttributeMissing,
+                RuleOutcome::WrongType => Reason::AttributeType,
+                RuleOutcome::Invalid => Reason::InvalidConfig,
+            };
+            return Resolution::off(reason);
+        }
+        let tenant_id = context.tenant;
+        let (enabled, reason) = if self.rollout_pct < 100 {
             // `rollout_pct` is in 0..100 here, so the cast is lossless.
             #[allow(clippy::cast_sign_loss)]
             let pct = self.rollout_pct as u32;
@@ -102,10 +205,77 @@ impl Flag {
                 whitelist.iter().any(|t| t == tenant_id),
                 Reason::TargetingMatch,
             )
-        } else {
+        } else if self.rules.is_empty() {
             (true, Reason::Static)
+        } else {
+            (true, Reason::TargetingMatch)
         };
-        Evaluation { enabled, reason }
+        if !enabled {
+            return Resolution::off(reason);
+        }
+        if self.variants.is_empty() {
+            return Resolution {
+                enabled,
+                reason,
+                variant: None,
+                variant_index: None,
+            };
+        }
+        self.choose_variant(tenant_id, reason)
+    }
+
+    fn choose_variant(&self, tenant_id: &str, reason: Reason) -> Resolution<'_> {
+        if !self.has_valid_weights() {
+            return Resolution::off(Reason::InvalidConfig);
+        }
+        // The weights are in 0..=100 and add up to 100 here, so the casts are lossless.
+        #[allow(clippy::cast_possible_wrap)]
+        let point = variant_point(tenant_id, &self.name) as i32;
+        let mut up_to = 0;
+        let mut weighted = 0;
+        let mut chosen = None;
+        for (index, variant) in self.variants.iter().enumerate() {
+            up_to += variant.weight;
+            if variant.weight > 0 {
+                weighted += 1;
+            }
+            if chosen.is_none() && point < up_to {
+                chosen = Some(index);
+            }
+        }
+        let Some(index) = chosen else {
+            return Resolution::off(Reason::InvalidConfig);
+        };
+        Resolution {
+            enabled: true,
+            reason: if weighted > 1 { Reason::Split } else { reason },
+            variant: self.variants.get(index),
+            variant_index: Some(index),
+        }
+    }
+
+    /// Whether every variant's weight is in `0..=100` and they add up to [`TOTAL_WEIGHT`] (or
+    /// there are no variants).
+    pub fn has_valid_weights(&self) -> bool {
+        self.variants.is_empty()
+            || (self
+                .variants
+                .iter()
+                .all(|v| (0..=TOTAL_WEIGHT).contains(&v.weight))
+                && self
+                    .variants
+                    .iter()
+                    .map(|v| i64::from(v.weight))
+                    .sum::<i64>()
+                    == i64::from(TOTAL_WEIGHT))
+    }
+
+    /// Whether the value served depends on the tenant id: a rollout below 100%, a whitelist, or
+    /// a choice between weighted variants.
+    pub fn depends_on_tenant(&self) -> bool {
+        self.rollout_pct < 100
+            || self.whitelist.as_ref().is_some_and(|w| !w.is_empty())
+            || self.variants.iter().filter(|v| v.weight > 0).count() > 1
     }
 
     /// Whether `rollout_pct` is within `0..=100`.
@@ -115,9 +285,87 @@ impl Flag {
 
     /// Checks the name and the whitelist as every write does; see [`InvalidFlag`]. The rollout
     /// is checked apart ([`Flag::has_valid_rollout`]): a flag outside the range evaluates to off.
+    /// Variants and rules are checked by [`Flag::validate_targeting`].
     pub fn validate(&self) -> Result<(), InvalidFlag> {
         check_flag_name(&self.name)?;
         check_whitelist(self.whitelist.as_deref().unwrap_or_default())
+    }
+
+    /// Checks the variants and the rules, which every write and every loader refuses when
+    /// invalid (a running service keeps its last good set):
+    ///
+    /// - variant names are non-empty, unique and free of control characters; weights are in
+    ///   `0..=100` and add up to exactly [`TOTAL_WEIGHT`] (100); payloads are JSON (no NaN or
+    ///   infinite numbers);
+    /// - rule attributes are non-empty and free of control characters, operators are known,
+    ///   `in`/`not_in` have one or more string values, the others exactly one: a finite number
+    ///   for `lt`/`lte`/`gt`/`gte`, a semantic version for the `semver_*` operators.
+    ///
+    /// The error names the flag and the field, such as `variants[1].weight`.
+    pub fn validate_targeting(&self) -> Result<(), InvalidFlag> {
+        let invalid = |field: String, problem: String| InvalidFlag::Field {
+            flag: self.name.clone(),
+            field,
+            problem,
+        };
+        for (i, variant) in self.variants.iter().enumerate() {
+            if variant.name.is_empty() {
+                return Err(invalid(
+                    format!("variants[{i}].name"),
+                    "is empty".to_owned(),
+                ));
+            }
+            if let Some((at, c)) = variant.name.char_indices().find(|(_, c)| c.is_control()) {
+                return Err(invalid(
+                    format!("variants[{i}].name"),
+                    format!("contains {} at byte {at}", Described(c)),
+                ));
+            }
+            if self.variants[..i].iter().any(|v| v.name == variant.name) {
+                return Err(invalid(
+                    format!("variants[{i}].name"),
+                    format!(
+                        "{:?} is given twice; variant names are unique",
+                        variant.name
+                    ),
+                ));
+            }
+            if !(0..=TOTAL_WEIGHT).contains(&variant.weight) {
+                return Err(invalid(
+                    format!("variants[{i}].weight"),
+                    format!(
+                        "{} is outside 0..={TOTAL_WEIGHT}; a weight is a percentage",
+                        variant.weight
+                    ),
+                ));
+            }
+            if let Some(path) = variant
+                .payload
+                .as_ref()
+                .and_then(crate::Payload::first_non_json)
+            {
+                return Err(invalid(
+                    format!("variants[{i}].payload{path}"),
+                    "is not JSON: NaN and infinite numbers have no JSON form".to_owned(),
+                ));
+            }
+        }
+        if !self.has_valid_weights() {
+            let total: i64 = self.variants.iter().map(|v| i64::from(v.weight)).sum();
+            return Err(invalid(
+                "variants[].weight".to_owned(),
+                format!(
+                    "the weights add up to {total}; the weights of a flag's variants must add up \
+                     to {TOTAL_WEIGHT}"
+                ),
+            ));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some((field, problem)) = rule.problem() {
+                return Err(invalid(format!("rules[{i}].{field}"), problem));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -155,6 +403,15 @@ pub enum InvalidFlag {
         character: char,
         /// Its byte offset in the entry.
         at: usize,
+    },
+    /// A variant or a rule is invalid; see [`Flag::validate_targeting`].
+    Field {
+        /// The flag's name.
+        flag: String,
+        /// The field, such as `variants[1].weight` or `rules[0].operator`.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
     },
 }
 
@@ -198,6 +455,11 @@ impl fmt::Display for InvalidFlag {
                  characters are refused in tenant ids",
                 Described(*character)
             ),
+            Self::Field {
+                flag,
+                field,
+                problem,
+            } => write!(f, "flag {flag:?}: {field} {problem}"),
         }
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn flag_from_row((name, enabled, rollout_pct, whitelist, description)
         rollout_pct,
         whitelist,
         description,
+        ..Flag::new(String::new())
     }
 }
 

@@ -298,3 +298,221 @@ async fn provider_metadata_names_groundwork_flags() {
     assert_eq!(api.provider_metadata().await.name, "groundwork-flags");
     assert_eq!(FlagsProvider::NAME, "groundwork-flags");
 }
+
+/// Flags with variants and rules: `checkout.button` (blue/green, gold and platinum plans only),
+/// `search.limit` (integer payloads), `pricing.theme` (object payloads, one variant).
+fn variant_flags() -> Flags {
+    use groundwork_flags::{Operator, Payload, Rule, Variant};
+    Flags::new(FlagSet::new([
+        Flag {
+            enabled: true,
+            rules: vec![Rule::new(
+                "plan",
+                Operator::In,
+                vec!["gold".into(), "platinum".into()],
+            )],
+            variants: vec![
+                Variant::new("blue", 50).with_payload(Payload::String("#0000ff".into())),
+                Variant::new("green", 50),
+            ],
+            ..Flag::new("checkout.button")
+        },
+        Flag {
+            enabled: true,
+            rules: vec![Rule::new("seats", Operator::Gte, vec![10.0.into()])],
+            variants: vec![
+                Variant::new("small", 50).with_payload(Payload::Int(20)),
+                Variant::new("large", 50).with_payload(Payload::Int(100)),
+            ],
+            ..Flag::new("search.limit")
+        },
+        Flag {
+            enabled: true,
+            variants: vec![Variant::new("dark", 100).with_payload(Payload::Object(vec![
+                ("background".into(), Payload::String("#111".into())),
+                ("contrast".into(), Payload::Float(1.5)),
+                ("legacy".into(), Payload::Null),
+            ]))],
+            ..Flag::new("pricing.theme")
+        },
+        Flag {
+            enabled: false,
+            variants: vec![Variant::new("a", 100)],
+            ..Flag::new("pricing.disabled")
+        },
+    ]))
+}
+
+fn gold(id: &str) -> EvaluationContext {
+    tenant(id).with_custom_field("plan", "gold")
+}
+
+#[tokio::test]
+async fn string_flags_serve_the_variant_with_its_name_and_split() -> EvaluationResult<()> {
+    let flags = variant_flags();
+    let client = client(flags.clone()).await;
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..50 {
+        let id = format!("tenant-{n}");
+        let details = client
+            .get_string_details("checkout.button", Some(&gold(&id)), None)
+            .await?;
+        let expected = flags
+            .resolve(
+                "checkout.button",
+                &groundwork_flags::Context::new(&id)
+                    .with_attributes(&[("plan", groundwork_flags::Attribute::Str("gold"))]),
+            )
+            .variant_name()
+            .to_owned();
+        assert_eq!(details.variant.as_deref(), Some(expected.as_str()));
+        assert_eq!(details.reason, Some(EvaluationReason::Split));
+        // blue has a string payload; green none, so its name is the value.
+        let value = if expected == "blue" {
+            "#0000ff"
+        } else {
+            "green"
+        };
+        assert_eq!(details.value, value);
+        seen.insert(expected);
+        // The boolean view of the same flag: on, with the variant's name.
+        let on = client
+            .get_bool_details("checkout.button", Some(&gold(&id)), None)
+            .await?;
+        assert!(on.value);
+        assert_eq!(on.variant, details.variant);
+    }
+    assert_eq!(seen.len(), 2, "both variants are served: {seen:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn integer_float_and_object_flags_serve_their_payloads() -> EvaluationResult<()> {
+    let client = client(variant_flags()).await;
+    let seats = tenant("tenant-1").with_custom_field("seats", 40);
+    let limit = client
+        .get_int_details("search.limit", Some(&seats), None)
+        .await?;
+    assert!([20, 100].contains(&limit.value), "{limit:?}");
+    let as_float = client
+        .get_float_value("search.limit", Some(&seats), None)
+        .await?;
+    assert!((as_float - f64::from(u8::try_from(limit.value).unwrap_or(0))).abs() < f64::EPSILON);
+
+    let theme = client
+        .get_struct_details::<StructValue>("pricing.theme", Some(&tenant("tenant-1")), None)
+        .await?;
+    assert_eq!(theme.variant.as_deref(), Some("dark"));
+    // One variant: nothing was split, no rule, full rollout.
+    assert_eq!(theme.reason, Some(EvaluationReason::Static));
+    let fields = &theme.value.fields;
+    assert_eq!(
+        fields.get("background").and_then(|v| v.as_str()),
+        Some("#111")
+    );
+    assert_eq!(
+        fields.get("contrast").and_then(open_feature::Value::as_f64),
+        Some(1.5)
+    );
+    assert!(!fields.contains_key("legacy"), "JSON null is left out");
+
+    // One variant needs no targeting key.
+    let no_key = client
+        .get_struct_details::<StructValue>("pricing.theme", None, None)
+        .await?;
+    assert_eq!(no_key.variant.as_deref(), Some("dark"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rule_that_does_not_hold_is_default_and_typed_values_fall_back() {
+    let client = client(variant_flags()).await;
+    let free = tenant("tenant-1").with_custom_field("plan", "free");
+    let no_plan = tenant("tenant-1");
+    for context in [&free, &no_plan] {
+        let details = client
+            .get_bool_details("checkout.button", Some(context), None)
+            .await;
+        let details = details.unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!details.value);
+        assert_eq!(details.reason, Some(EvaluationReason::Default));
+        assert_eq!(details.variant.as_deref(), Some("off"));
+
+        let typed = error(
+            client
+                .get_string_details("checkout.button", Some(context), None)
+                .await,
+        );
+        assert_eq!(typed.code, EvaluationErrorCode::General("DEFAULT".into()));
+        let value = client
+            .get_string_value("checkout.button", Some(context), None)
+            .await
+            .unwrap_or_else(|_| "grey".into());
+        assert_eq!(value, "grey");
+    }
+    let disabled = error(
+        client
+            .get_string_details("pricing.disabled", Some(&no_plan), None)
+            .await,
+    );
+    assert_eq!(
+        disabled.code,
+        EvaluationErrorCode::General("DISABLED".into())
+    );
+}
+
+#[tokio::test]
+async fn wrong_types_are_invalid_context_or_type_mismatch() {
+    let client = client(variant_flags()).await;
+    let text_seats = tenant("tenant-1").with_custom_field("seats", "forty");
+    let invalid = error(
+        client
+            .get_int_details("search.limit", Some(&text_seats), None)
+            .await,
+    );
+    assert_eq!(invalid.code, EvaluationErrorCode::InvalidContext);
+    let message = invalid.message.unwrap_or_default();
+    assert!(
+        message.contains("`seats`") && message.contains("`gte`"),
+        "{message}"
+    );
+
+    let seats = tenant("tenant-1").with_custom_field("seats", 40);
+    let mismatch = error(
+        client
+            .get_string_details("search.limit", Some(&seats), None)
+            .await,
+    );
+    assert_eq!(mismatch.code, EvaluationErrorCode::TypeMismatch);
+    let mismatch = error(
+        client
+            .get_int_details("checkout.button", Some(&gold("tenant-1")), None)
+            .await,
+    );
+    assert_eq!(mismatch.code, EvaluationErrorCode::TypeMismatch);
+}
+
+#[tokio::test]
+async fn a_hot_reload_is_announced_as_configuration_changed() -> anyhow::Result<()> {
+    use groundwork_flags::ConfigurationChanged;
+    let flags = variant_flags();
+    let provider = FlagsProvider::new(flags.clone());
+    let mut events = provider.subscribe();
+    let mut next = flags.snapshot().iter().cloned().collect::<Vec<_>>();
+    next.retain(|flag| flag.name != "pricing.disabled");
+    next.push(Flag::new("brand.new"));
+    flags.replace(FlagSet::new(next));
+    // Listeners run inside `replace`, so the event is there when it returns.
+    let event = events.try_recv()?;
+    assert_eq!(
+        event,
+        ConfigurationChanged {
+            provider_name: FlagsProvider::NAME,
+            flags_changed: vec!["brand.new".into(), "pricing.disabled".into()],
+        }
+    );
+    // A reload that changes nothing is not announced.
+    flags.replace(FlagSet::new(flags.snapshot().iter().cloned()));
+    assert!(events.try_recv().is_err());
+    Ok(())
+}
