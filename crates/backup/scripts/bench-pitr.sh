@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Point-in-time recovery side by side with pgBackRest, in one run on one private cluster:
-# WAL archive throughput (one process per segment, as archive_command runs it), base backup time
-# and restore time (lay out + recover to the end of the archive), both with zstd level 3 and
+# WAL archive throughput (one process per segment, as archive_command runs it, synchronous and
+# asynchronous with a spool), base backup time and restore time (lay out + recover to the end of
+# the archive), both with zstd level 3 and
 # encryption (age for groundwork-backup, aes-256-cbc for pgBackRest) to a local repository.
 #
 #   cargo build -p groundwork-backup --release
@@ -100,6 +101,42 @@ measure push_ours "${AS_PG[@]}" bash "$WORK/push-ours.sh"
 report push_ours "groundwork-backup wal-push x$SEGMENTS" "$(rate "$SEGMENTS" push_ours)"
 measure push_theirs "${AS_PG[@]}" bash "$WORK/push-theirs.sh"
 report push_theirs "pgbackrest archive-push x$SEGMENTS" "$(rate "$SEGMENTS" push_theirs)"
+
+# 1b. Asynchronous archiving, each tool with its own spool, a fresh repository and a copy of the
+# segments in a pg_wal directory whose archive_status marks them ready, as PostgreSQL leaves them;
+# after each success the loop marks the file done, as PostgreSQL does.
+for tool in ours theirs; do
+    mkdir -p "$WORK/async-$tool/pg/global" "$WORK/async-$tool/pg/pg_wal/archive_status" \
+        "$WORK/async-$tool/repo" "$WORK/async-$tool/spool"
+    cp "$WORK/data/global/pg_control" "$WORK/async-$tool/pg/global/"
+    while read -r f; do
+        cp "$WORK/spool/$f" "$WORK/async-$tool/pg/pg_wal/"
+        touch "$WORK/async-$tool/pg/pg_wal/archive_status/$f.ready"
+    done < "$WORK/segments"
+done
+sed -e "s|^GROUNDWORK_BACKUP_STORAGE=.*|GROUNDWORK_BACKUP_STORAGE=file://$WORK/async-ours/repo|" \
+    "$WORK/ours.env" > "$WORK/ours-async.env"
+sed -e "s|^repo1-path=.*|repo1-path=$WORK/async-theirs/repo|" \
+    -e "s|^spool-path=.*|spool-path=$WORK/async-theirs/spool|" \
+    -e "s|^pg1-path=.*|pg1-path=$WORK/async-theirs/pg|" \
+    -e "s|^\[global\]|[global]\narchive-async=y\nprocess-max=2|" \
+    "$WORK/pgbackrest.conf" > "$WORK/pgbackrest-async.conf"
+cat > "$WORK/push-async-ours.sh" <<EOF
+cd "$WORK/async-ours/pg"
+while read -r f; do "$BIN" --env-file "$WORK/ours-async.env" postgres wal-push --spool "$WORK/async-ours/spool" "pg_wal/\$f" 2>/dev/null
+    mv "pg_wal/archive_status/\$f.ready" "pg_wal/archive_status/\$f.done"; done < "$WORK/segments"
+EOF
+cat > "$WORK/push-async-theirs.sh" <<EOF
+cd "$WORK/async-theirs/pg"
+while read -r f; do pgbackrest --config="$WORK/pgbackrest-async.conf" --stanza=bench archive-push "pg_wal/\$f"
+    mv "pg_wal/archive_status/\$f.ready" "pg_wal/archive_status/\$f.done"; done < "$WORK/segments"
+EOF
+[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$WORK"
+as_pg pgbackrest --config="$WORK/pgbackrest-async.conf" --stanza=bench --no-online stanza-create > /dev/null
+measure push_async_ours "${AS_PG[@]}" bash "$WORK/push-async-ours.sh"
+report push_async_ours "groundwork-backup wal-push --spool x$SEGMENTS" "$(rate "$SEGMENTS" push_async_ours)"
+measure push_async_theirs "${AS_PG[@]}" bash "$WORK/push-async-theirs.sh"
+report push_async_theirs "pgbackrest archive-push async x$SEGMENTS" "$(rate "$SEGMENTS" push_async_theirs)"
 
 # From here both archive for real: groundwork-backup first, pgBackRest after it.
 as_pg sed -i "s|^archive_command = .*|archive_command = '$BIN --env-file $WORK/ours.env postgres wal-push %p \&\& pgbackrest --config=$WORK/pgbackrest.conf --stanza=bench archive-push %p'|" "$WORK/data/postgresql.conf"

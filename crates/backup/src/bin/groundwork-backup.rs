@@ -205,8 +205,8 @@ struct PipelineArgs {
     /// zstd level, 1 to 19.
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
     zstd_level: i32,
-    /// zstd worker threads (0: compress on the pipeline thread); helps poorly compressible
-    /// data when cores are free.
+    /// zstd worker threads (0: compress on the pipeline's compression thread); helps
+    /// compressible data at high levels when cores are free.
     #[arg(long, default_value_t = 0)]
     zstd_workers: u32,
     /// age x25519 recipient (age1...) to encrypt to; repeat for several.
