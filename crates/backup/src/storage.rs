@@ -309,28 +309,12 @@ fn local_dir(url: &str, parsed: &url::Url) -> Result<PathBuf, BackupError> {
         })
 }
 
-/// Decodes `%XX` escapes of a URL component (user names, passwords, database names).
+/// Decodes `%XX` escapes of a URL component (user names, passwords, database names); an escape
+/// that is not two hex digits stays as written, bytes that are not UTF-8 become U+FFFD.
 pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

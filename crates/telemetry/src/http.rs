@@ -41,7 +41,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -379,31 +378,12 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Duration histograms by route, then by method and status.
+///
+/// Hashed with foldhash: route strings are short and chosen by the service, not by callers, so the
+/// map needs no protection against crafted collisions and `SipHash` would be most of a lookup's
+/// cost.
 type DurationsByRoute =
-    HashMap<Box<str>, Vec<(&'static str, u16, Histogram)>, BuildHasherDefault<RouteHasher>>;
-
-/// FNV-1a: route strings are short and chosen by the service, not by callers, so the map needs
-/// no protection against crafted collisions and `SipHash` would be most of a lookup's cost.
-#[derive(Debug)]
-struct RouteHasher(u64);
-
-impl Default for RouteHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for RouteHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+    HashMap<Box<str>, Vec<(&'static str, u16, Histogram)>, foldhash::fast::RandomState>;
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));

@@ -804,30 +804,10 @@ fn parse_pairs(
                 reason: format!("entry {} has an empty key", index + 1),
             });
         }
-        pairs.push((key.to_owned(), percent_decode(value.trim())));
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+        pairs.push((key.to_owned(), value.into_owned()));
     }
     Ok(pairs)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        if byte == b'%' && index + 2 < bytes.len() {
-            let hex = |b: u8| char::from(b).to_digit(16);
-            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
-                // Two hex digits are at most 255.
-                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                index += 3;
-                continue;
-            }
-        }
-        out.push(byte);
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
