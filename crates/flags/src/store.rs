@@ -19,6 +19,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0001_feature_flags.down.sql",
         include_str!("../migrations/0001_feature_flags.down.sql"),
     ),
+    (
+        "0002_variants_rules.up.sql",
+        include_str!("../migrations/0002_variants_rules.up.sql"),
+    ),
+    (
+        "0002_variants_rules.down.sql",
+        include_str!("../migrations/0002_variants_rules.down.sql"),
+    ),
 ];
 
 /// The tracking table of this crate's migrations, separate from the application's
@@ -57,19 +65,67 @@ pub(crate) fn flag_from_row((name, enabled, rollout_pct, whitelist, description)
     }
 }
 
-/// Loads every flag from the table.
+/// The columns of [`FlagRow`] and `variants, rules` (JSONB, NULL in the seed's rows).
+type FullRow = (
+    String,
+    bool,
+    i32,
+    Option<Vec<String>>,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+);
+
+/// A flag whose variants or rules cannot be served: the load fails, so a running service keeps
+/// its last good set and reports the feed as stale with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; the last good flags stay in use until the row is corrected")]
+struct RefusedRow(String);
+
+fn flag_from_full_row(
+    (name, enabled, rollout_pct, whitelist, description, variants, rules): FullRow,
+) -> Result<Flag, RefusedRow> {
+    let mut flag = flag_from_row((name, enabled, rollout_pct, whitelist, description));
+    if let Some(variants) = variants {
+        flag.variants = serde_json::from_value(variants).map_err(|e| {
+            RefusedRow(format!(
+                "flag {:?}: column variants does not hold variants: {e}",
+                flag.name
+            ))
+        })?;
+    }
+    if let Some(rules) = rules {
+        flag.rules = serde_json::from_value(rules).map_err(|e| {
+            RefusedRow(format!(
+                "flag {:?}: column rules does not hold rules: {e}",
+                flag.name
+            ))
+        })?;
+    }
+    flag.validate_targeting()
+        .map_err(|problem| RefusedRow(problem.to_string()))?;
+    Ok(flag)
+}
+
+/// Loads every flag from the table. Fails — naming the flag and the field — when a row's
+/// variants or rules are invalid ([`Flag::validate_targeting`]): only plain SQL can write such a
+/// row, and a running service keeps its last good flags rather than serve it.
 pub async fn load_all(pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
     // Unprepared, in a transaction of its own: works through PgBouncer in transaction pooling
     // mode, where a statement prepared outside a transaction may be gone (or another client's)
     // by the time it executes.
     let mut transaction = pool.begin().await?;
-    let rows: Vec<FlagRow> =
-        sqlx::query_as("SELECT name, enabled, rollout_pct, whitelist, description FROM feature_flags ORDER BY name")
-            .persistent(false)
-            .fetch_all(&mut *transaction)
-            .await?;
+    let rows: Vec<FullRow> = sqlx::query_as(
+        "SELECT name, enabled, rollout_pct, whitelist, description, variants, rules \
+         FROM feature_flags ORDER BY name",
+    )
+    .persistent(false)
+    .fetch_all(&mut *transaction)
+    .await?;
     transaction.commit().await?;
-    Ok(rows.into_iter().map(flag_from_row).collect())
+    rows.into_iter()
+        .map(|row| flag_from_full_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect()
 }
 
 struct FlagTable;
