@@ -158,7 +158,7 @@ fn span_json(span: &SpanData, service: &str) -> Json {
 
 fn timestamp(time: SystemTime) -> Json {
     let mut text = String::with_capacity(24);
-    crate::json::write_timestamp(&mut text, time);
+    crate::timestamp::write_timestamp(&mut text, time);
     Json::String(text)
 }
 

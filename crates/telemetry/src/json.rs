@@ -534,7 +534,7 @@ fn write_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// [`write_timestamp`], formatting the date and time only when the second changed since the last
+/// [`crate::timestamp::write_timestamp`], formatting the date and time only when the second changed since the last
 /// call with this cache.
 fn write_timestamp_cached(
     out: &mut String,
@@ -546,7 +546,7 @@ fn write_timestamp_cached(
     let secs = since_epoch.as_secs();
     if *second != Some(secs) {
         second_text.clear();
-        write_timestamp(second_text, UNIX_EPOCH + Duration::from_secs(secs));
+        crate::timestamp::write_timestamp(second_text, UNIX_EPOCH + Duration::from_secs(secs));
         // Keep `…:SS.`, dropping `000Z`.
         second_text.truncate(second_text.len().saturating_sub(4));
         *second = Some(secs);
@@ -557,37 +557,6 @@ fn write_timestamp_cached(
         out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
     }
     out.push('Z');
-}
-
-/// RFC 3339 in UTC with milliseconds and `Z`: `2025-01-15T08:30:15.123Z`.
-pub(crate) fn write_timestamp(out: &mut String, now: SystemTime) {
-    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let millis = since_epoch.subsec_millis();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -607,16 +576,9 @@ mod tests {
             let now = UNIX_EPOCH + Duration::from_millis(millis);
             let (mut cached, mut formatted) = (String::new(), String::new());
             write_timestamp_cached(&mut cached, &mut second, &mut second_text, now);
-            write_timestamp(&mut formatted, now);
+            crate::timestamp::write_timestamp(&mut formatted, now);
             assert_eq!(cached, formatted, "{millis} ms after the epoch");
         }
-    }
-
-    #[test]
-    fn ids_are_written_as_lowercase_hex() {
-        let mut out = String::new();
-        write_hex(&mut out, &[0x00, 0x0f, 0xa5, 0xff]);
-        assert_eq!(out, "000fa5ff");
     }
 
     #[test]
@@ -629,9 +591,16 @@ mod tests {
         ];
         for (millis, expected) in cases {
             let mut out = String::new();
-            write_timestamp(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
+            crate::timestamp::write_timestamp(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
             assert_eq!(out, expected, "{millis} ms after the epoch");
         }
+    }
+
+    #[test]
+    fn ids_are_written_as_lowercase_hex() {
+        let mut out = String::new();
+        write_hex(&mut out, &[0x00, 0x0f, 0xa5, 0xff]);
+        assert_eq!(out, "000fa5ff");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod settings;
 #[cfg(feature = "otel-standard")]
 mod standard;
 mod subscriber;
+mod timestamp;
 #[cfg(feature = "otlp")]
 mod tls;
 
