@@ -3,6 +3,8 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
+pub use crate::spec::{parse_rules, parse_variants};
+
 use crate::store::{FlagRow, flag_from_row};
 use crate::{Flag, InvalidFlag, check_flag_name, check_whitelist};
 

@@ -13,6 +13,8 @@ mod openfeature;
 mod rule;
 mod set;
 #[cfg(feature = "postgres")]
+mod spec;
+#[cfg(feature = "postgres")]
 pub mod store;
 mod variant;
 
