@@ -9,11 +9,15 @@
 //! |---|---|
 //! | `GET /v1/matching/weights` | the current value of config key `matching.algorithm.weights` |
 //! | `GET /v1/features?tenant=T` | `{"tenant":T,"flags":{name: bool, ...}}` for every known flag |
-//! | `POST /v1/orders` | stores an order, publishes `order.created`, answers 201 with the id |
+//! | `POST /v1/orders` | stores an order and its `order.created` event in one transaction, answers 201 with the id |
 //! | `/health`, `/health/ready`, `/livez`, ... | see `groundwork-health` |
 //!
 //! Tenants follow one rule wherever they are taken: 1 to [`MAX_TENANT_CHARS`] characters, no
 //! control characters, no whitespace at either end; anything else is a 400.
+//!
+//! Events go out through a transactional outbox (`groundwork-outbox`): the order and its event
+//! commit together, and the relay the gateway runs publishes the event after the commit, so a
+//! consumer never sees an event before its order, nor one for an order that was not stored.
 //!
 //! [`start`] does the start-up work and returns a [`Gateway`] whose router can be served; the
 //! binary serves it on `PORT`, tests on `127.0.0.1:0`.
@@ -36,11 +40,12 @@ use groundwork_health::{
 use groundwork_live::config::{LiveConfig, Setting};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_migrate::{MigrateOptions, MigrationSet, Migrator, TableName};
+use groundwork_outbox::{Broker, Relay, RelayOptions, RelayStats};
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use groundwork_telemetry::pools;
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::ExchangeDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -80,7 +85,6 @@ pub const DEFAULT_RISK_THRESHOLD: f64 = 10_000.0;
 pub(crate) struct AppState {
     pub(crate) db: PgPool,
     pub(crate) redis: deadpool_redis::Pool,
-    pub(crate) publisher: Channel,
     pub(crate) config: LiveConfig,
     pub(crate) flags: Flags,
     pub(crate) risk_threshold: Setting<f64>,
@@ -106,6 +110,7 @@ pub struct Gateway {
     amqp: Arc<Connection>,
     config_feed: Feed,
     flags_feed: Feed,
+    outbox: Relay,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -115,7 +120,8 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// Applies every migration the gateway's database needs, each set under its own advisory lock:
-/// the `orders` table, `platform_config` (hot-reload config) and `feature_flags`.
+/// the `orders` table, `platform_config` (hot-reload config), `feature_flags` and the outbox
+/// (`groundwork_outbox`).
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     let orders = Migrator::new(MigrationSet::from_files(MIGRATIONS.iter().copied())?);
     groundwork_migrate::migrate_on_startup_with(db, orders)
@@ -135,6 +141,9 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     groundwork_flags::store::migrate(db)
         .await
         .context("applying groundwork-flags' migrations (feature_flags)")?;
+    groundwork_outbox::migrate(db)
+        .await
+        .context("applying groundwork-outbox's migrations (groundwork_outbox)")?;
     Ok(())
 }
 
@@ -188,27 +197,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         )
         .await?,
     );
-    let publisher = amqp
-        .create_channel()
-        .await
-        .context("cannot open a RabbitMQ channel")?;
-    publisher
-        .exchange_declare(
-            settings.orders_exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("cannot declare exchange {}", settings.orders_exchange))?;
-    // Publisher confirms: an order is only reported created once the broker has the event.
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("cannot enable publisher confirms")?;
+    let outbox = start_outbox(&settings, &db, &amqp).await?;
 
     let poll = FeedOptions::default().poll_interval;
     let health = Health::builder()
@@ -228,11 +217,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .build()
         .context("building the health checks")?;
 
-    observe(&metrics, &db, &redis, &amqp, &config_feed, &flags_feed);
+    observe(
+        &metrics,
+        &db,
+        &redis,
+        &amqp,
+        &[&config_feed, &flags_feed],
+        &outbox,
+    );
     let state = AppState {
         db,
         redis,
-        publisher,
         risk_threshold: config.setting(RISK_THRESHOLD_KEY, DEFAULT_RISK_THRESHOLD),
         config,
         flags,
@@ -244,30 +239,68 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         metrics,
         health,
         amqp,
-        config_feed,
-        flags_feed,
+        [config_feed, flags_feed],
+        outbox,
     ))
 }
 
-/// Puts the gauges of the gateway's connections and feeds on its `/metrics` page, read at every
-/// scrape: the PostgreSQL and Redis pools, the RabbitMQ connection, and the freshness of the
-/// config and flag feeds.
+/// Declares the orders exchange (it exists before the first order is accepted) and starts the
+/// outbox relay that publishes `order.created` after each order's commit, on a broker connection of
+/// its own. With several replicas, each runs a relay and they share the outbox.
+async fn start_outbox(
+    settings: &Settings,
+    db: &PgPool,
+    amqp: &Connection,
+) -> anyhow::Result<Relay> {
+    let setup = amqp
+        .create_channel()
+        .await
+        .context("cannot open a RabbitMQ channel")?;
+    setup
+        .exchange_declare(
+            settings.orders_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("cannot declare exchange {}", settings.orders_exchange))?;
+    if let Err(error) = setup.close(200, "exchange declared".into()).await {
+        tracing::debug!(%error, "closing the set-up channel failed");
+    }
+    let mut broker = Broker::new(settings.rabbitmq_url.clone());
+    broker.tls = settings.rabbitmq_tls.clone();
+    Ok(Relay::start(
+        db.clone(),
+        broker,
+        RelayOptions::default().name("orders"),
+    ))
+}
+
+/// Puts the gauges of the gateway's connections, feeds and outbox on its `/metrics` page, read at
+/// every scrape: the PostgreSQL and Redis pools, the RabbitMQ connection, the freshness of the
+/// config and flag feeds, and the outbox relay's counters and backlog.
 fn observe(
     metrics: &HttpMetrics,
     db: &PgPool,
     redis: &deadpool_redis::Pool,
     amqp: &Arc<Connection>,
-    config_feed: &Feed,
-    flags_feed: &Feed,
+    [config_feed, flags_feed]: &[&Feed; 2],
+    outbox: &Relay,
 ) {
     let (db, redis, amqp) = (db.clone(), redis.clone(), Arc::clone(amqp));
     let (config, flags) = (config_feed.statuses(), flags_feed.statuses());
+    let outbox = outbox.stats();
     metrics.on_render(move || {
         pools::record_pg_pool("postgres", &db);
         pools::record_redis_pool("redis", &redis);
         pools::record_amqp_connection("rabbitmq", &amqp);
         groundwork_live::record_feed_status("config", &config.borrow());
         groundwork_live::record_feed_status("flags", &flags.borrow());
+        groundwork_outbox::record_relay_metrics("orders", &outbox.borrow());
     });
 }
 
@@ -301,8 +334,8 @@ impl Gateway {
         metrics: HttpMetrics,
         health: Health,
         amqp: Arc<Connection>,
-        config_feed: Feed,
-        flags_feed: Feed,
+        [config_feed, flags_feed]: [Feed; 2],
+        outbox: Relay,
     ) -> Self {
         let (config, flags, db) = (state.config.clone(), state.flags.clone(), state.db.clone());
         let settings = Arc::clone(&state.settings);
@@ -320,6 +353,7 @@ impl Gateway {
             amqp,
             config_feed,
             flags_feed,
+            outbox,
         }
     }
 
@@ -346,9 +380,16 @@ impl Gateway {
         &self.flags_feed
     }
 
-    /// The shutdown hooks, run after the server has stopped: stop following config and flags,
-    /// close the RabbitMQ connection (unconfirmed publishes were already answered) and the pool.
+    /// What the outbox relay has done: events published, refused and waiting.
+    pub fn outbox_stats(&self) -> tokio::sync::watch::Receiver<RelayStats> {
+        self.outbox.stats()
+    }
+
+    /// The shutdown hooks, run after the server has stopped: publish the events of the orders
+    /// already answered (bounded; what is left stays in the outbox for the next start or another
+    /// replica), stop following config and flags, close the RabbitMQ connection and the pool.
     pub async fn shutdown(self) {
+        self.outbox.shutdown().await;
         self.config_feed.shutdown().await;
         self.flags_feed.shutdown().await;
         if let Err(error) = self

@@ -1,13 +1,13 @@
-//! `POST /v1/orders`: validate, check risk, reserve the idempotency key, store, publish.
+//! `POST /v1/orders`: validate, check risk, reserve the idempotency key, store the order with its
+//! event.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use deadpool_redis::redis;
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
+use groundwork_outbox::OutboxMessage;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -121,7 +121,7 @@ pub(crate) async fn create_order(
         }
     };
 
-    match store_and_publish(&state, &order, key.as_deref()).await {
+    match store(&state, &order, key.as_deref()).await {
         Ok(created) => {
             if let Some(redis_key) = &reservation {
                 let record = IdempotencyRecord {
@@ -301,10 +301,10 @@ async fn release(state: &AppState, redis_key: &str) {
     }
 }
 
-/// Inserts the order and publishes `order.created` inside one transaction, committing only once
-/// the broker confirmed the message: an order the client is told about always has its event.
-/// (If the commit itself fails after the publish, the worker finds no such order and skips it.)
-async fn store_and_publish(
+/// Inserts the order and its `order.created` event in one transaction. The outbox relay publishes
+/// the event once the transaction has committed, so the order-worker never receives an event for
+/// an order it cannot see yet, and an order that fails to commit leaves no event behind.
+async fn store(
     state: &AppState,
     order: &NewOrder,
     key: Option<&str>,
@@ -325,7 +325,9 @@ async fn store_and_publish(
         tenant: order.tenant.clone(),
         amount: order.amount,
     };
-    publish_order_created(state, &event).await?;
+    groundwork_outbox::enqueue(&mut tx, &order_created(state, &event)?)
+        .await
+        .context("writing order.created to the outbox")?;
     tx.commit().await.context("committing the order")?;
     tracing::info!(order_id = id, tenant = %order.tenant, "order created");
     Ok(CreatedOrder {
@@ -336,48 +338,23 @@ async fn store_and_publish(
     })
 }
 
-/// Publishes one `order.created` message, carrying the request's trace context in its headers,
-/// and waits for the broker's confirm.
+/// The `order.created` message: JSON, persistent, the order id as `message_id`, and the request's
+/// trace context in its headers, so the worker's span continues the request's trace.
 ///
-/// The message is `mandatory`: if no queue is bound (the order-worker has never started and
-/// declared its durable queue), the broker returns it and the order is refused instead of its
-/// event being dropped silently.
-async fn publish_order_created(state: &AppState, event: &OrderCreated) -> anyhow::Result<()> {
-    let payload = serde_json::to_vec(event)?;
+/// The relay publishes it `mandatory`: while no queue is bound (the order-worker has never
+/// started and declared its durable queue), the broker returns it and it waits in the outbox.
+fn order_created(state: &AppState, event: &OrderCreated) -> anyhow::Result<OutboxMessage> {
     let mut headers = lapin::types::FieldTable::default();
     groundwork_telemetry::amqp::inject_current(&mut headers);
-    let properties = BasicProperties::default()
-        .with_headers(headers)
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
-        .with_message_id(event.order_id.to_string().into())
-        .with_type(ORDER_CREATED.into());
-    let confirm = state
-        .publisher
-        .basic_publish(
-            state.settings.orders_exchange.as_str().into(),
-            ORDER_CREATED.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            &payload,
-            properties,
-        )
-        .await
-        .context("publishing order.created")?
-        .await
-        .context("waiting for the broker to confirm order.created")?;
-    if !confirm.is_ack() {
-        bail!("the broker refused order.created (nack)");
-    }
-    if confirm.take_message().is_some() {
-        bail!(
-            "no queue is bound to exchange {} for order.created; start the order-worker once so it declares its queue",
-            state.settings.orders_exchange
-        );
-    }
-    Ok(())
+    Ok(OutboxMessage::new(
+        state.settings.orders_exchange.as_str(),
+        ORDER_CREATED,
+        serde_json::to_vec(event)?,
+    )
+    .amqp_headers(&headers)
+    .content_type("application/json")
+    .message_id(event.order_id.to_string())
+    .kind(ORDER_CREATED))
 }
 
 fn created_response(created: &CreatedOrder, replayed: bool) -> Response {

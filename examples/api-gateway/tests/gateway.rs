@@ -25,6 +25,8 @@ struct TestGateway {
     server: JoinHandle<std::io::Result<()>>,
     db: TestDatabase,
     amqp: TestAmqp,
+    /// The gateway's orders exchange.
+    exchange: String,
     /// A queue bound to the gateway's exchange for `order.created`.
     queue: String,
     redis: TestRedis,
@@ -98,6 +100,7 @@ impl TestGateway {
             server,
             db,
             amqp,
+            exchange,
             queue,
             redis,
         })
@@ -120,8 +123,20 @@ impl TestGateway {
         request(self.address, "POST", "/v1/orders", headers, body).await
     }
 
-    /// The `order.created` messages published so far, in order.
+    /// The `order.created` messages of every order committed so far, in order: once the outbox is
+    /// empty, the relay has published them all and the broker confirmed each.
     async fn published(&self) -> Result<Vec<OrderCreated>> {
+        let mut stats = self.gateway.outbox_stats();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.outbox_rows().await? > 0 {
+            // Each published round changes the relay's stats.
+            if tokio::time::timeout_at(deadline, stats.changed())
+                .await
+                .is_err()
+            {
+                bail!("the outbox was not emptied in time: {:?}", *stats.borrow());
+            }
+        }
         let channel = self.amqp.connection().create_channel().await?;
         let mut events = Vec::new();
         while let Some(message) = channel
@@ -131,6 +146,14 @@ impl TestGateway {
             events.push(serde_json::from_slice(&message.delivery.data)?);
         }
         Ok(events)
+    }
+
+    /// Events in the outbox, not yet published.
+    async fn outbox_rows(&self) -> Result<i64> {
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM groundwork_outbox")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(rows)
     }
 
     /// Waits until `check` holds for the served answer, re-checking after every reload of the
@@ -522,7 +545,7 @@ async fn a_repeated_idempotency_key_replays_the_first_answer() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_whose_event_no_queue_would_receive_is_refused_and_not_stored() -> Result<()> {
+async fn an_order_whose_event_no_queue_receives_yet_is_stored_and_its_event_waits() -> Result<()> {
     let gateway = TestGateway::start_with(false, &[]).await?;
     let reply = gateway
         .post_order(
@@ -530,11 +553,45 @@ async fn an_order_whose_event_no_queue_would_receive_is_refused_and_not_stored()
             r#"{"tenant":"tenant-1","amount":5}"#,
         )
         .await?;
-    assert_eq!(reply.status, 503, "{}", reply.body);
-    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
-        .fetch_one(gateway.db.pool())
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()?["id"].as_i64().context("no id")?;
+
+    // The broker returns the unroutable event; it stays in the outbox, never dropped.
+    let mut stats = gateway.gateway.outbox_stats();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stats.wait_for(|stats| stats.refused >= 1),
+    )
+    .await
+    .context("the relay never tried the event")??;
+    assert_eq!(gateway.outbox_rows().await?, 1);
+
+    // Once a queue is bound (the order-worker's first start), the relay's retry delivers it.
+    let channel = gateway.amqp.connection().create_channel().await?;
+    channel
+        .queue_declare(
+            gateway.queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
-    assert_eq!(count, 0, "the order must not be stored without its event");
+    channel
+        .queue_bind(
+            gateway.queue.as_str().into(),
+            gateway.exchange.as_str().into(),
+            ORDER_CREATED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let published = gateway.published().await?;
+    assert_eq!(
+        published
+            .iter()
+            .map(|event| event.order_id)
+            .collect::<Vec<_>>(),
+        [id]
+    );
     gateway.stop().await
 }
 
@@ -760,4 +817,81 @@ async fn without_the_ca_the_gateway_does_not_start_over_tls_and_says_why() -> Re
         "{text}"
     );
     Ok(())
+}
+
+/// A burst of orders from concurrent clients, taken by the real order-worker: every event the
+/// worker receives names an order that is already committed, so not one delivery fails with
+/// "does not exist (yet)" and is retried, and each order is processed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_burst_of_orders_every_first_delivery_finds_its_order_committed() -> Result<()> {
+    const CLIENTS: usize = 12;
+    const ORDERS_PER_CLIENT: usize = 25;
+    let gateway = TestGateway::start_with(false, &[("DATABASE_POOL_SIZE", "8")]).await?;
+    let amqp = &gateway.amqp;
+    let worker_settings: groundwork_example_order_worker::Settings = Loader::new()
+        .no_dotenv()
+        .vars([
+            ("DATABASE_URL", gateway.db.url().to_owned()),
+            ("RABBITMQ_URL", amqp.url().to_owned()),
+            ("ORDERS_EXCHANGE", gateway.exchange.clone()),
+            ("QUEUE", amqp.name("worker.order-created")),
+            ("DEAD_LETTER_EXCHANGE", amqp.name("worker.dlx")),
+            ("DEAD_LETTER_QUEUE", amqp.name("worker.dlq")),
+            ("ANALYTICS_EXCHANGE", amqp.name("analytics")),
+            ("PREFETCH", "16".to_owned()),
+            ("RETRY_BACKOFF_MS", "10".to_owned()),
+        ])
+        .load()?;
+    let worker_shutdown = Shutdown::new();
+    let worker =
+        groundwork_example_order_worker::start(worker_settings, worker_shutdown.clone()).await?;
+
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let address = gateway.address;
+        clients.spawn(async move {
+            let mut statuses = Vec::new();
+            for order in 0..ORDERS_PER_CLIENT {
+                let body = format!(r#"{{"tenant":"tenant-{client}","amount":{}}}"#, order + 1);
+                let reply = request(address, "POST", "/v1/orders", &[], &body).await?;
+                statuses.push(reply.status);
+            }
+            anyhow::Ok(statuses)
+        });
+    }
+    let mut created = 0;
+    while let Some(statuses) = clients.join_next().await {
+        for status in statuses?? {
+            ensure!(status == 201, "an order was answered {status}");
+            created += 1;
+        }
+    }
+
+    let mut stats = worker.stats();
+    let seen = tokio::time::timeout(
+        Duration::from_mins(1),
+        stats.wait_for(|stats| stats.processed + stats.retried + stats.dead_lettered >= created),
+    )
+    .await
+    .context("the worker did not process the burst in time")??
+    .to_owned();
+    assert_eq!(
+        (
+            seen.processed,
+            seen.retried,
+            seen.dead_lettered,
+            seen.duplicates
+        ),
+        (created, 0, 0, 0),
+        "first deliveries of orders not visible yet, or events published twice: {seen:?}"
+    );
+    let (processed,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM orders WHERE status = 'processed'")
+            .fetch_one(gateway.db.pool())
+            .await?;
+    assert_eq!(u64::try_from(processed)?, created);
+
+    worker_shutdown.trigger();
+    worker.shutdown().await?;
+    gateway.stop().await
 }

@@ -5,7 +5,7 @@
 //!   with a prefetch limit; deliveries are worked on concurrently up to that limit.
 //! - **Ack after the work.** A message is acked only once the order is marked processed and the
 //!   analytics event is confirmed by the broker; a crash before that redelivers it.
-//! - **Retries, then the dead-letter queue.** A failure (database down, order not committed yet)
+//! - **Retries, then the dead-letter queue.** A failure (database down, order not found)
 //!   is `nack`ed with requeue after a short back-off; after `DELIVERY_LIMIT` deliveries the broker
 //!   moves the message to the dead-letter queue. A message that does not decode goes there at once.
 //! - **Exactly once per order.** The order's status only moves from `created` to `processed`, in
@@ -487,8 +487,9 @@ async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outc
     .await
     .context("locking the order")?;
     let Some((status, tenant, amount)) = row else {
-        // The gateway publishes before it commits, so the order may not be visible yet; a retry
-        // finds it, and an order whose transaction failed ends in the dead-letter queue.
+        // The gateway publishes through its outbox after the order committed, so this means a
+        // database behind the event (a replica lagging, a restore to an earlier point); a retry
+        // may find it, and an order that is gone for good ends in the dead-letter queue.
         bail!("order {} does not exist (yet)", event.order_id);
     };
     if status != "created" {
