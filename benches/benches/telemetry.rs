@@ -259,45 +259,5 @@ fn request_with_collector_down(c: &mut Criterion) {
     });
 }
 
-/// groundwork-telemetry's hand-written RFC 3339 writer, compiled from its own source file.
-#[path = "../../crates/telemetry/src/timestamp.rs"]
-mod hand_written_timestamp;
-
-/// One uncached RFC 3339 timestamp with milliseconds into a reused `String`: the hand-written
-/// writer against `humantime::format_rfc3339_millis`, each over the same 1024 instants.
-fn timestamp(c: &mut Criterion) {
-    use std::fmt::Write as _;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    let instants: Vec<_> = (0..1024_u64)
-        .map(|i| UNIX_EPOCH + Duration::from_millis(1_736_929_815_123 + i * 86_400_321))
-        .collect();
-    let mut out = String::with_capacity(32);
-    let mut next = instants.iter().cycle();
-    c.bench_function("telemetry/timestamp/hand_written", |b| {
-        b.iter(|| {
-            out.clear();
-            if let Some(&instant) = next.next() {
-                hand_written_timestamp::write_timestamp(&mut out, black_box(instant));
-            }
-            black_box(out.len())
-        });
-    });
-    let mut next = instants.iter().cycle();
-    c.bench_function("telemetry/timestamp/humantime", |b| {
-        b.iter(|| {
-            out.clear();
-            if let Some(&instant) = next.next() {
-                let _ = write!(
-                    out,
-                    "{}",
-                    humantime::format_rfc3339_millis(black_box(instant))
-                );
-            }
-            black_box(out.len())
-        });
-    });
-}
-
-criterion_group!(benches, per_event, request_with_collector_down, timestamp);
+criterion_group!(benches, per_event, request_with_collector_down);
 criterion_main!(benches);

@@ -588,12 +588,24 @@ mod tests {
             (1_736_929_815_123, "2025-01-15T08:30:15.123Z"),
             (951_782_400_000, "2000-02-29T00:00:00.000Z"),
             (4_107_542_399_999, "2100-02-28T23:59:59.999Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
         ];
         for (millis, expected) in cases {
             let mut out = String::new();
             crate::timestamp::write_timestamp(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
             assert_eq!(out, expected, "{millis} ms after the epoch");
         }
+    }
+
+    #[test]
+    fn instants_outside_the_writable_range_are_written_as_its_nearest_end() {
+        let mut before = String::new();
+        crate::timestamp::write_timestamp(&mut before, UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(before, "1970-01-01T00:00:00.000Z");
+        let mut after = String::new();
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        crate::timestamp::write_timestamp(&mut after, far);
+        assert_eq!(after, "9999-12-31T23:59:59.999Z");
     }
 
     #[test]
