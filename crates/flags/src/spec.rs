@@ -19,7 +19,7 @@ fn invalid(flag: &str, field: String, problem: String) -> InvalidFlag {
 /// let variants = groundwork_flags::admin::parse_variants(
 ///     "checkout.button",
 ///     &["blue=50".into(), "green=50".into()],
-///     &[r#"blue={"color":"#00f"}"#.into()],
+///     &[r##"blue={"color":"#00f"}"##.into()],
 /// )?;
 /// assert_eq!(variants.len(), 2);
 /// let refused = groundwork_flags::admin::parse_variants("checkout.button", &["blue=50".into()], &[]);
