@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod redis_topology;
 mod tls;
 
 #[cfg(feature = "amqp")]
@@ -20,5 +21,6 @@ pub use error::{ConnectError, Service};
 #[cfg(feature = "http")]
 pub use http::http_client;
 #[cfg(feature = "redis")]
-pub use redis::{RedisOptions, redis_pool};
+pub use redis::{RedisConnection, RedisOptions, RedisPool, redis_pool, redis_topology_pool};
+pub use redis_topology::{RedisTopology, RedisTopologySettings};
 pub use tls::{TlsError, TlsSettings};

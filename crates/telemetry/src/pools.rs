@@ -64,17 +64,24 @@ pub fn record_pg_pool(pool_name: &str, pool: &sqlx::PgPool) {
 /// Records the gauges of a deadpool-redis pool named `pool_name`: idle (available) and used
 /// connections, the maximum, and the callers waiting for a connection.
 #[cfg(feature = "redis")]
+pub fn record_redis_pool(pool_name: &str, pool: &deadpool_redis::Pool) {
+    record_redis_status(pool_name, pool.status());
+}
+
+/// Records the gauges of a Redis pool named `pool_name` from its `status`, for pools other than
+/// a plain deadpool-redis one (groundwork-connect's `RedisPool` of any topology:
+/// `record_redis_status("redis", pool.status())`).
+#[cfg(feature = "redis")]
 #[expect(
     clippy::cast_precision_loss,
     reason = "a pool holds far fewer than 2^52 connections"
 )]
-pub fn record_redis_pool(pool_name: &str, pool: &deadpool_redis::Pool) {
+pub fn record_redis_status(pool_name: &str, status: deadpool_redis::Status) {
     describe_pool();
     metrics::describe_gauge!(
         POOL_PENDING,
         "Callers waiting for a connection of the pool."
     );
-    let status = pool.status();
     let idle = status.available.min(status.size);
     set_pool(
         pool_name,

@@ -75,6 +75,16 @@ pub enum TestkitError {
         detail: String,
     },
 
+    /// A throwaway Redis deployment (cluster or sentinel set-up) could not be created, started or
+    /// stopped.
+    #[error("cannot {action} the throwaway Redis {what} in {}: {detail}", dir.display())]
+    RedisServers {
+        action: &'static str,
+        what: &'static str,
+        dir: PathBuf,
+        detail: String,
+    },
+
     /// A condition a test waited for did not hold in time (or its signal closed first).
     #[error("timed out after {timeout:?} waiting until {what}")]
     TimedOut {

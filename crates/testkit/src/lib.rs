@@ -26,6 +26,8 @@ mod cluster;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_servers;
 #[cfg(feature = "s3")]
 mod s3;
 
@@ -49,5 +51,7 @@ pub use cluster::{ClusterTls, TestCluster};
 pub use postgres::TestDatabase;
 #[cfg(feature = "redis")]
 pub use redis::TestRedis;
+#[cfg(feature = "redis")]
+pub use redis_servers::{SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel};
 #[cfg(feature = "s3")]
 pub use s3::TestBucket;

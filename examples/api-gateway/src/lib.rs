@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use groundwork_config::ExposeSecret as _;
-use groundwork_connect::RedisOptions;
+use groundwork_connect::{RedisOptions, RedisPool};
 use groundwork_flags::Flags;
 use groundwork_health::{
     CheckOptions, ConfigFreshnessCheck, Health, PostgresCheck, RabbitMqCheck, RedisCheck,
@@ -84,7 +84,7 @@ pub const DEFAULT_RISK_THRESHOLD: f64 = 10_000.0;
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) db: PgPool,
-    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) redis: RedisPool,
     pub(crate) config: LiveConfig,
     pub(crate) flags: Flags,
     pub(crate) risk_threshold: Setting<f64>,
@@ -180,10 +180,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .context("loading feature flags from feature_flags")?;
 
     // The pool takes one connection before it returns, so a wrong URL, password or certificate
-    // fails start-up, not the first order.
-    let redis = groundwork_connect::redis_pool(
+    // fails start-up, not the first order. `REDIS_TOPOLOGY` picks one server, a Redis Cluster or
+    // Sentinel; the handlers use the pool the same way for each.
+    let redis = groundwork_connect::redis_topology_pool(
         settings.redis_url.expose_secret(),
         &settings.redis_tls,
+        &settings.redis,
         &RedisOptions::default(),
     )
     .await?;
@@ -286,7 +288,7 @@ async fn start_outbox(
 fn observe(
     metrics: &HttpMetrics,
     db: &PgPool,
-    redis: &deadpool_redis::Pool,
+    redis: &RedisPool,
     amqp: &Arc<Connection>,
     [config_feed, flags_feed]: &[&Feed; 2],
     outbox: &Relay,
@@ -296,7 +298,7 @@ fn observe(
     let outbox = outbox.stats();
     metrics.on_render(move || {
         pools::record_pg_pool("postgres", &db);
-        pools::record_redis_pool("redis", &redis);
+        pools::record_redis_status("redis", redis.status());
         pools::record_amqp_connection("rabbitmq", &amqp);
         groundwork_live::record_feed_status("config", &config.borrow());
         groundwork_live::record_feed_status("flags", &flags.borrow());

@@ -34,13 +34,20 @@ pub struct Settings {
     #[serde(default = "default_pool_size")]
     #[schemars(range(min = 1, max = 1000))]
     pub database_pool_size: u32,
-    /// Redis connection string; idempotency keys are kept here.
+    /// Redis connection string; idempotency keys are kept here. With `REDIS_TOPOLOGY=cluster` a
+    /// seed node, with `sentinel` a sentinel; the scheme, user, password and database apply to
+    /// every node.
     #[schemars(example = "redis://localhost:6379")]
     pub redis_url: SecretUrl,
     /// TLS for a `rediss://` URL: `REDIS_TLS_CA_CERT`, `REDIS_TLS_CLIENT_CERT`, `REDIS_TLS_CLIENT_KEY`
     /// (PEM, each also as `*_FILE`); the system's roots when unset.
     #[serde(default)]
     pub redis_tls: groundwork_connect::TlsSettings,
+    /// The Redis deployment behind `redis_url`: `REDIS_TOPOLOGY` (`single`, `cluster` or
+    /// `sentinel`), `REDIS_NODES` (more seed nodes or sentinels, `host:port,...`),
+    /// `REDIS_SENTINEL_MASTER` (default `mymaster`), `REDIS_SENTINEL_PASSWORD`.
+    #[serde(default)]
+    pub redis: groundwork_connect::RedisTopologySettings,
     /// Prefix of every Redis key this service writes.
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,

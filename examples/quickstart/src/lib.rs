@@ -27,6 +27,9 @@ pub struct Settings {
     /// (PEM, each also as `*_FILE`); the system's roots when unset.
     #[serde(default)]
     pub redis_tls: groundwork_connect::TlsSettings,
+    /// The Redis deployment behind `redis_url`: one server, a Redis Cluster or Sentinel.
+    #[serde(default)]
+    pub redis: groundwork_connect::RedisTopologySettings,
     /// RabbitMQ connection string.
     #[schemars(example = "amqp://guest:guest@localhost:5672/%2f")]
     pub rabbitmq_url: SecretUrl,
