@@ -173,6 +173,7 @@ const PUBLIC_MODULES: &[&str] = &[
     "flags: store",
     "live: config",
     "live: config::admin",
+    "live: versioned",
     "migrate: clickhouse",
     "migrate: plan",
     "migrate: postgres",

@@ -1,23 +1,33 @@
 //! Changing flags: the library behind the `groundwork-flags` CLI.
+//!
+//! `feature_flags` is a versioned, audited table of `groundwork-live`
+//! ([`groundwork_live::versioned`]): every write records its author and lands in the history, and
+//! a change can say what it expects to find ([`Expect`]). Two operators who change the same flag
+//! from the same revision cannot silently overwrite each other: with
+//! [`Expect::Revision`] the second gets [`AdminError::Conflict`] with the revision that beat them.
+//!
+//! A change is a [`FlagUpdate`]: the columns to write, each `None` when left alone, so a new
+//! column of the table is a new field.
 
-use serde::Serialize;
+use groundwork_live::versioned::{Columns, RowChange, VersionedError, VersionedTable};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use sqlx::types::Json;
+
+pub use groundwork_live::versioned::Expect;
 
 pub use crate::spec::{parse_rules, parse_variants};
 
-use crate::store::{FlagRow, flag_from_row};
-use crate::{Flag, InvalidFlag, check_flag_name, check_whitelist};
+use crate::{Flag, InvalidFlag, Rule, Variant, check_flag_name, check_whitelist};
 
-/// `revision, op, new_row, changed_by, changed_at` of a history entry.
-type HistoryRow = (
-    i64,
-    String,
-    Option<serde_json::Value>,
-    Option<String>,
-    String,
-);
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+/// `feature_flags` as a versioned, audited table; rows are read whole as JSON into [`FlagItem`].
+const TABLE: VersionedTable = VersionedTable {
+    table: "feature_flags",
+    history: "feature_flags_history",
+    key: &["name"],
+    select: "to_jsonb(feature_flags.*)",
+    json_columns: &[],
+};
 
 /// A change could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +39,18 @@ pub enum AdminError {
     /// A flag with this name exists already.
     #[error("feature flag `{0}` exists already")]
     Exists(String),
+    /// Someone changed the flag since the writer read it: writing would lose their change.
+    #[error(
+        "feature flag `{name}` is at revision {actual}, not {expected}: it changed since you read it; look at it again (`groundwork-flags history {name}`) and retry with --if-revision {actual}"
+    )]
+    Conflict {
+        /// The flag.
+        name: String,
+        /// The revision the writer expected.
+        expected: i64,
+        /// The revision in the table.
+        actual: i64,
+    },
     /// The rollout is not a percentage.
     #[error("rollout {0} is not a percentage; give a number from 0 to 100")]
     InvalidRollout(i32),
@@ -51,6 +73,57 @@ pub enum AdminError {
     /// The database refused or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Any other failure of the versioned table.
+    #[error(transparent)]
+    Versioned(VersionedError),
+}
+
+impl AdminError {
+    /// Whether the write was refused to protect another change ([`AdminError::Conflict`], or
+    /// [`AdminError::Exists`] for a create): read the flag again and retry. The CLI exits with 3.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Exists(_))
+    }
+}
+
+/// One flag with its revision and last author, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagItem {
+    /// The flag.
+    #[serde(flatten)]
+    pub flag: Flag,
+    /// The revision of the last change: pass it as [`Expect::Revision`] to change the flag.
+    pub revision: i64,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    /// When it last changed, as PostgreSQL writes a timestamp in JSON.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// A change to a flag: the columns to write, `None` for those left as they are. Build it with
+/// `..Default::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlagUpdate {
+    /// The master switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The rollout percentage, `0..=100`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_pct: Option<i32>,
+    /// The tenant whitelist; `Some(None)` removes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whitelist: Option<Option<Vec<String>>>,
+    /// What the flag is for; `Some(None)` removes the description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Option<String>>,
+    /// The variants, weights adding up to 100; an empty list removes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<Variant>>,
+    /// The context rules; an empty list removes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<Rule>>,
 }
 
 /// One entry of a flag's history: the state after a change, and who made it.
@@ -67,6 +140,9 @@ pub struct FlagChange {
     /// When, as RFC 3339 UTC.
     pub changed_at: String,
 }
+
+/// A row read as JSON.
+type ItemRow = (Json<FlagItem>,);
 
 /// Admin operations on the `feature_flags` table. Every write records `actor` as the author.
 #[derive(Debug, Clone)]
@@ -87,39 +163,62 @@ impl FlagAdmin {
 
     /// One flag.
     pub async fn get(&self, name: &str) -> Result<Flag, AdminError> {
+        Ok(self.item(name).await?.flag)
+    }
+
+    /// One flag with its revision, to change it with [`Expect::Revision`].
+    pub async fn item(&self, name: &str) -> Result<FlagItem, AdminError> {
         check_flag_name(name)?;
-        let row: Option<FlagRow> = sqlx::query_as(
-            "SELECT name, enabled, rollout_pct, whitelist, description FROM feature_flags WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(flag_from_row)
+        let row: Option<ItemRow> = TABLE.get(&self.pool, &[name]).await?;
+        row.map(|(Json(item),)| item)
             .ok_or_else(|| AdminError::NotFound(name.to_owned()))
     }
 
     /// Creates a flag; it starts as given (normally disabled).
     pub async fn create(&self, flag: &Flag, actor: &str) -> Result<(), AdminError> {
         flag.validate()?;
+        flag.validate_targeting()?;
         let length = flag.name.chars().count();
         if length == 0 || length > 100 {
             return Err(AdminError::InvalidName(length));
         }
         check_rollout(flag.rollout_pct)?;
-        let query = sqlx::query(
-            "INSERT INTO feature_flags (name, enabled, rollout_pct, whitelist, description, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&flag.name)
-        .bind(flag.enabled)
-        .bind(flag.rollout_pct)
-        .bind(&flag.whitelist)
-        .bind(&flag.description)
-        .bind(actor);
-        if self.write(actor, query).await? == 0 {
-            return Err(AdminError::Exists(flag.name.clone()));
-        }
+        self.write(&flag.name, &columns_of(flag), true, Expect::Absent, actor)
+            .await?;
         Ok(())
+    }
+
+    /// Changes the columns `update` names if the flag is as `expect` says ([`Expect::Any`]:
+    /// at whatever revision; [`Expect::Absent`] is refused), and returns the flag written. Never
+    /// creates a flag.
+    pub async fn update(
+        &self,
+        name: &str,
+        update: &FlagUpdate,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<FlagItem, AdminError> {
+        check_flag_name(name)?;
+        if let Some(rollout_pct) = update.rollout_pct {
+            check_rollout(rollout_pct)?;
+        }
+        if let Some(whitelist) = &update.whitelist {
+            check_whitelist(whitelist.as_deref().unwrap_or_default())?;
+        }
+        if update.variants.is_some() || update.rules.is_some() {
+            let targeting = Flag {
+                variants: update.variants.clone().unwrap_or_default(),
+                rules: update.rules.clone().unwrap_or_default(),
+                ..Flag::new(name)
+            };
+            targeting.validate_targeting()?;
+        }
+        let columns = match serde_json::to_value(update) {
+            Ok(serde_json::Value::Object(columns)) => columns,
+            // A struct of options always serializes to an object.
+            _ => Columns::new(),
+        };
+        self.write(name, &columns, false, expect, actor).await
     }
 
     /// Turns a flag on or off for everyone it targets.
@@ -129,13 +228,12 @@ impl FlagAdmin {
         enabled: bool,
         actor: &str,
     ) -> Result<(), AdminError> {
-        let sql = "UPDATE feature_flags SET enabled = $3, updated_by = $2 WHERE name = $1";
-        self.update(
-            name,
-            actor,
-            sqlx::query(sql).bind(name).bind(actor).bind(enabled),
-        )
-        .await
+        let update = FlagUpdate {
+            enabled: Some(enabled),
+            ..FlagUpdate::default()
+        };
+        self.update(name, &update, Expect::Any, actor).await?;
+        Ok(())
     }
 
     /// Sets the rollout percentage, `0..=100`.
@@ -145,14 +243,12 @@ impl FlagAdmin {
         rollout_pct: i32,
         actor: &str,
     ) -> Result<(), AdminError> {
-        check_rollout(rollout_pct)?;
-        let sql = "UPDATE feature_flags SET rollout_pct = $3, updated_by = $2 WHERE name = $1";
-        self.update(
-            name,
-            actor,
-            sqlx::query(sql).bind(name).bind(actor).bind(rollout_pct),
-        )
-        .await
+        let update = FlagUpdate {
+            rollout_pct: Some(rollout_pct),
+            ..FlagUpdate::default()
+        };
+        self.update(name, &update, Expect::Any, actor).await?;
+        Ok(())
     }
 
     /// Sets the tenant whitelist; `None` removes it. It applies only at 100% rollout.
@@ -162,51 +258,50 @@ impl FlagAdmin {
         whitelist: Option<Vec<String>>,
         actor: &str,
     ) -> Result<(), AdminError> {
-        check_whitelist(whitelist.as_deref().unwrap_or_default())?;
-        let sql = "UPDATE feature_flags SET whitelist = $3, updated_by = $2 WHERE name = $1";
-        self.update(
-            name,
-            actor,
-            sqlx::query(sql).bind(name).bind(actor).bind(whitelist),
-        )
-        .await
+        let update = FlagUpdate {
+            whitelist: Some(whitelist),
+            ..FlagUpdate::default()
+        };
+        self.update(name, &update, Expect::Any, actor).await?;
+        Ok(())
     }
 
     /// Deletes a flag; evaluations of it become off.
     pub async fn delete(&self, name: &str, actor: &str) -> Result<(), AdminError> {
+        self.delete_if(name, Expect::Any, actor).await
+    }
+
+    /// Deletes a flag if it is at the revision `expect` says ([`Expect::Absent`] is refused as a
+    /// conflict with whatever is there).
+    pub async fn delete_if(
+        &self,
+        name: &str,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<(), AdminError> {
         check_flag_name(name)?;
-        let query = sqlx::query("DELETE FROM feature_flags WHERE name = $1").bind(name);
-        if self.write(actor, query).await? == 0 {
-            return Err(AdminError::NotFound(name.to_owned()));
-        }
-        Ok(())
+        TABLE
+            .delete(&self.pool, &[name], expect, actor)
+            .await
+            .map_err(|error| admin_error(error, name))
     }
 
     /// The flag's changes, newest first.
     pub async fn history(&self, name: &str) -> Result<Vec<FlagChange>, AdminError> {
         check_flag_name(name)?;
-        let rows: Vec<HistoryRow> = sqlx::query_as(
-            "SELECT revision, op, new_row, changed_by,
-                    to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-             FROM feature_flags_history WHERE name = $1 ORDER BY revision DESC",
-        )
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.is_empty() {
-            return Err(AdminError::NotFound(name.to_owned()));
-        }
-        Ok(rows
+        let changes = TABLE
+            .history(&self.pool, &[name])
+            .await
+            .map_err(|error| admin_error(error, name))?;
+        Ok(changes
             .into_iter()
-            .map(
-                |(revision, op, new_row, changed_by, changed_at)| FlagChange {
-                    revision,
-                    op,
-                    flag: new_row.and_then(|row| serde_json::from_value(row).ok()),
-                    changed_by,
-                    changed_at,
-                },
-            )
+            .map(|change| FlagChange {
+                revision: change.revision,
+                op: change.op,
+                flag: change.row.and_then(|row| serde_json::from_value(row).ok()),
+                changed_by: change.changed_by,
+                changed_at: change.changed_at,
+            })
             .collect())
     }
 
@@ -218,60 +313,106 @@ impl FlagAdmin {
         revision: i64,
         actor: &str,
     ) -> Result<Flag, AdminError> {
+        Ok(self
+            .rollback_if(name, revision, Expect::Any, actor)
+            .await?
+            .flag)
+    }
+
+    /// Like [`FlagAdmin::rollback`], if the flag is as `expect` says: [`Expect::Revision`] for
+    /// the revision it is at now (a deleted flag is then not recreated), [`Expect::Any`] for
+    /// whatever is there.
+    pub async fn rollback_if(
+        &self,
+        name: &str,
+        revision: i64,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<FlagItem, AdminError> {
         check_flag_name(name)?;
-        let row: Option<(Option<serde_json::Value>,)> = sqlx::query_as(
-            "SELECT new_row FROM feature_flags_history WHERE name = $1 AND revision = $2",
-        )
-        .bind(name)
-        .bind(revision)
-        .fetch_optional(&self.pool)
-        .await?;
-        let target: Flag = row
-            .and_then(|(new_row,)| new_row)
-            .and_then(|value| serde_json::from_value(value).ok())
-            .ok_or_else(|| AdminError::NoSuchRevision {
-                name: name.to_owned(),
-                revision,
+        let row = TABLE
+            .row_at(&self.pool, &[name], revision)
+            .await
+            .map_err(|error| admin_error(error, name))?;
+        let target: Flag =
+            serde_json::from_value(serde_json::Value::Object(row)).map_err(|_| {
+                AdminError::NoSuchRevision {
+                    name: name.to_owned(),
+                    revision,
+                }
             })?;
         // The history may predate the checks: restoring must not write what a write refuses.
         target.validate()?;
-        let query = sqlx::query(
-            "INSERT INTO feature_flags (name, enabled, rollout_pct, whitelist, description, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled,
-                 rollout_pct = EXCLUDED.rollout_pct, whitelist = EXCLUDED.whitelist,
-                 description = EXCLUDED.description, updated_by = EXCLUDED.updated_by",
-        )
-        .bind(&target.name)
-        .bind(target.enabled)
-        .bind(target.rollout_pct)
-        .bind(&target.whitelist)
-        .bind(&target.description)
-        .bind(actor);
-        self.write(actor, query).await?;
-        Ok(target)
+        target.validate_targeting()?;
+        self.write(name, &columns_of(&target), true, expect, actor)
+            .await
     }
 
-    async fn update(&self, name: &str, actor: &str, query: PgQuery<'_>) -> Result<(), AdminError> {
-        check_flag_name(name)?;
-        if self.write(actor, query).await? == 0 {
-            return Err(AdminError::NotFound(name.to_owned()));
+    /// Writes `columns` of flag `name`; `creates`: the write may insert a missing flag.
+    async fn write(
+        &self,
+        name: &str,
+        columns: &Columns,
+        creates: bool,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<FlagItem, AdminError> {
+        let change = RowChange {
+            key: &[name],
+            columns,
+            creates,
+        };
+        let row: ItemRow = TABLE
+            .write(&self.pool, &change, expect, actor)
+            .await
+            .map_err(|error| admin_error(error, name))?;
+        Ok(row.0.0)
+    }
+}
+
+/// The columns of `feature_flags` a [`Flag`] is written to (its key, `name`, apart). A column
+/// added to the table is written once its name is here and it is a field of `Flag`.
+const FLAG_COLUMNS: &[&str] = &[
+    "enabled",
+    "rollout_pct",
+    "whitelist",
+    "description",
+    "variants",
+    "rules",
+];
+
+/// Every column of `flag`, none left out: a flag without a description clears the stored one.
+fn columns_of(flag: &Flag) -> Columns {
+    let mut fields = match serde_json::to_value(flag) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        // A flag always serializes to an object.
+        _ => Columns::new(),
+    };
+    FLAG_COLUMNS
+        .iter()
+        .map(|&column| {
+            let value = fields.remove(column).unwrap_or_default();
+            (column.to_owned(), value)
+        })
+        .collect()
+}
+
+/// The error of a refused or failed write, naming the flag.
+fn admin_error(error: VersionedError, name: &str) -> AdminError {
+    let name = name.to_owned();
+    match error {
+        VersionedError::NotFound => AdminError::NotFound(name),
+        VersionedError::Exists { .. } => AdminError::Exists(name),
+        VersionedError::Conflict { expected, actual } => AdminError::Conflict {
+            name,
+            expected,
+            actual,
+        },
+        VersionedError::NoSuchRevision { revision } => {
+            AdminError::NoSuchRevision { name, revision }
         }
-        Ok(())
-    }
-
-    /// Runs one write with `actor` recorded as its author: the history trigger reads the
-    /// transaction-local `groundwork.actor` setting, which also covers deletes and updates that
-    /// leave `updated_by` unchanged. Returns the number of rows written.
-    async fn write(&self, actor: &str, query: PgQuery<'_>) -> Result<u64, AdminError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('groundwork.actor', $1, true)")
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?;
-        let written = query.execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
-        Ok(written)
+        VersionedError::Database(error) => AdminError::Database(error),
+        other => AdminError::Versioned(other),
     }
 }
 

@@ -8,14 +8,19 @@
 //! groundwork-flags eval supplier.realtime.sync tenant-1
 //! groundwork-flags history supplier.realtime.sync
 //! groundwork-flags rollback supplier.realtime.sync --to 42
+//! groundwork-flags rollout supplier.realtime.sync 30 --if-revision 43
 //! ```
-//! Exit codes: 0 done, 1 failed, 2 usage.
+//! A change with `--if-revision N` (the revision `history` shows first) is made only if the
+//! flag is still at revision N, so no one else's change is lost.
+//!
+//! Exit codes: 0 done, 1 failed, 2 usage, 3 refused because the flag changed since it was read
+//! (or exists already): read it again and retry.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use groundwork_flags::admin::FlagAdmin;
+use clap::{Args, Parser, Subcommand};
+use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagChange, FlagUpdate};
 use groundwork_flags::{Flag, FlagSet};
 
 #[derive(Debug, Parser)]
@@ -57,19 +62,38 @@ enum Command {
         rollout: i32,
     },
     /// Turn a flag on
-    Enable { name: String },
+    Enable {
+        name: String,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
     /// Turn a flag off
-    Disable { name: String },
+    Disable {
+        name: String,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
     /// Set the rollout percentage (0-100)
     Rollout {
         name: String,
         #[arg(value_parser = clap::value_parser!(i32).range(0..=100))]
         pct: i32,
+        #[command(flatten)]
+        expect: IfRevision,
     },
     /// Set the tenant whitelist (applies at 100% rollout); no tenants clears it
-    Whitelist { name: String, tenants: Vec<String> },
+    Whitelist {
+        name: String,
+        tenants: Vec<String>,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
     /// Delete a flag
-    Delete { name: String },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
     /// Show a flag's changes, newest first
     History { name: String },
     /// Restore a flag to its state right after a revision
@@ -77,10 +101,29 @@ enum Command {
         name: String,
         #[arg(long)]
         to: i64,
+        #[command(flatten)]
+        expect: IfRevision,
     },
     /// Evaluate a flag for a tenant, with the reason
     Eval { name: String, tenant: String },
 }
+
+/// What a change expects to find: without `--if-revision`, whatever is there.
+#[derive(Debug, Args)]
+struct IfRevision {
+    /// Change the flag only if it is still at this revision (the first line of `history`)
+    #[arg(long, value_name = "REVISION")]
+    if_revision: Option<i64>,
+}
+
+impl IfRevision {
+    fn expect(&self) -> Expect {
+        self.if_revision.map_or(Expect::Any, Expect::Revision)
+    }
+}
+
+/// A write was refused to protect a concurrent change.
+const EXIT_CONFLICT: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -98,7 +141,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error
+                .downcast_ref::<AdminError>()
+                .is_some_and(AdminError::is_conflict)
+            {
+                ExitCode::from(EXIT_CONFLICT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -125,6 +175,33 @@ fn server(url: &str) -> String {
         Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
         Err(_) => "(unparseable URL)".to_owned(),
     }
+}
+
+fn print_change(change: &FlagChange) {
+    let state = change.flag.as_ref().map_or_else(
+        || "(deleted)".to_owned(),
+        |f| format!("enabled={} rollout={}%", f.enabled, f.rollout_pct),
+    );
+    println!(
+        "{:>8}  {}  {:<6}  {:<30}  by {}",
+        change.revision,
+        change.changed_at,
+        change.op,
+        state,
+        change.changed_by.as_deref().unwrap_or("-")
+    );
+}
+
+/// Makes one change and prints the flag as written.
+async fn apply(
+    admin: &FlagAdmin,
+    name: &str,
+    update: &FlagUpdate,
+    expect: &IfRevision,
+    by: &str,
+) -> Result<()> {
+    print_flag(&admin.update(name, update, expect.expect(), by).await?.flag);
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -162,46 +239,50 @@ async fn run(cli: Cli) -> Result<()> {
             admin.create(&flag, by).await?;
             print_flag(&flag);
         }
-        Command::Enable { name } => {
-            admin.set_enabled(&name, true, by).await?;
-            print_flag(&admin.get(&name).await?);
+        Command::Enable { name, expect } => {
+            let update = FlagUpdate {
+                enabled: Some(true),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, by).await?;
         }
-        Command::Disable { name } => {
-            admin.set_enabled(&name, false, by).await?;
-            print_flag(&admin.get(&name).await?);
+        Command::Disable { name, expect } => {
+            let update = FlagUpdate {
+                enabled: Some(false),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, by).await?;
         }
-        Command::Rollout { name, pct } => {
-            admin.set_rollout(&name, pct, by).await?;
-            print_flag(&admin.get(&name).await?);
+        Command::Rollout { name, pct, expect } => {
+            let update = FlagUpdate {
+                rollout_pct: Some(pct),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, by).await?;
         }
-        Command::Whitelist { name, tenants } => {
-            let whitelist = (!tenants.is_empty()).then_some(tenants);
-            admin.set_whitelist(&name, whitelist, by).await?;
-            print_flag(&admin.get(&name).await?);
+        Command::Whitelist {
+            name,
+            tenants,
+            expect,
+        } => {
+            let update = FlagUpdate {
+                whitelist: Some((!tenants.is_empty()).then_some(tenants)),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, by).await?;
         }
-        Command::Delete { name } => {
-            admin.delete(&name, by).await?;
+        Command::Delete { name, expect } => {
+            admin.delete_if(&name, expect.expect(), by).await?;
             println!("deleted {name}");
         }
         Command::History { name } => {
             for change in admin.history(&name).await? {
-                let state = change.flag.as_ref().map_or_else(
-                    || "(deleted)".to_owned(),
-                    |f| format!("enabled={} rollout={}%", f.enabled, f.rollout_pct),
-                );
-                println!(
-                    "{:>8}  {}  {:<6}  {:<30}  by {}",
-                    change.revision,
-                    change.changed_at,
-                    change.op,
-                    state,
-                    change.changed_by.as_deref().unwrap_or("-")
-                );
+                print_change(&change);
             }
         }
-        Command::Rollback { name, to } => {
-            let flag = admin.rollback(&name, to, by).await?;
-            print_flag(&flag);
+        Command::Rollback { name, to, expect } => {
+            let item = admin.rollback_if(&name, to, expect.expect(), by).await?;
+            print_flag(&item.flag);
         }
         Command::Eval { name, tenant } => {
             let set = FlagSet::new(admin.get(&name).await.map(|f| vec![f]).unwrap_or_default());

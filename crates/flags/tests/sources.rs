@@ -72,9 +72,7 @@ fn bump_mtime(path: &std::path::Path) -> Result<()> {
 #[tokio::test]
 async fn the_seed_sql_inserts_the_five_flags_off_and_is_idempotent() -> Result<()> {
     let db = TestDatabase::create().await?;
-    sqlx::raw_sql(store::MIGRATIONS[0].1)
-        .execute(db.pool())
-        .await?;
+    store::migrate(db.pool()).await?;
     let seed = std::fs::read_to_string(demo("feature_flags.sql"))?;
     for _ in 0..2 {
         sqlx::raw_sql(sqlx::AssertSqlSafe(seed.clone()))
@@ -102,9 +100,7 @@ fn cli(db: &TestDatabase, args: &[&str]) -> Result<std::process::Output> {
 #[tokio::test]
 async fn the_cli_creates_changes_evaluates_and_rolls_back() -> Result<()> {
     let db = TestDatabase::create().await?;
-    sqlx::raw_sql(store::MIGRATIONS[0].1)
-        .execute(db.pool())
-        .await?;
+    store::migrate(db.pool()).await?;
 
     let ok = |output: std::process::Output| -> Result<String> {
         let stdout = String::from_utf8(output.stdout)?;
@@ -209,9 +205,7 @@ async fn the_cli_never_prints_a_secret_from_the_database_url() -> Result<()> {
     const CANARY: &str = "Fl-Canary-3b9e";
 
     let db = TestDatabase::create().await?;
-    sqlx::raw_sql(store::MIGRATIONS[0].1)
-        .execute(db.pool())
-        .await?;
+    store::migrate(db.pool()).await?;
     let reachable = plant_canary(db.url(), CANARY, Plant::EVERYWHERE)?;
     // The server answers at once that the database does not exist: an error path without
     // waiting for a pool timeout.
@@ -256,5 +250,107 @@ async fn the_cli_never_prints_a_secret_from_the_database_url() -> Result<()> {
             "{what} shows a secret:\n{printed}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cli_refuses_a_change_from_a_stale_revision_with_exit_code_3() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    store::migrate(db.pool()).await?;
+    let created = cli(&db, &["create", "matching.ai.boost"])?;
+    anyhow::ensure!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let history = String::from_utf8(cli(&db, &["history", "matching.ai.boost"])?.stdout)?;
+    let read: i64 = history
+        .split_whitespace()
+        .next()
+        .context("a revision column")?
+        .parse()?;
+
+    let first = cli(
+        &db,
+        &[
+            "rollout",
+            "matching.ai.boost",
+            "30",
+            "--if-revision",
+            &read.to_string(),
+        ],
+    )?;
+    anyhow::ensure!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let actual: i64 = sqlx::query_scalar("SELECT revision FROM feature_flags WHERE name = $1")
+        .bind("matching.ai.boost")
+        .fetch_one(db.pool())
+        .await?;
+
+    let stale = cli(
+        &db,
+        &[
+            "enable",
+            "matching.ai.boost",
+            "--if-revision",
+            &read.to_string(),
+        ],
+    )?;
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert_eq!(stale.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("`matching.ai.boost`")
+            && stderr.contains(&format!("revision {actual}, not {read}")),
+        "{stderr}"
+    );
+    let enabled: bool = sqlx::query_scalar("SELECT enabled FROM feature_flags WHERE name = $1")
+        .bind("matching.ai.boost")
+        .fetch_one(db.pool())
+        .await?;
+    assert!(!enabled, "the refused change was not made");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_followed_flags_file_reloads_edits_and_reports_a_broken_one_as_stale() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("flags.toml");
+    std::fs::write(&path, "[[flags]]\nname = \"admin.v2\"\n")?;
+    let source = FileSource::open(&path)?;
+    let flags = source.flags();
+    assert!(!flags.is_enabled("admin.v2", "t"));
+    let feed = source.follow(std::time::Duration::from_millis(10));
+    let wait = std::time::Duration::from_secs(10);
+
+    std::fs::write(&path, "[[flags]]\nname = \"admin.v2\"\nenabled = true\n")?;
+    bump_mtime(&path)?;
+    groundwork_testkit::until_changed(feed.generations(), wait, "the edit is loaded", || {
+        flags.is_enabled("admin.v2", "t")
+    })
+    .await?;
+    assert!(feed.status().is_fresh());
+
+    std::fs::write(&path, "[[flags]]\nname = ")?;
+    let file = std::fs::File::options().write(true).open(&path)?;
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(2))?;
+    let mut statuses = feed.statuses();
+    tokio::time::timeout(wait, statuses.wait_for(|status| !status.is_fresh())).await??;
+    let status = format!("{:?}", feed.status());
+    assert!(status.contains("flags.toml"), "names the file: {status}");
+    assert!(flags.is_enabled("admin.v2", "t"), "the last good set stays");
+
+    let unknown = dir.path().join("flags.yaml");
+    std::fs::write(&unknown, "flags: []")?;
+    let error = FileSource::open(&unknown)
+        .err()
+        .context("an unknown extension is refused")?;
+    assert!(
+        error.to_string().contains("must end in .json or .toml"),
+        "{error}"
+    );
+    feed.shutdown().await;
     Ok(())
 }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use groundwork_flags::admin::{AdminError, FlagAdmin};
-use groundwork_flags::{Flag, Flags, Reason, store};
+use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagUpdate};
+use groundwork_flags::{Flag, Flags, Reason, Variant, store};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_testkit::TestDatabase;
 use sqlx::PgPool;
@@ -398,5 +398,207 @@ async fn behind_pgbouncer_flags_follow_changes_relayed_through_redis() -> Result
     .await?;
     feed.shutdown().await;
     relay.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_from_a_stale_revision_is_refused_and_names_both_revisions() -> Result<()> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    admin
+        .create(&Flag::new("risk.auto.reject"), "alice")
+        .await?;
+    let read = admin.item("risk.auto.reject").await?;
+    assert_eq!(read.updated_by.as_deref(), Some("alice"));
+
+    // Bob and Carol both read `read`; Bob writes first.
+    let enable = FlagUpdate {
+        enabled: Some(true),
+        ..FlagUpdate::default()
+    };
+    let bob = admin
+        .update(
+            "risk.auto.reject",
+            &enable,
+            Expect::Revision(read.revision),
+            "bob",
+        )
+        .await?;
+    assert!(bob.flag.enabled && bob.revision > read.revision, "{bob:?}");
+    assert_eq!(bob.updated_by.as_deref(), Some("bob"));
+
+    let rollout = FlagUpdate {
+        rollout_pct: Some(5),
+        ..FlagUpdate::default()
+    };
+    let carol = admin
+        .update(
+            "risk.auto.reject",
+            &rollout,
+            Expect::Revision(read.revision),
+            "carol",
+        )
+        .await;
+    let Err(error) = carol else {
+        anyhow::bail!("a write from a stale revision must be refused: {carol:?}");
+    };
+    assert!(error.is_conflict(), "{error:?}");
+    let AdminError::Conflict {
+        name,
+        expected,
+        actual,
+    } = &error
+    else {
+        anyhow::bail!("expected a conflict, got {error:?}");
+    };
+    assert_eq!(
+        (name.as_str(), *expected, *actual),
+        ("risk.auto.reject", read.revision, bob.revision)
+    );
+    let message = error.to_string();
+    for part in [
+        "risk.auto.reject".to_owned(),
+        read.revision.to_string(),
+        bob.revision.to_string(),
+    ] {
+        assert!(message.contains(&part), "{part} missing from: {message}");
+    }
+    let now = admin.item("risk.auto.reject").await?;
+    assert_eq!(now, bob, "Carol's refused write changed nothing");
+
+    Ok(())
+}
+
+#[tokio::test]
+async fn delete_and_rollback_are_guarded_and_an_update_never_creates_a_flag() -> Result<()> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    admin
+        .create(&Flag::new("risk.auto.reject"), "alice")
+        .await?;
+    let read = admin.item("risk.auto.reject").await?;
+    let enable = FlagUpdate {
+        enabled: Some(true),
+        ..FlagUpdate::default()
+    };
+    let bob = admin
+        .update("risk.auto.reject", &enable, Expect::Any, "bob")
+        .await?;
+
+    // Delete and rollback are guarded the same way.
+    assert!(matches!(
+        admin
+            .delete_if("risk.auto.reject", Expect::Revision(read.revision), "carol")
+            .await,
+        Err(AdminError::Conflict { .. })
+    ));
+    assert!(matches!(
+        admin
+            .rollback_if(
+                "risk.auto.reject",
+                read.revision,
+                Expect::Revision(read.revision),
+                "carol"
+            )
+            .await,
+        Err(AdminError::Conflict { .. })
+    ));
+    let rolled = admin
+        .rollback_if(
+            "risk.auto.reject",
+            read.revision,
+            Expect::Revision(bob.revision),
+            "carol",
+        )
+        .await?;
+    assert!(
+        !rolled.flag.enabled,
+        "back to the state of {}",
+        read.revision
+    );
+
+    // An update never creates a flag, and cannot expect one to be absent.
+    assert!(matches!(
+        admin
+            .update("no.such.flag", &enable, Expect::Any, "carol")
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(matches!(
+        admin
+            .update("risk.auto.reject", &enable, Expect::Absent, "carol")
+            .await,
+        Err(AdminError::Exists(_))
+    ));
+    admin
+        .delete_if(
+            "risk.auto.reject",
+            Expect::Revision(rolled.revision),
+            "carol",
+        )
+        .await?;
+    assert!(matches!(
+        admin.get("risk.auto.reject").await,
+        Err(AdminError::NotFound(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn variants_are_written_checked_and_rolled_back_through_the_admin() -> Result<()> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    let split = vec![Variant::new("blue", 50), Variant::new("green", 50)];
+    let flag = Flag {
+        enabled: true,
+        variants: split.clone(),
+        ..Flag::new("checkout.button")
+    };
+    admin.create(&flag, "alice").await?;
+    let created = admin.item("checkout.button").await?;
+    assert_eq!(created.flag.variants, split);
+
+    let refused = FlagUpdate {
+        variants: Some(vec![Variant::new("blue", 50)]),
+        ..FlagUpdate::default()
+    };
+    assert!(matches!(
+        admin
+            .update("checkout.button", &refused, Expect::Any, "bob")
+            .await,
+        Err(AdminError::Invalid(_))
+    ));
+    let all_blue = FlagUpdate {
+        variants: Some(vec![Variant::new("blue", 100)]),
+        ..FlagUpdate::default()
+    };
+    let changed = admin
+        .update(
+            "checkout.button",
+            &all_blue,
+            Expect::Revision(created.revision),
+            "bob",
+        )
+        .await?;
+    assert_eq!(changed.flag.variants, [Variant::new("blue", 100)]);
+
+    let rolled = admin
+        .rollback_if(
+            "checkout.button",
+            created.revision,
+            Expect::Revision(changed.revision),
+            "carol",
+        )
+        .await?;
+    assert_eq!(rolled.flag.variants, split, "the split is back");
+    let loaded = store::load_all(db.pool()).await?;
+    assert_eq!(
+        loaded
+            .iter()
+            .map(|f| f.variants.clone())
+            .collect::<Vec<_>>(),
+        [split],
+        "the feed's loader reads what the admin wrote"
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ mod migration_files;
 mod name;
 mod relay;
 mod snapshot;
+pub mod versioned;
 
 pub use fanout::{Transport, TransportError};
 pub use feed::{

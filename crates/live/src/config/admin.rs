@@ -8,14 +8,8 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-/// `revision, op, new_row, changed_by, changed_at` of a history entry.
-type HistoryRow = (
-    i64,
-    String,
-    Option<serde_json::Value>,
-    Option<String>,
-    String,
-);
+pub use crate::versioned::Expect;
+use crate::versioned::{Columns, RowChange, VersionedError, VersionedTable};
 
 /// `env, key, value, description, revision, updated_at, updated_by` of an item.
 type ItemRow = (
@@ -28,14 +22,15 @@ type ItemRow = (
     Option<String>,
 );
 
-/// The columns of [`ItemRow`], as a macro so that queries stay `&'static str` (sqlx refuses
-/// SQL built at run time unless it is audited).
-macro_rules! item_columns {
-    () => {
-        "env, key, value, description, revision,
-         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), updated_by"
-    };
-}
+/// `platform_config` as a versioned, audited table.
+const TABLE: VersionedTable = VersionedTable {
+    table: "platform_config",
+    history: "platform_config_history",
+    key: &["env", "key"],
+    select: "env, key, value, description, revision,
+         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), updated_by",
+    json_columns: &["value"],
+};
 
 /// A change could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -101,18 +96,9 @@ pub enum AdminError {
     /// The database refused or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-}
-
-/// What a write expects to find: its protection against lost updates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// The key does not exist: create it, else [`AdminError::Exists`].
-    Absent,
-    /// The key exists at this revision (the one the writer read): else [`AdminError::Conflict`]
-    /// or [`AdminError::NotFound`].
-    Revision(i64),
-    /// Whatever is there, or nothing: last writer wins. For scripts that own a key outright.
-    Any,
+    /// Any other failure of the versioned table.
+    #[error(transparent)]
+    Versioned(VersionedError),
 }
 
 /// One row of `platform_config`, as the admin API shows it.
@@ -191,29 +177,14 @@ impl ConfigAdmin {
     /// Every key of `env`, by key.
     pub async fn list(&self, env: &str) -> Result<Vec<ConfigItem>, AdminError> {
         crate::name::check_name("environment name", env)?;
-        let rows: Vec<ItemRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            item_columns!(),
-            " FROM platform_config WHERE env = $1 ORDER BY key"
-        ))
-        .bind(env)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ItemRow> = TABLE.list(&self.pool, &[env]).await?;
         Ok(rows.into_iter().map(item_from_row).collect())
     }
 
     /// One key.
     pub async fn get(&self, env: &str, key: &str) -> Result<ConfigItem, AdminError> {
         check_names(env, key)?;
-        let row: Option<ItemRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            item_columns!(),
-            " FROM platform_config WHERE env = $1 AND key = $2"
-        ))
-        .bind(env)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<ItemRow> = TABLE.get(&self.pool, &[env, key]).await?;
         row.map(item_from_row).ok_or_else(|| not_found(env, key))
     }
 
@@ -225,46 +196,22 @@ impl ConfigAdmin {
         actor: &str,
     ) -> Result<ConfigItem, AdminError> {
         check_names(new.env, new.key)?;
-        let sql = match expect {
-            Expect::Absent => concat!(
-                "INSERT INTO platform_config (env, key, value, description, updated_by)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (env, key) DO NOTHING
-                 RETURNING ",
-                item_columns!()
-            ),
-            Expect::Revision(_) => concat!(
-                "UPDATE platform_config SET value = $3,
-                     description = COALESCE($4, description), updated_by = $5
-                 WHERE env = $1 AND key = $2 AND revision = $6
-                 RETURNING ",
-                item_columns!()
-            ),
-            Expect::Any => concat!(
-                "INSERT INTO platform_config (env, key, value, description, updated_by)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (env, key) DO UPDATE SET value = EXCLUDED.value,
-                     description = COALESCE(EXCLUDED.description, platform_config.description),
-                     updated_by = EXCLUDED.updated_by
-                 RETURNING ",
-                item_columns!()
-            ),
+        let mut columns = Columns::new();
+        columns.insert("value".to_owned(), new.value.clone());
+        // No description keeps the current one.
+        if let Some(description) = new.description {
+            columns.insert("description".to_owned(), description.into());
+        }
+        let change = RowChange {
+            key: &[new.env, new.key],
+            columns: &columns,
+            creates: true,
         };
-        let mut query = sqlx::query_as::<_, ItemRow>(sql)
-            .bind(new.env)
-            .bind(new.key)
-            .bind(new.value)
-            .bind(new.description)
-            .bind(actor);
-        if let Expect::Revision(revision) = expect {
-            query = query.bind(revision);
-        }
-        let mut tx = self.begin(actor).await?;
-        let written = query.fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
-        match written {
-            Some(row) => Ok(item_from_row(row)),
-            None => Err(self.refusal(new.env, new.key, expect).await),
-        }
+        let row: ItemRow = TABLE
+            .write(&self.pool, &change, expect, actor)
+            .await
+            .map_err(|error| admin_error(error, new.env, new.key))?;
+        Ok(item_from_row(row))
     }
 
     /// Deletes a key if it is at the revision `expect` says ([`Expect::Absent`] is refused as
@@ -277,55 +224,30 @@ impl ConfigAdmin {
         actor: &str,
     ) -> Result<(), AdminError> {
         check_names(env, key)?;
-        let revision = match expect {
-            Expect::Revision(revision) => Some(revision),
-            Expect::Any => None,
-            Expect::Absent => return Err(self.refusal(env, key, expect).await),
-        };
-        let mut tx = self.begin(actor).await?;
-        let deleted = sqlx::query(
-            "DELETE FROM platform_config
-             WHERE env = $1 AND key = $2 AND ($3::BIGINT IS NULL OR revision = $3)",
-        )
-        .bind(env)
-        .bind(key)
-        .bind(revision)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        if deleted == 0 {
-            return Err(self.refusal(env, key, expect).await);
-        }
-        Ok(())
+        TABLE
+            .delete(&self.pool, &[env, key], expect, actor)
+            .await
+            .map_err(|error| admin_error(error, env, key))
     }
 
     /// The key's changes, newest first.
     pub async fn history(&self, env: &str, key: &str) -> Result<Vec<ConfigChange>, AdminError> {
         check_names(env, key)?;
-        let rows: Vec<HistoryRow> = sqlx::query_as(
-            "SELECT revision, op, new_row -> 'value', changed_by,
-                    to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-             FROM platform_config_history WHERE env = $1 AND key = $2 ORDER BY revision DESC",
-        )
-        .bind(env)
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.is_empty() {
-            return Err(not_found(env, key));
-        }
-        Ok(rows
+        let changes = TABLE
+            .history(&self.pool, &[env, key])
+            .await
+            .map_err(|error| admin_error(error, env, key))?;
+        Ok(changes
             .into_iter()
-            .map(
-                |(revision, op, value, changed_by, changed_at)| ConfigChange {
-                    revision,
-                    op,
-                    value,
-                    changed_by,
-                    changed_at,
-                },
-            )
+            .map(|change| ConfigChange {
+                revision: change.revision,
+                op: change.op,
+                value: change
+                    .row
+                    .and_then(|mut row| row.get_mut("value").map(serde_json::Value::take)),
+                changed_by: change.changed_by,
+                changed_at: change.changed_at,
+            })
             .collect())
     }
 
@@ -341,21 +263,14 @@ impl ConfigAdmin {
         actor: &str,
     ) -> Result<ConfigItem, AdminError> {
         check_names(env, key)?;
-        let row: Option<(Option<serde_json::Value>, Option<String>)> = sqlx::query_as(
-            "SELECT new_row -> 'value', new_row ->> 'description' FROM platform_config_history
-             WHERE env = $1 AND key = $2 AND revision = $3",
-        )
-        .bind(env)
-        .bind(key)
-        .bind(revision)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((Some(value), description)) = row else {
-            return Err(AdminError::NoSuchRevision {
-                env: env.to_owned(),
-                key: key.to_owned(),
-                revision,
-            });
+        let mut row = TABLE
+            .row_at(&self.pool, &[env, key], revision)
+            .await
+            .map_err(|error| admin_error(error, env, key))?;
+        let value = row.remove("value").unwrap_or_default();
+        let description = match row.remove("description") {
+            Some(serde_json::Value::String(description)) => Some(description),
+            _ => None,
         };
         let new = NewValue {
             env,
@@ -365,44 +280,25 @@ impl ConfigAdmin {
         };
         self.set(&new, expect, actor).await
     }
+}
 
-    /// A transaction with `actor` recorded as the author of its writes: the triggers read the
-    /// transaction-local `groundwork.actor` setting, which also covers deletes.
-    async fn begin(
-        &self,
-        actor: &str,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AdminError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('groundwork.actor', $1, true)")
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
-
-    /// Why a write that found nothing to write was refused, from what is in the table now.
-    async fn refusal(&self, env: &str, key: &str, expect: Expect) -> AdminError {
-        let current: Result<Option<i64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT revision FROM platform_config WHERE env = $1 AND key = $2")
-                .bind(env)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await;
-        match (current, expect) {
-            (Err(error), _) => AdminError::Database(error),
-            (Ok(None), _) => not_found(env, key),
-            (Ok(Some(revision)), Expect::Absent | Expect::Any) => AdminError::Exists {
-                env: env.to_owned(),
-                key: key.to_owned(),
-                revision,
-            },
-            (Ok(Some(actual)), Expect::Revision(expected)) => AdminError::Conflict {
-                env: env.to_owned(),
-                key: key.to_owned(),
-                expected,
-                actual,
-            },
+/// The error of a refused or failed write, naming the key.
+fn admin_error(error: VersionedError, env: &str, key: &str) -> AdminError {
+    let (env, key) = (env.to_owned(), key.to_owned());
+    match error {
+        VersionedError::NotFound => AdminError::NotFound { env, key },
+        VersionedError::Exists { revision } => AdminError::Exists { env, key, revision },
+        VersionedError::Conflict { expected, actual } => AdminError::Conflict {
+            env,
+            key,
+            expected,
+            actual,
+        },
+        VersionedError::NoSuchRevision { revision } => {
+            AdminError::NoSuchRevision { env, key, revision }
         }
+        VersionedError::Database(error) => AdminError::Database(error),
+        other => AdminError::Versioned(other),
     }
 }
 

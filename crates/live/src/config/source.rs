@@ -1,13 +1,12 @@
 //! Where a service's values come from, behind one type: the `platform_config` table or a file.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use super::{FileError, FileSource, LiveConfig};
-use crate::{Feed, FeedError, FeedOptions, FeedStatus};
+use crate::{Feed, FeedError, FeedOptions};
 
 /// Where a service's config values come from. Both kinds give the same [`LiveConfig`] to read
 /// from and the same [`Feed`] to report health with, so a service picks its source from its own
@@ -88,43 +87,8 @@ impl Source {
             Self::File { path, interval } => {
                 let source = FileSource::open(path, env)?;
                 let config = source.config();
-                Ok((config, follow_file(source, interval)))
+                Ok((config, source.0.follow(interval)))
             }
         }
     }
-}
-
-/// Checks `source` every `interval` on a background task, reporting on a [`Feed`].
-fn follow_file(mut source: FileSource, interval: Duration) -> Feed {
-    let (status_tx, status_rx) = watch::channel(FeedStatus::Fresh {
-        loaded_at: SystemTime::now(),
-    });
-    let (generation_tx, generation_rx) = watch::channel(1_u64);
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                _ = ticks.tick() => {}
-            }
-            match source.reload_if_changed() {
-                Ok(false) => {}
-                Ok(true) => {
-                    status_tx.send_replace(FeedStatus::Fresh {
-                        loaded_at: SystemTime::now(),
-                    });
-                    generation_tx.send_modify(|g| *g += 1);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "config file changed but cannot be used; keeping the previous values");
-                    status_tx.send_modify(|status| {
-                        *status = FeedStatus::stale(status, error.to_string());
-                    });
-                }
-            }
-        }
-    });
-    Feed::new(status_rx, generation_rx, stop_tx, task)
 }
