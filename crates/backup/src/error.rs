@@ -20,7 +20,7 @@ pub enum BackupError {
     },
 
     /// The object store failed.
-    #[error("storage failed while {action} {path}: {source}")]
+    #[error("storage failed while {action} {path}")]
     Storage {
         /// What was being done, e.g. `uploading`.
         action: &'static str,
@@ -41,7 +41,7 @@ pub enum BackupError {
     },
 
     /// The database server refused a query or could not be reached.
-    #[error("database {action} failed: {source}")]
+    #[error("database {action} failed")]
     Database {
         /// What was being done, e.g. `counting rows`.
         action: &'static str,
@@ -133,7 +133,7 @@ pub enum BackupError {
     },
 
     /// A local file (identity file, restore staging file) could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -178,7 +178,7 @@ pub enum BackupError {
     },
 
     /// The pipeline failed in a way none of the other variants describe.
-    #[error("backup pipeline failed while {action}: {source}")]
+    #[error("backup pipeline failed while {action}")]
     Pipeline {
         /// What was being done.
         action: &'static str,

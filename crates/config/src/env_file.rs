@@ -34,7 +34,7 @@ pub enum EnvFileError {
         name: String,
     },
     /// The text could not be read.
-    #[error("cannot read it: {0}")]
+    #[error("cannot read it")]
     Read(#[source] std::io::Error),
 }
 

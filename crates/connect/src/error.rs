@@ -52,7 +52,7 @@ pub enum ConnectError {
         reason: String,
     },
     /// The TLS settings cannot be used.
-    #[error("{service} TLS settings: {source}")]
+    #[error("{service} TLS settings cannot be used")]
     Tls {
         /// The kind of server.
         service: Service,

@@ -70,8 +70,9 @@ pub enum AdminError {
         /// The revision asked for.
         revision: i64,
     },
-    /// The database refused or could not be reached.
-    #[error("database error: {0}")]
+    /// The database refused or could not be reached; the driver's error is the
+    /// [`std::error::Error::source`], which a chain printer shows once.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     /// Any other failure of the versioned table.
     #[error(transparent)]

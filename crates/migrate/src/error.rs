@@ -15,7 +15,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum MigrateError {
     /// The migration directory or one of its files could not be read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         /// What was being done, e.g. `read migration directory`.
         action: &'static str,
@@ -252,7 +252,7 @@ pub enum MigrateError {
     },
 
     /// A database operation other than a migration script failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Database {
         /// What was being done, naming the table or server.
         context: String,

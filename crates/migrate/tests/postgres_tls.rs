@@ -32,7 +32,16 @@ async fn verify_full_connects_with_the_right_ca_and_names_the_server_when_refuse
     let error = PgBackend::connect(&url(&wrong))
         .await
         .err()
-        .map(|e| e.to_string())
+        .map(|e| {
+            // The message and its causes: the driver's error is the source.
+            let mut parts = vec![e.to_string()];
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                parts.push(cause.to_string());
+                source = cause.source();
+            }
+            parts.join(": ")
+        })
         .unwrap_or_default();
     let server = format!("127.0.0.1:{}", cluster.port());
     assert!(

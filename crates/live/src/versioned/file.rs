@@ -51,14 +51,14 @@ impl FileFormat {
 #[non_exhaustive]
 pub enum FileError {
     /// The file cannot be read.
-    #[error("cannot read {} {}: {source}", kind.name, path.display())]
+    #[error("cannot read {} {}: {reason}", kind.name, path.display())]
     Read {
         /// What the file holds.
         kind: FileKind,
         /// The file.
         path: PathBuf,
-        /// Why. Not marked as the error's source: the message includes it.
-        source: std::io::Error,
+        /// Why. Not the error's source: the message includes it.
+        reason: std::io::Error,
     },
     /// The file does not parse, or does not hold what it must.
     #[error("{} {} is not {format} holding {}: {message}", kind.name, path.display(), kind.shape)]
@@ -123,10 +123,10 @@ pub fn read_document(path: &Path, kind: FileKind) -> Result<serde_json::Value, F
             path: path.to_owned(),
         });
     };
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+    let text = std::fs::read_to_string(path).map_err(|reason| FileError::Read {
         kind,
         path: path.to_owned(),
-        source,
+        reason,
     })?;
     let parse_error = |message: String| FileError::Parse {
         kind,

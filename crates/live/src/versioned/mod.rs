@@ -72,8 +72,9 @@ pub enum VersionedError {
     /// A column name is not a plain lower-case SQL identifier (a mistake in the calling code).
     #[error("`{0}` is not a column name Groundwork writes (lower-case letters, digits, `_`)")]
     Column(String),
-    /// The database refused or could not be reached.
-    #[error("database error: {0}")]
+    /// The database refused or could not be reached; the driver's error is the
+    /// [`std::error::Error::source`], which a chain printer shows once.
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 
