@@ -596,3 +596,40 @@ async fn a_secret_in_any_part_of_the_database_url_never_reaches_cli_output_or_st
     }
     Ok(())
 }
+
+#[test]
+fn an_unreachable_database_fails_at_once_with_the_cause_printed_once() -> Result<()> {
+    let storage = tempfile::tempdir()?;
+    let storage_url = format!("file://{}", storage.path().display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("postgres://ops:Hunter2-secret@127.0.0.1:{port}/hotel");
+    for command in [&["postgres", "backup"][..], &["postgres", "verify"][..]] {
+        let output = cli()
+            .args(command)
+            .args(["--storage", &storage_url, "--database-url", &url, "--json"])
+            .args(["--source", "hotel", "--connect-timeout", "3"])
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // verify has no backup to verify: that usage error comes before any connect.
+        if command[1] == "verify" {
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("cannot connect to the database at postgres://ops:***@127.0.0.1:"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Hunter2-secret"), "{stderr}");
+        let json = json_of(&output)?;
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["exit_code"], 1);
+        let error = json["error"].as_str().context("an error message")?;
+        assert_eq!(error.matches("Connection refused").count(), 1, "{error}");
+        assert!(!error.contains("Hunter2-secret"), "{error}");
+    }
+    Ok(())
+}

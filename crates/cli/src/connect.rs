@@ -22,6 +22,8 @@ pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
 /// help never shows the environment's value, and errors and `Debug` output show it with the
 /// password masked.
 #[derive(Debug, Clone, Args)]
+// The tool's own description stays its help text: this struct's documentation is for Rust users.
+#[command(about = None, long_about = None)]
 pub struct ConnectArgs {
     /// Database URL, e.g. `postgres://app:password@db:5432/app`
     #[arg(
@@ -118,7 +120,7 @@ impl TypedValueParser for SecretUrlParser {
             let mut cmd = cmd.clone();
             clap::Error::raw(
                 ErrorKind::ValueValidation,
-                format!("invalid value for {name}: {reason} (the value is not shown: it may hold a password)\n"),
+                format!("invalid value for {name}: {reason} (the value is not shown: it may hold a password)"),
             )
             .format(&mut cmd)
         };

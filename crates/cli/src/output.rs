@@ -17,6 +17,8 @@ use crate::Failure;
 /// set to anything non-empty, or `--no-color`, turns it off, and it is never sent to a
 /// non-terminal.
 #[derive(Debug, Clone, Copy, Default, Args)]
+// The tool's own description stays its help text: this struct's documentation is for Rust users.
+#[command(about = None, long_about = None)]
 pub struct OutputArgs {
     /// Print the result as one JSON document on stdout
     #[arg(long, global = true)]

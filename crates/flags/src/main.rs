@@ -13,13 +13,14 @@
 //! A change with `--if-revision N` (the revision `history` shows first) is made only if the
 //! flag is still at revision N, so no one else's change is lost.
 //!
-//! Exit codes: 0 done, 1 failed, 2 usage, 3 refused because the flag changed since it was read
-//! (or exists already): read it again and retry.
+//! The connection arguments (`--database-url`, `--connect-timeout`), `--json` and the exit codes
+//! (0 done, 1 failed, 2 usage, 3 refused because the flag changed since it was read or exists
+//! already: read it again and retry) are groundwork-cli's, shared by every Groundwork tool.
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use groundwork_cli::{ConnectArgs, Failure, OutputArgs};
 use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagChange, FlagUpdate};
 use groundwork_flags::{Flag, FlagSet};
 
@@ -30,9 +31,11 @@ use groundwork_flags::{Flag, FlagSet};
     about = "Inspect and change feature flags"
 )]
 struct Cli {
-    /// PostgreSQL URL of the database holding `feature_flags`
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// The database holding `feature_flags`
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Who is making the change, recorded in the history (default: $USER)
     #[arg(
         long,
@@ -122,34 +125,17 @@ impl IfRevision {
     }
 }
 
-/// A write was refused to protect a concurrent change.
-const EXIT_CONFLICT: u8 = 3;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            if error
-                .downcast_ref::<AdminError>()
-                .is_some_and(AdminError::is_conflict)
-            {
-                ExitCode::from(EXIT_CONFLICT)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+    groundwork_cli::main(run)
+}
+
+/// A write refused to protect another change exits with 3 (conflict); every other admin error
+/// with 1.
+fn admin_failure(error: AdminError) -> Failure {
+    if error.is_conflict() {
+        Failure::conflict(error)
+    } else {
+        Failure::failed(error)
     }
 }
 
@@ -166,15 +152,6 @@ fn print_flag(flag: &Flag) {
         whitelist,
         flag.description.as_deref().unwrap_or("")
     );
-}
-
-/// `host:port` of a database URL, for messages: sqlx's connection errors do not name the server,
-/// and the URL may hold a password.
-fn server(url: &str) -> String {
-    match url.parse::<sqlx::postgres::PgConnectOptions>() {
-        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
 }
 
 fn print_change(change: &FlagChange) {
@@ -198,32 +175,30 @@ async fn apply(
     name: &str,
     update: &FlagUpdate,
     expect: &IfRevision,
+    out: OutputArgs,
     by: &str,
-) -> Result<()> {
-    print_flag(&admin.update(name, update, expect.expect(), by).await?.flag);
-    Ok(())
+) -> Result<(), Failure> {
+    let item = admin
+        .update(name, update, expect.expect(), by)
+        .await
+        .map_err(admin_failure)?;
+    out.emit(&item, |item| print_flag(&item.flag))
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cli.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the database at {} given by --database-url / DATABASE_URL",
-                server(&cli.database_url)
-            )
-        })?;
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let pool = cli.connect.postgres_pool().await?;
     let admin = FlagAdmin::new(pool);
     let by = cli.by.as_str();
+    let out = cli.output;
     match cli.command {
         Command::List => {
-            for flag in admin.list().await? {
-                print_flag(&flag);
-            }
+            let flags = admin.list().await.map_err(admin_failure)?;
+            out.emit(&flags, |flags| flags.iter().for_each(print_flag))
         }
-        Command::Get { name } => print_flag(&admin.get(&name).await?),
+        Command::Get { name } => {
+            let flag = admin.get(&name).await.map_err(admin_failure)?;
+            out.emit(&flag, print_flag)
+        }
         Command::Create {
             name,
             description,
@@ -236,29 +211,29 @@ async fn run(cli: Cli) -> Result<()> {
                 description,
                 ..Flag::new(name)
             };
-            admin.create(&flag, by).await?;
-            print_flag(&flag);
+            admin.create(&flag, by).await.map_err(admin_failure)?;
+            out.emit(&flag, print_flag)
         }
         Command::Enable { name, expect } => {
             let update = FlagUpdate {
                 enabled: Some(true),
                 ..FlagUpdate::default()
             };
-            apply(&admin, &name, &update, &expect, by).await?;
+            apply(&admin, &name, &update, &expect, out, by).await
         }
         Command::Disable { name, expect } => {
             let update = FlagUpdate {
                 enabled: Some(false),
                 ..FlagUpdate::default()
             };
-            apply(&admin, &name, &update, &expect, by).await?;
+            apply(&admin, &name, &update, &expect, out, by).await
         }
         Command::Rollout { name, pct, expect } => {
             let update = FlagUpdate {
                 rollout_pct: Some(pct),
                 ..FlagUpdate::default()
             };
-            apply(&admin, &name, &update, &expect, by).await?;
+            apply(&admin, &name, &update, &expect, out, by).await
         }
         Command::Whitelist {
             name,
@@ -269,31 +244,49 @@ async fn run(cli: Cli) -> Result<()> {
                 whitelist: Some((!tenants.is_empty()).then_some(tenants)),
                 ..FlagUpdate::default()
             };
-            apply(&admin, &name, &update, &expect, by).await?;
+            apply(&admin, &name, &update, &expect, out, by).await
         }
         Command::Delete { name, expect } => {
-            admin.delete_if(&name, expect.expect(), by).await?;
-            println!("deleted {name}");
+            admin
+                .delete_if(&name, expect.expect(), by)
+                .await
+                .map_err(admin_failure)?;
+            out.emit(&serde_json::json!({ "deleted": name }), |_| {
+                println!("deleted {name}");
+            })
         }
         Command::History { name } => {
-            for change in admin.history(&name).await? {
-                print_change(&change);
-            }
+            let changes = admin.history(&name).await.map_err(admin_failure)?;
+            out.emit(&changes, |changes| changes.iter().for_each(print_change))
         }
         Command::Rollback { name, to, expect } => {
-            let item = admin.rollback_if(&name, to, expect.expect(), by).await?;
-            print_flag(&item.flag);
+            let item = admin
+                .rollback_if(&name, to, expect.expect(), by)
+                .await
+                .map_err(admin_failure)?;
+            out.emit(&item, |item| print_flag(&item.flag))
         }
-        Command::Eval { name, tenant } => {
-            let set = FlagSet::new(admin.get(&name).await.map(|f| vec![f]).unwrap_or_default());
-            let evaluation = groundwork_flags::Flags::new(set).evaluate(&name, &tenant);
-            println!(
-                "{name} for {tenant}: {} ({:?}, bucket {})",
-                if evaluation.enabled { "on" } else { "off" },
-                evaluation.reason,
-                groundwork_flags::bucket(&tenant, &name)
-            );
-        }
+        Command::Eval { name, tenant } => eval(&admin, &name, &tenant, out).await,
     }
-    Ok(())
+}
+
+/// Evaluates a flag for a tenant and prints the answer with its reason and bucket.
+async fn eval(admin: &FlagAdmin, name: &str, tenant: &str, out: OutputArgs) -> Result<(), Failure> {
+    let set = FlagSet::new(admin.get(name).await.map(|f| vec![f]).unwrap_or_default());
+    let evaluation = groundwork_flags::Flags::new(set).evaluate(name, tenant);
+    let bucket = groundwork_flags::bucket(tenant, name);
+    let reason = format!("{:?}", evaluation.reason);
+    let result = serde_json::json!({
+        "flag": name,
+        "tenant": tenant,
+        "enabled": evaluation.enabled,
+        "reason": reason,
+        "bucket": bucket,
+    });
+    out.emit(&result, |_| {
+        println!(
+            "{name} for {tenant}: {} ({reason}, bucket {bucket})",
+            if evaluation.enabled { "on" } else { "off" },
+        );
+    })
 }

@@ -354,3 +354,87 @@ async fn a_followed_flags_file_reloads_edits_and_reports_a_broken_one_as_stale()
     feed.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_prints_json_for_list_eval_and_history() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    store::migrate(db.pool()).await?;
+    let created = cli(
+        &db,
+        &[
+            "create",
+            "supplier.realtime.sync",
+            "--enabled",
+            "--rollout",
+            "14",
+        ],
+    )?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let listed = cli(&db, &["list", "--json"])?;
+    let flags: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout)?;
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0]["name"], "supplier.realtime.sync");
+    assert_eq!(flags[0]["rollout_pct"], 14);
+
+    let eval = cli(
+        &db,
+        &["eval", "supplier.realtime.sync", "tenant-1", "--json"],
+    )?;
+    let answer: serde_json::Value = serde_json::from_slice(&eval.stdout)?;
+    assert_eq!(answer["enabled"], true);
+    assert_eq!(answer["bucket"], 13);
+    assert_eq!(answer["reason"], "Split");
+
+    let history = cli(&db, &["history", "supplier.realtime.sync", "--json"])?;
+    let changes: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout)?;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["changed_by"], "cli-test");
+
+    // Creating it again is refused as a conflict.
+    let again = cli(&db, &["create", "supplier.realtime.sync"])?;
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_database_exits_1_naming_the_cause_once() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+        .env(
+            "DATABASE_URL",
+            format!("postgres://ops:Hunter2-secret@127.0.0.1:{port}/app"),
+        )
+        .args(["list", "--connect-timeout", "3"])
+        .output()
+        .context("running groundwork-flags")?;
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("cannot connect to the database at postgres://ops:***@"),
+        "{error}"
+    );
+    assert_eq!(error.matches("Connection refused").count(), 1, "{error}");
+    assert!(
+        !error.contains("Hunter2-secret") && !error.contains("pool timed out"),
+        "{error}"
+    );
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+        .args(["list", "--connect-timeout", "soon"])
+        .output()
+        .context("running groundwork-flags")?;
+    assert_eq!(usage.status.code(), Some(2));
+    Ok(())
+}

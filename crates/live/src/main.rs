@@ -5,6 +5,8 @@
 //! groundwork-live --env production get matching.algorithm.weights
 //! groundwork-live --env production set order.expiry.minutes 30 --create --description "unpaid orders expire"
 //! groundwork-live --env production set order.expiry.minutes 45 --if-revision 17
+//! groundwork-live --env production set matching.algorithm.weights --value-file weights.json --force
+//! groundwork-live --env production list --json
 //! groundwork-live --env production history order.expiry.minutes
 //! groundwork-live --env production rollback order.expiry.minutes --to 17 --if-revision 18
 //! groundwork-live --env production delete order.expiry.minutes --if-revision 19
@@ -12,17 +14,17 @@
 //! ```
 //! Values are JSON: `30`, `true`, `'"text"'`, `'{"price_weight": 0.4}'`.
 //!
-//! Exit codes: 0 done, 1 failed, 2 usage, 3 refused because the key changed since it was read
-//! (or exists already): read it again and retry.
+//! The connection arguments (`--database-url`, `--connect-timeout`), `--json` and the exit codes
+//! (0 done, 1 failed, 2 usage, 3 refused because the key changed since it was read or exists
+//! already: read it again and retry) are groundwork-cli's, shared by every Groundwork tool.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use groundwork_cli::{ConnectArgs, Failure, OutputArgs};
 use groundwork_live::config::admin::{AdminError, ConfigAdmin, ConfigItem, Expect, NewValue};
-
-/// A write was refused to protect a concurrent change.
-const EXIT_CONFLICT: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,9 +33,11 @@ const EXIT_CONFLICT: u8 = 3;
     about = "Inspect and change platform_config values"
 )]
 struct Cli {
-    /// PostgreSQL URL of the database holding `platform_config`
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// The database holding `platform_config`
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    output: OutputArgs,
     /// The environment whose values to show or change, e.g. production, staging (not used by
     /// `relay`)
     #[arg(long, env = "APP_ENV")]
@@ -59,8 +63,15 @@ enum Command {
     /// Set a key's value (JSON); say what you expect to find
     Set {
         key: String,
-        #[arg(help = r#"The value as JSON, e.g. 30, true, '"text"', '{"price_weight": 0.4}'"#)]
-        value: String,
+        #[arg(
+            help = r#"The value as JSON, e.g. 30, true, '"text"', '{"price_weight": 0.4}'"#,
+            required_unless_present = "value_file",
+            conflicts_with = "value_file"
+        )]
+        value: Option<String>,
+        /// Read the value (JSON) from this file, or from stdin with `-`
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -144,31 +155,18 @@ impl ChangeExpectation {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            let refused = matches!(
-                error.downcast_ref::<AdminError>(),
-                Some(AdminError::Conflict { .. } | AdminError::Exists { .. })
-            );
-            if refused {
-                ExitCode::from(EXIT_CONFLICT)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+    groundwork_cli::main(run)
+}
+
+/// A refused write exits with 3 (conflict); every other admin error with 1.
+fn admin_failure(error: AdminError) -> Failure {
+    if matches!(
+        error,
+        AdminError::Conflict { .. } | AdminError::Exists { .. }
+    ) {
+        Failure::conflict(error)
+    } else {
+        Failure::failed(error)
     }
 }
 
@@ -187,26 +185,8 @@ fn print_item(item: &ConfigItem) {
     );
 }
 
-/// `host:port` of a database URL, for messages: sqlx's connection errors do not name the server,
-/// and the URL may hold a password.
-fn server(url: &str) -> String {
-    match url.parse::<sqlx::postgres::PgConnectOptions>() {
-        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
-}
-
-async fn run(cli: Cli) -> Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cli.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the database at {} given by --database-url / DATABASE_URL",
-                server(&cli.database_url)
-            )
-        })?;
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let pool = cli.connect.postgres_pool().await?;
     if let Command::Relay {
         transport,
         namespace,
@@ -216,25 +196,40 @@ async fn run(cli: Cli) -> Result<()> {
         return relay(pool, &transport, namespace, channels).await;
     }
     let admin = ConfigAdmin::new(pool);
-    let env = cli.env.as_deref().context(
-        "--env (or APP_ENV) is required: the environment whose values to show or change",
-    )?;
+    let env = cli.env.as_deref().ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "--env (or APP_ENV) is required: the environment whose values to show or change"
+        ))
+    })?;
     let by = cli.by.as_str();
+    let out = cli.output;
     match cli.command {
-        Command::Relay { .. } => {}
+        Command::Relay { .. } => Ok(()),
         Command::List => {
-            for item in admin.list(env).await? {
-                print_item(&item);
-            }
+            let items = admin.list(env).await.map_err(admin_failure)?;
+            out.emit(&items, |items| items.iter().for_each(print_item))
         }
-        Command::Get { key } => print_item(&admin.get(env, &key).await?),
+        Command::Get { key } => {
+            let item = admin.get(env, &key).await.map_err(admin_failure)?;
+            out.emit(&item, print_item)
+        }
         Command::Set {
             key,
             value,
+            value_file,
             description,
             expect,
         } => {
-            let value: serde_json::Value = serde_json::from_str(&value).with_context(|| {
+            let text = match (value, value_file) {
+                (Some(value), _) => value,
+                (None, Some(path)) => groundwork_cli::read_value(&path)?,
+                (None, None) => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "give the value or --value-file FILE (`-` for stdin)"
+                    )));
+                }
+            };
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
                 format!("the value for `{key}` is not JSON; quote text as '\"text\"'")
             })?;
             let new = NewValue {
@@ -243,33 +238,48 @@ async fn run(cli: Cli) -> Result<()> {
                 value: &value,
                 description: description.as_deref(),
             };
-            print_item(&admin.set(&new, expect.expect(), by).await?);
+            let item = admin
+                .set(&new, expect.expect(), by)
+                .await
+                .map_err(admin_failure)?;
+            out.emit(&item, print_item)
         }
         Command::Delete { key, expect } => {
-            admin.delete(env, &key, expect.expect(), by).await?;
-            println!("deleted {key} from {env}");
+            admin
+                .delete(env, &key, expect.expect(), by)
+                .await
+                .map_err(admin_failure)?;
+            out.emit(&serde_json::json!({ "deleted": key, "env": env }), |_| {
+                println!("deleted {key} from {env}");
+            })
         }
         Command::History { key } => {
-            for change in admin.history(env, &key).await? {
-                let value = change
-                    .value
-                    .as_ref()
-                    .map_or_else(|| "(deleted)".to_owned(), ToString::to_string);
-                println!(
-                    "{:>8}  {}  {:<6}  by {:<20}  {}",
-                    change.revision,
-                    change.changed_at,
-                    change.op,
-                    change.changed_by.as_deref().unwrap_or("-"),
-                    value
-                );
-            }
+            let changes = admin.history(env, &key).await.map_err(admin_failure)?;
+            out.emit(&changes, |changes| {
+                for change in changes {
+                    let value = change
+                        .value
+                        .as_ref()
+                        .map_or_else(|| "(deleted)".to_owned(), ToString::to_string);
+                    println!(
+                        "{:>8}  {}  {:<6}  by {:<20}  {}",
+                        change.revision,
+                        change.changed_at,
+                        change.op,
+                        change.changed_by.as_deref().unwrap_or("-"),
+                        value
+                    );
+                }
+            })
         }
         Command::Rollback { key, to, expect } => {
-            print_item(&admin.rollback(env, &key, to, expect.expect(), by).await?);
+            let item = admin
+                .rollback(env, &key, to, expect.expect(), by)
+                .await
+                .map_err(admin_failure)?;
+            out.emit(&item, print_item)
         }
     }
-    Ok(())
 }
 
 /// Runs a relay until SIGINT or SIGTERM, printing its role changes.
@@ -278,11 +288,13 @@ async fn relay(
     transport: &str,
     namespace: String,
     channels: Vec<String>,
-) -> Result<()> {
+) -> Result<(), Failure> {
     use groundwork_live::{Relay, RelayOptions, RelayRole, Transport};
     use tokio::signal::unix::{SignalKind, signal};
 
-    let transport = Transport::parse(transport).context("--transport / LIVE_TRANSPORT")?;
+    let transport = Transport::parse(transport)
+        .context("--transport / LIVE_TRANSPORT")
+        .map_err(Failure::usage)?;
     let options = RelayOptions::new(transport.clone())
         .namespace(namespace)
         .channels(channels);

@@ -194,3 +194,132 @@ async fn the_cli_never_prints_a_secret_from_the_database_url() -> Result<()> {
     }
     Ok(())
 }
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[tokio::test]
+async fn values_come_from_a_file_or_stdin_and_data_prints_as_json() -> Result<()> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let db = TestDatabase::create().await?;
+    sqlx::raw_sql(config::MIGRATIONS[0].1)
+        .execute(db.pool())
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("weights.json");
+    std::fs::write(&file, r#"{"price_weight": 0.4, "distance_weight": 0.6}"#)?;
+    let file_arg = file.display().to_string();
+    let from_file = run(
+        &db,
+        &[
+            "set",
+            "matching.weights",
+            "--value-file",
+            &file_arg,
+            "--create",
+        ],
+    )?;
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+
+    // A value larger than anyone would type, through stdin.
+    let long_text = "x".repeat(200_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .env("DATABASE_URL", db.url())
+        .env_remove("APP_ENV")
+        .args(["--env", "production", "--by", "ops"])
+        .args(["set", "banner.text", "--value-file", "-", "--create"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running groundwork-live")?;
+    let mut stdin = child.stdin.take().context("the child's stdin")?;
+    stdin.write_all(serde_json::to_string(&long_text)?.as_bytes())?;
+    drop(stdin);
+    let from_stdin = child.wait_with_output()?;
+    assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
+
+    let got = run(&db, &["get", "banner.text", "--json"])?;
+    assert!(got.status.success(), "{}", stderr(&got));
+    let item: serde_json::Value = serde_json::from_slice(&got.stdout)?;
+    assert_eq!(item["value"].as_str(), Some(long_text.as_str()));
+    assert_eq!(item["key"], "banner.text");
+
+    let listed = run(&db, &["list", "--json"])?;
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout)?;
+    assert_eq!(items.len(), 2, "{}", stdout(&listed));
+    let weights = items
+        .iter()
+        .find(|item| item["key"] == "matching.weights")
+        .context("matching.weights in the list")?;
+    assert_eq!(weights["value"]["price_weight"], 0.4);
+
+    let history = run(&db, &["history", "matching.weights", "--json"])?;
+    let changes: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout)?;
+    assert_eq!(changes.len(), 1, "{}", stdout(&history));
+    assert_eq!(changes[0]["op"], "INSERT");
+
+    // A value and a value file together, or neither, is a usage error; so is a missing file.
+    let both = run(
+        &db,
+        &["set", "k", "1", "--value-file", &file_arg, "--force"],
+    )?;
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    let neither = run(&db, &["set", "k", "--force"])?;
+    assert_eq!(neither.status.code(), Some(2), "{}", stderr(&neither));
+    let missing_file = run(
+        &db,
+        &[
+            "set",
+            "k",
+            "--value-file",
+            "/nonexistent/value.json",
+            "--force",
+        ],
+    )?;
+    assert_eq!(
+        missing_file.status.code(),
+        Some(2),
+        "{}",
+        stderr(&missing_file)
+    );
+    assert!(
+        stderr(&missing_file).contains("cannot read the value file /nonexistent/value.json"),
+        "{}",
+        stderr(&missing_file)
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_usage_exits_2_and_an_unreachable_database_exits_1_naming_the_cause_once() -> Result<()> {
+    let bad_usage = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .args(["--env", "production", "list", "--no-such-option"])
+        .output()?;
+    assert_eq!(bad_usage.status.code(), Some(2), "{}", stderr(&bad_usage));
+
+    let url = format!(
+        "postgres://ops:Hunter2-secret@127.0.0.1:{}/app",
+        closed_port()?
+    );
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .env("DATABASE_URL", &url)
+        .args(["--env", "production", "--connect-timeout", "3", "list"])
+        .output()?;
+    let error = stderr(&unreachable);
+    assert_eq!(unreachable.status.code(), Some(1), "{error}");
+    assert!(
+        error.starts_with("error: cannot connect to the database at postgres://ops:***@127.0.0.1:"),
+        "{error}"
+    );
+    assert_eq!(error.matches("Connection refused").count(), 1, "{error}");
+    assert_eq!(error.lines().count(), 1, "one line: {error}");
+    assert!(!error.contains("Hunter2-secret"), "{error}");
+    assert!(!error.contains("pool timed out"), "{error}");
+    Ok(())
+}

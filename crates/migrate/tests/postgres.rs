@@ -666,3 +666,73 @@ fn create_numbers_files_to_the_directory_width() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn cli_status_prints_json_and_an_empty_migration_is_warned_about() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let dir = dir_with(&[
+        ("001_hotels.up.sql", "CREATE TABLE hotels (id int);"),
+        ("001_hotels.down.sql", "DROP TABLE hotels;"),
+        ("002_forgotten.up.sql", "-- forgotten: apply\n\n"),
+        ("002_forgotten.down.sql", "DROP TABLE IF EXISTS nothing;"),
+    ]);
+    let dir_arg = dir.path().to_string_lossy().into_owned();
+    let up = cli(
+        &["--dir", &dir_arg, "up", "--to", "1"],
+        &[("DATABASE_URL", db.url())],
+    );
+    let (_, err) = text(&up);
+    assert_eq!(up.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("warning: 002_forgotten.up.sql").count(),
+        1,
+        "the empty file is named once: {err}"
+    );
+    assert!(err.contains("is empty"), "{err}");
+    assert!(
+        !err.contains("001_hotels"),
+        "files with SQL are not warned about: {err}"
+    );
+
+    let status = cli(
+        &["--dir", &dir_arg, "status", "--json"],
+        &[("DATABASE_URL", db.url())],
+    );
+    let (out, err) = text(&status);
+    assert_eq!(status.status.code(), Some(0), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[0]["version"], 1);
+    assert_eq!(rows[0]["state"], "applied");
+    assert!(
+        rows[0]["applied_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z')),
+        "{out}"
+    );
+    assert_eq!(rows[1]["state"], "pending");
+    assert!(rows[1]["applied_at"].is_null(), "{out}");
+    Ok(())
+}
+
+#[test]
+fn cli_unreachable_database_names_the_cause_once() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let seed = fixture("seed").to_string_lossy().into_owned();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/db");
+    let bad = cli(
+        &["--dir", &seed, "status", "--connect-timeout", "3"],
+        &[("DATABASE_URL", &url)],
+    );
+    let (_, err) = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: cannot connect to the database at postgres://app:***@"),
+        "{err}"
+    );
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    Ok(())
+}

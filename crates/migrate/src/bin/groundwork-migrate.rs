@@ -1,13 +1,17 @@
 //! `groundwork-migrate`: the operator's command line over the library.
+//!
+//! The connection arguments (`--database-url`, `--connect-timeout`), `--json` and the exit codes
+//! (0 done, 1 failed, 2 usage) are groundwork-cli's, shared by every Groundwork tool.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
+use groundwork_cli::{ConnectArgs, Failure, OutputArgs, SecretUrlParser};
+use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_migrate::{
-    Backend, DownTarget, MigrateError, MigrateOptions, MigrationSet, Migrator, Report, TableName,
-    UrlKind,
+    Backend, DownTarget, MigrateOptions, MigrationSet, Migrator, Report, TableName, UrlKind,
 };
 
 /// Apply, revert and inspect SQL migrations (PostgreSQL, ClickHouse).
@@ -25,10 +29,21 @@ struct Global {
     /// Directory holding the migration files.
     #[arg(long, global = true, default_value = "migrations")]
     dir: PathBuf,
-    /// Database URL (postgres://, http(s):// or clickhouse://); default: `DATABASE_URL`, then
-    /// `CLICKHOUSE_URL` from the environment.
-    #[arg(long, global = true)]
-    database_url: Option<String>,
+    /// The database: postgres://, http(s):// or clickhouse://
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// ClickHouse URL, used when neither --database-url nor `DATABASE_URL` is given
+    #[arg(
+        long,
+        global = true,
+        env = "CLICKHOUSE_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = SecretUrlParser
+    )]
+    clickhouse_url: Option<SecretUrl>,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Tracking table.
     #[arg(long, global = true, default_value = TableName::DEFAULT)]
     table: String,
@@ -83,58 +98,25 @@ enum Command {
     Repair,
 }
 
-/// A failure to report: usage (exit 2) or a failed run (exit 1).
-enum Failure {
-    Usage(String),
-    Failed(String),
-}
-
-impl From<MigrateError> for Failure {
-    fn from(e: MigrateError) -> Self {
-        Self::Failed(e.to_string())
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Failed(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(1)
-        }
-    }
+    groundwork_cli::main(run)
 }
 
-fn database_url(global: &Global) -> Option<String> {
-    global
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-        .or_else(|| {
-            std::env::var("CLICKHOUSE_URL")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
+fn usage(message: String) -> Failure {
+    Failure::usage(anyhow::Error::msg(message))
+}
+
+/// Whether a script holds nothing but blanks and `--` comments: applying it changes nothing,
+/// which is rarely what its author meant.
+fn is_empty_script(sql: &str) -> bool {
+    sql.lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with("--"))
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let global = &cli.global;
-    let table = TableName::new(&global.table).map_err(|e| Failure::Usage(e.to_string()))?;
+    let table = TableName::new(&global.table).map_err(Failure::usage)?;
     if let Command::Create { name } = &cli.command {
         let set = if global.dir.exists() {
             MigrationSet::load(&global.dir)?
@@ -156,6 +138,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             global.dir.display()
         );
     }
+    for migration in &set.migrations {
+        let scripts = std::iter::once(&migration.up).chain(migration.down.as_ref());
+        for script in scripts.filter(|script| is_empty_script(&script.sql)) {
+            eprintln!(
+                "warning: {} in {} is empty (nothing but blanks and comments): running it changes nothing",
+                script.file_name,
+                global.dir.display()
+            );
+        }
+    }
     let mut options = MigrateOptions::default();
     options.table = table;
     options.lock_timeout = Duration::from_secs(global.lock_timeout);
@@ -163,7 +155,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     options.dry_run = global.dry_run;
     let migrator = Migrator::new(set).with_options(options);
 
-    let Some(url) = database_url(global) else {
+    let Some(url) = global
+        .connect
+        .database_url
+        .as_ref()
+        .or(global.clickhouse_url.as_ref())
+    else {
         if matches!(cli.command, Command::Validate) {
             println!(
                 "{} migration(s) in {} are well formed (no database url: not compared with a database)",
@@ -172,37 +169,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             return Ok(());
         }
-        return Err(Failure::Usage(
+        return Err(usage(
             "no database url: pass --database-url or set DATABASE_URL (PostgreSQL) or CLICKHOUSE_URL".to_owned(),
         ));
     };
-    match UrlKind::of(&url) {
+    let out = global.output;
+    match UrlKind::of(url.expose_secret()) {
         #[cfg(feature = "postgres")]
         Some(UrlKind::Postgres) => {
-            let mut db = groundwork_migrate::postgres::PgBackend::connect(&url).await?;
-            let result = execute(&migrator, &mut db, &cli.command).await;
+            let connect = ConnectArgs {
+                database_url: Some(url.clone()),
+                connect_timeout: global.connect.connect_timeout,
+            };
+            let conn = connect.connect_postgres().await?;
+            let mut db = groundwork_migrate::postgres::PgBackend::from_connection(conn);
+            let result = execute(&migrator, &mut db, &cli.command, out).await;
             // The run's outcome matters more than a failed close; the session ends either way.
             let _ = db.close().await;
             result
         }
         #[cfg(feature = "clickhouse")]
         Some(UrlKind::ClickHouse) => {
-            let mut db = groundwork_migrate::clickhouse::ClickHouseBackend::from_url(&url)?;
-            execute(&migrator, &mut db, &cli.command).await
+            let mut db =
+                groundwork_migrate::clickhouse::ClickHouseBackend::from_url(url.expose_secret())?;
+            execute(&migrator, &mut db, &cli.command, out).await
         }
         #[cfg(not(all(feature = "postgres", feature = "clickhouse")))]
-        Some(kind) => Err(Failure::Usage(format!(
-            "{} needs the `{}` feature, which this binary was built without",
-            groundwork_config::redact_url(&url),
+        Some(kind) => Err(usage(format!(
+            "{url} needs the `{}` feature, which this binary was built without",
             if kind == UrlKind::Postgres {
                 "postgres"
             } else {
                 "clickhouse"
             }
         ))),
-        None => Err(Failure::Usage(format!(
-            "unsupported database url {}: use postgres://, http(s):// or clickhouse://",
-            groundwork_config::redact_url(&url)
+        None => Err(usage(format!(
+            "unsupported database url {url}: use postgres://, http(s):// or clickhouse://"
         ))),
     }
 }
@@ -211,6 +213,7 @@ async fn execute<B: Backend>(
     migrator: &Migrator,
     db: &mut B,
     command: &Command,
+    out: OutputArgs,
 ) -> Result<(), Failure> {
     let width = migrator.migrations().version_width;
     match command {
@@ -226,40 +229,30 @@ async fn execute<B: Backend>(
         }
         Command::Status => {
             let rows = migrator.status(db).await?;
-            let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-            let version_width = rows
+            let json: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|r| r.version.to_string().len())
-                .max()
-                .unwrap_or(7)
-                .max(width)
-                .max(7);
-            println!(
-                "{:<version_width$}  {:<name_width$}  {:<8}  APPLIED AT",
-                "VERSION", "NAME", "STATE"
-            );
-            for row in &rows {
-                let at = row.applied_at.map(format_utc).unwrap_or_default();
-                println!(
-                    "{:0>width$}{}  {:<name_width$}  {:<8}  {at}",
-                    row.version,
-                    " ".repeat(
-                        version_width.saturating_sub(row.version.to_string().len().max(width))
-                    ),
-                    row.name,
-                    row.state.as_str(),
-                );
-            }
+                .map(|row| {
+                    serde_json::json!({
+                        "version": row.version,
+                        "name": row.name,
+                        "file": row.file,
+                        "state": row.state.as_str(),
+                        "applied_at": row.applied_at.map(|at| format_utc(at, Style::Rfc3339)),
+                        "execution_ms": row.execution_time.map(|d| d.as_millis()),
+                    })
+                })
+                .collect();
+            out.emit(&json, |_| print_status(&rows, width))?;
         }
         Command::Validate => {
             let problems = migrator.validate(db).await?;
             if !problems.is_empty() {
                 let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
-                return Err(Failure::Failed(format!(
+                return Err(Failure::failed(anyhow::Error::msg(format!(
                     "{} problem(s):\n{}",
                     problems.len(),
                     list.join("\n")
-                )));
+                ))));
             }
             println!(
                 "ok: {} migration(s), no problems",
@@ -272,6 +265,34 @@ async fn execute<B: Backend>(
         Command::Create { .. } => {}
     }
     Ok(())
+}
+
+fn print_status(rows: &[groundwork_migrate::MigrationStatus], width: usize) {
+    let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let version_width = rows
+        .iter()
+        .map(|r| r.version.to_string().len())
+        .max()
+        .unwrap_or(7)
+        .max(width)
+        .max(7);
+    println!(
+        "{:<version_width$}  {:<name_width$}  {:<8}  APPLIED AT",
+        "VERSION", "NAME", "STATE"
+    );
+    for row in rows {
+        let at = row
+            .applied_at
+            .map(|at| format_utc(at, Style::Human))
+            .unwrap_or_default();
+        println!(
+            "{:0>width$}{}  {:<name_width$}  {:<8}  {at}",
+            row.version,
+            " ".repeat(version_width.saturating_sub(row.version.to_string().len().max(width))),
+            row.name,
+            row.state.as_str(),
+        );
+    }
 }
 
 fn print_report(report: &Report, nothing: &str) {
@@ -299,8 +320,17 @@ fn print_report(report: &Report, nothing: &str) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC`, without a date library.
-fn format_utc(at: SystemTime) -> String {
+/// How a time is written.
+#[derive(Clone, Copy)]
+enum Style {
+    /// `YYYY-MM-DD HH:MM:SS UTC`, for people.
+    Human,
+    /// `YYYY-MM-DDTHH:MM:SSZ`, for `--json`.
+    Rfc3339,
+}
+
+/// A UTC time in `style`, without a date library.
+fn format_utc(at: SystemTime, style: Style) -> String {
     let secs = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -316,10 +346,13 @@ fn format_utc(at: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    match style {
+        Style::Human => {
+            format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+        }
+        Style::Rfc3339 => {
+            format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+        }
+    }
 }
