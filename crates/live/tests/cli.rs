@@ -323,3 +323,23 @@ fn bad_usage_exits_2_and_an_unreachable_database_exits_1_naming_the_cause_once()
     assert!(!error.contains("pool timed out"), "{error}");
     Ok(())
 }
+
+#[test]
+fn a_database_that_never_answers_fails_at_the_connect_timeout() -> Result<()> {
+    // The kernel accepts connections into the backlog; nothing ever answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("postgres://ops:Hunter2-secret@{}/app", silent.local_addr()?);
+    let output = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
+        .env("DATABASE_URL", &url)
+        .args(["--env", "production", "--connect-timeout", "1", "list"])
+        .output()?;
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("no answer within 1 s (--connect-timeout)"),
+        "{error}"
+    );
+    assert!(!error.contains("Hunter2-secret"), "{error}");
+    drop(silent);
+    Ok(())
+}
