@@ -8,6 +8,13 @@ pub use edge::{EdgeMetrics, EdgeSettings};
 mod log_level;
 #[cfg(feature = "live")]
 pub use log_level::{LOG_LEVEL_KEY, LogLevelError, LogLevelFollower, follow_log_level};
+#[cfg(feature = "run")]
+mod run;
+#[cfg(feature = "run")]
+pub use run::{
+    BoxError, RunError, RunOptions, Service, ServiceSettings, Startup, run, run_task,
+    run_task_with, run_with,
+};
 
 use std::future::Future;
 use std::time::Duration;

@@ -130,6 +130,16 @@ pub struct Settings {
 /// The name this service uses when no name is configured.
 const SERVICE_NAME: &str = "analytics-ingest";
 
+impl groundwork_service::ServiceSettings for Settings {
+    fn telemetry(&self) -> TelemetrySettings {
+        Settings::telemetry(self)
+    }
+
+    fn listen_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 impl Settings {
     /// The name in logs, traces and health responses: `OTEL_SERVICE_NAME`, else
     /// `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `analytics-ingest`.
@@ -237,6 +247,8 @@ pub struct Ingest {
     /// The metrics behind `/metrics`: HTTP, process and the RabbitMQ connection.
     pub metrics: HttpMetrics,
     telemetry: TelemetryLayer,
+    /// The edge limits from the settings (`HTTP_*`), for [`groundwork_service::run`].
+    edge: EdgeSettings,
     stats: watch::Receiver<IngestStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
     amqp: Arc<Connection>,
@@ -377,6 +389,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         health,
         metrics,
         telemetry,
+        edge: settings.http.clone(),
         stats: stats_receiver,
         consumer,
         amqp,
@@ -609,5 +622,29 @@ impl Batcher {
         }
         insert.end().await?;
         Ok(())
+    }
+}
+
+/// What `groundwork_service::run` serves and stops: the router with the edge limits from the
+/// settings (`HTTP_*`) and no drain delay, then
+/// [`Ingest::shutdown`].
+impl groundwork_service::Service for Ingest {
+    fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            drain_delay: Duration::ZERO,
+            ..Ingest::serve_options(self, self.edge.clone())
+        }
+    }
+
+    async fn shutdown(self) -> Result<(), groundwork_service::BoxError> {
+        Ok(Ingest::shutdown(self).await?)
     }
 }

@@ -147,6 +147,21 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Applies the gateway's migrations on a small pool of its own and returns: `api-gateway migrate`,
+/// for a deploy step that runs before the new version serves (an init container or a Job).
+pub async fn migrate_database(settings: &Settings) -> anyhow::Result<()> {
+    let db = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(settings.database_url.expose_secret())
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", settings.database_url))?;
+    migrate(&db).await?;
+    db.close().await;
+    tracing::info!("api-gateway migrations applied");
+    Ok(())
+}
+
 /// Connects to PostgreSQL, Redis and RabbitMQ, applies migrations, starts following config and
 /// flags, and builds the router. Fails with a message naming what could not be reached.
 pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
@@ -402,5 +417,25 @@ impl Gateway {
             tracing::warn!(%error, "closing the RabbitMQ connection failed");
         }
         self.db.close().await;
+    }
+}
+
+/// What `groundwork_service::run` serves and stops.
+impl groundwork_service::Service for Gateway {
+    fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn serve_options(&self) -> groundwork_service::ServeOptions {
+        Gateway::serve_options(self)
+    }
+
+    async fn shutdown(self) -> Result<(), groundwork_service::BoxError> {
+        Gateway::shutdown(self).await;
+        Ok(())
     }
 }

@@ -126,3 +126,13 @@ impl Settings {
         self.telemetry.with_service_default(SERVICE_NAME)
     }
 }
+
+impl groundwork_service::ServiceSettings for Settings {
+    fn telemetry(&self) -> TelemetrySettings {
+        Settings::telemetry(self)
+    }
+
+    fn listen_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}

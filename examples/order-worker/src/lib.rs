@@ -109,6 +109,16 @@ pub struct Settings {
 /// The name this service uses when no name is configured.
 const SERVICE_NAME: &str = "order-worker";
 
+impl groundwork_service::ServiceSettings for Settings {
+    fn telemetry(&self) -> TelemetrySettings {
+        Settings::telemetry(self)
+    }
+
+    fn listen_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 impl Settings {
     /// The name in logs, traces and health responses: `OTEL_SERVICE_NAME`, else
     /// `SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `order-worker`.
@@ -214,6 +224,8 @@ pub struct Worker {
     /// the answers of the HTTP edge.
     pub metrics: HttpMetrics,
     telemetry: TelemetryLayer,
+    /// The edge limits from the settings (`HTTP_*`), for [`groundwork_service::run`].
+    edge: EdgeSettings,
     stats: watch::Receiver<WorkerStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
     amqp: Arc<Connection>,
@@ -324,6 +336,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         health,
         telemetry: telemetry.with_metrics(metrics.clone()),
         metrics,
+        edge: settings.http.clone(),
         stats: stats_receiver,
         consumer,
         amqp,
@@ -569,5 +582,29 @@ async fn settle(delivery: &Delivery, how: Settle) {
     // A failed ack means the channel is gone; the broker redelivers the message elsewhere.
     if let Err(error) = result {
         tracing::warn!(%error, "settling a delivery failed; the broker will redeliver it");
+    }
+}
+
+/// What `groundwork_service::run` serves and stops: the router with the edge limits from the
+/// settings (`HTTP_*`) and no drain delay, then
+/// [`Worker::shutdown`].
+impl groundwork_service::Service for Worker {
+    fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            drain_delay: Duration::ZERO,
+            ..Worker::serve_options(self, self.edge.clone())
+        }
+    }
+
+    async fn shutdown(self) -> Result<(), groundwork_service::BoxError> {
+        Ok(Worker::shutdown(self).await?)
     }
 }

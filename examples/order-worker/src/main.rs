@@ -1,51 +1,20 @@
 //! The order-worker binary: load config, start consuming, serve health until SIGTERM or Ctrl-C,
 //! finish the messages in hand, exit.
 
-use std::time::Duration;
-
 use groundwork_config::ExposeSecret as _;
-use groundwork_example_order_worker::Settings;
-use groundwork_service::{LogLevelFollower, ServeOptions, Shutdown};
+use groundwork_example_order_worker::{Settings, start};
+use groundwork_service::Startup;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings: Settings = groundwork_config::load_or_exit();
-    let telemetry_settings = settings.telemetry();
-    let telemetry = groundwork_telemetry::init(&telemetry_settings)?;
-    let address = format!("{}:{}", settings.host, settings.port);
-    let edge = settings.http.clone();
-
-    // The level follows `log.level` in `platform_config` from now on.
-    let log_level = LogLevelFollower::start_or_warn(
-        Some(settings.database_url.expose_secret()),
-        &settings.config_env,
-        telemetry.log_level().clone(),
-        telemetry_settings.log_directives(),
-    )
-    .await;
-
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
-    let worker = groundwork_example_order_worker::start(settings, shutdown.clone()).await?;
-
-    let options = ServeOptions {
-        drain_delay: Duration::ZERO,
-        ..worker.serve_options(edge)
-    };
-    groundwork_service::serve_at(
-        &address,
-        worker.router.clone(),
-        &worker.health,
-        shutdown,
-        options,
-    )
+    groundwork_service::run(async |settings: Settings, startup: &mut Startup| {
+        // The level follows `log.level` in `platform_config` from now on.
+        let database_url = settings.database_url.expose_secret();
+        startup
+            .follow_log_level_at(Some(database_url), &settings.config_env)
+            .await;
+        Ok(start(settings, startup.shutdown()).await?)
+    })
     .await?;
-    worker.shutdown().await?;
-    tracing::info!("order-worker stopped");
-    if let Some(log_level) = log_level {
-        log_level.shutdown().await;
-    }
-    // Flush the last spans (bounded) off the runtime's threads.
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await??;
     Ok(())
 }

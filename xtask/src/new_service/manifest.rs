@@ -28,8 +28,9 @@ fn dependencies(parts: &[Part]) -> Vec<Dependency> {
     let mut health = Vec::new();
     let mut connect = Vec::new();
     let mut telemetry_features = vec!["otlp", "http", "process"];
-    // `ServeOptions::telemetry`: the edge's own answers go through the telemetry layer.
-    let mut service = vec!["telemetry"];
+    // `run`: `main` in one call. `ServeOptions::telemetry`: the edge's own answers go through the
+    // telemetry layer.
+    let mut service = vec!["run", "telemetry"];
     let mut list = vec![
         dependency("anyhow", &[]),
         dependency("axum", &["tokio", "http1"]),
