@@ -459,3 +459,23 @@ impl App {
         //@end
     }
 }
+
+/// What `groundwork_service::run` serves and stops.
+impl groundwork_service::Service for App {
+    fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn serve_options(&self) -> groundwork_service::ServeOptions {
+        App::serve_options(self)
+    }
+
+    async fn shutdown(self) -> Result<(), groundwork_service::BoxError> {
+        App::shutdown(self).await;
+        Ok(())
+    }
+}

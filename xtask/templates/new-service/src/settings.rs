@@ -104,6 +104,17 @@ impl Settings {
     }
 }
 
+/// What `groundwork_service::run` reads besides loading the settings.
+impl groundwork_service::ServiceSettings for Settings {
+    fn telemetry(&self) -> TelemetrySettings {
+        Settings::telemetry(self)
+    }
+
+    fn listen_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
