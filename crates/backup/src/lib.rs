@@ -65,7 +65,7 @@ pub use postgres::{
 #[cfg(feature = "redis")]
 pub use redis::{
     RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, RedisTlsFiles, backup_redis,
-    restore_redis_file,
+    backup_redis_cluster, restore_redis_file,
 };
 #[cfg(feature = "postgres")]
 pub use spool::{WalSpoolOptions, WalSpoolReport, push_wal_spooled};

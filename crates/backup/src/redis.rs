@@ -141,6 +141,23 @@ impl RedisTarget {
         })
     }
 
+    /// The same server settings for another node (`host:port`) of a cluster.
+    fn at(&self, host: &str, port: u16) -> Result<Self, BackupError> {
+        let mut url = url::Url::parse(&self.url_without_password)
+            .map_err(|err| BackupError::config("redis url", err.to_string()))?;
+        url.set_host(Some(host))
+            .map_err(|err| BackupError::config("redis url", format!("node {host}: {err}")))?;
+        url.set_port(Some(port)).map_err(|()| {
+            BackupError::config("redis url", format!("node {host}:{port} takes no port"))
+        })?;
+        Ok(Self {
+            url_without_password: url.into(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            tls: self.tls.clone(),
+        })
+    }
+
     fn command(&self, redis_cli: &Path) -> Command {
         let mut command = Command::new(redis_cli);
         command.args(["-u", &self.url_without_password]);
@@ -173,6 +190,70 @@ pub async fn backup_redis(
     options: &RedisBackupOptions,
 ) -> Result<BackupManifest, BackupError> {
     let target = RedisTarget::parse(redis_url.expose_secret(), &options.tls)?;
+    backup_nodes(storage, vec![(target, None)], options).await
+}
+
+/// Backs up the Redis Cluster that the node at `redis_url` belongs to: one RDB snapshot per
+/// master (`dump-<host>-<port>.rdb.zst`, each master holding its share of the slots), under one
+/// backup id and one manifest. The masters are those `CLUSTER NODES` lists as masters that are
+/// not failing, asked of `redis_url`'s node; the URL's user, password and TLS files apply to
+/// each. `row_counts` hold the keys per master and database (`<host>:<port>/db0`).
+///
+/// The snapshots are taken one after the other, so they are not one point in time across
+/// masters; keys that must stay consistent with each other belong in one slot (a hash tag).
+pub async fn backup_redis_cluster(
+    storage: &Storage,
+    redis_url: &SecretString,
+    options: &RedisBackupOptions,
+) -> Result<BackupManifest, BackupError> {
+    let seed = RedisTarget::parse(redis_url.expose_secret(), &options.tls)?;
+    let redis_cli = options.redis_cli.clone();
+    let mut nodes = seed.command(&redis_cli);
+    nodes.args(["CLUSTER", "NODES"]).stdout(Stdio::piped());
+    let listing = tokio::task::spawn_blocking(move || run_capture(&mut nodes))
+        .await
+        .map_err(|err| BackupError::program("redis-cli", err.to_string()))??;
+    let masters = cluster_masters(&listing);
+    if masters.is_empty() {
+        return Err(BackupError::config(
+            "redis url",
+            "`CLUSTER NODES` lists no healthy master; is this node part of a Redis Cluster?",
+        ));
+    }
+    let targets = masters
+        .into_iter()
+        .map(|(host, port)| Ok((seed.at(&host, port)?, Some(format!("{host}:{port}")))))
+        .collect::<Result<Vec<_>, BackupError>>()?;
+    backup_nodes(storage, targets, options).await
+}
+
+/// The `host:port` of every master in a `CLUSTER NODES` listing that is not failing and serves
+/// slots, in the listing's order.
+fn cluster_masters(listing: &str) -> Vec<(String, u16)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?.split(',').collect::<Vec<_>>();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                return None;
+            }
+            // Fields 9 and on are the slot ranges; a master without slots holds no data.
+            fields.get(8)?;
+            let address = fields.get(1)?.split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Backs up each node's RDB into one backup: `label` is `None` for a lone server (object
+/// `dump.rdb.zst`, row counts `db0`, ...) and `host:port` for a cluster's master.
+async fn backup_nodes(
+    storage: &Storage,
+    nodes: Vec<(RedisTarget, Option<String>)>,
+    options: &RedisBackupOptions,
+) -> Result<BackupManifest, BackupError> {
     options.pipeline.validate(storage)?;
     let source = options.source_name.clone();
     if source.is_empty() || source.contains('/') {
@@ -185,22 +266,36 @@ pub async fn backup_redis(
     let clock = Instant::now();
     let id = BackupId::at(started);
 
-    let redis_cli = options.redis_cli.clone();
-    let mut info = target.command(&redis_cli);
-    info.args(["INFO", "server"]).stdout(Stdio::piped());
-    let mut keyspace = target.command(&redis_cli);
-    keyspace.args(["INFO", "keyspace"]).stdout(Stdio::piped());
-    let (tool_version, server_info, keyspace_info) = tokio::task::spawn_blocking(move || {
-        Ok::<_, BackupError>((
-            program_version("redis-cli", &redis_cli)?,
-            run_capture(&mut info)?,
-            run_capture(&mut keyspace)?,
-        ))
-    })
-    .await
-    .map_err(|err| BackupError::program("redis-cli", err.to_string()))??;
-    let server_version = info_field(&server_info, "redis_version").unwrap_or_default();
-    let key_counts = parse_keyspace(&keyspace_info);
+    let mut server_version = String::new();
+    let mut tool_version = String::new();
+    let mut key_counts = BTreeMap::new();
+    for (target, label) in &nodes {
+        let redis_cli = options.redis_cli.clone();
+        let mut info = target.command(&redis_cli);
+        info.args(["INFO", "server"]).stdout(Stdio::piped());
+        let mut keyspace = target.command(&redis_cli);
+        keyspace.args(["INFO", "keyspace"]).stdout(Stdio::piped());
+        let (tool, server_info, keyspace_info) = tokio::task::spawn_blocking(move || {
+            Ok::<_, BackupError>((
+                program_version("redis-cli", &redis_cli)?,
+                run_capture(&mut info)?,
+                run_capture(&mut keyspace)?,
+            ))
+        })
+        .await
+        .map_err(|err| BackupError::program("redis-cli", err.to_string()))??;
+        if server_version.is_empty() {
+            server_version = info_field(&server_info, "redis_version").unwrap_or_default();
+            tool_version = tool;
+        }
+        for (db, keys) in parse_keyspace(&keyspace_info) {
+            let name = match label {
+                Some(label) => format!("{label}/{db}"),
+                None => db,
+            };
+            key_counts.insert(name, keys);
+        }
+    }
 
     let marker_path = backup_object(BackupKind::Redis, &source, &id, STARTED_FILE);
     let marker = StartedMarker {
@@ -211,25 +306,32 @@ pub async fn backup_redis(
     };
     storage.put_json(&marker_path, &marker).await?;
 
-    let object_name = if options.pipeline.recipients.is_empty() {
-        "dump.rdb.zst"
+    let suffix = if options.pipeline.recipients.is_empty() {
+        "rdb.zst"
     } else {
-        "dump.rdb.zst.age"
+        "rdb.zst.age"
     };
-    let data_path = backup_object(BackupKind::Redis, &source, &id, object_name);
-    let mut command = target.command(&options.redis_cli);
-    command.args(["--rdb", "-"]).stdout(Stdio::piped());
-    let uploaded = pipeline::upload(storage, &data_path, &options.pipeline, move |sink| {
-        run_rdb(&mut command, sink)
-    })
-    .await;
-    let ((), object) = match uploaded {
-        Ok(done) => done,
-        Err(err) => {
-            let _ = storage.delete_object(&marker_path).await;
-            return Err(err);
+    let mut objects = Vec::new();
+    for (target, label) in &nodes {
+        let object_name = match label {
+            Some(label) => format!("dump-{}.{suffix}", label.replace(':', "-")),
+            None => format!("dump.{suffix}"),
+        };
+        let data_path = backup_object(BackupKind::Redis, &source, &id, &object_name);
+        let mut command = target.command(&options.redis_cli);
+        command.args(["--rdb", "-"]).stdout(Stdio::piped());
+        let uploaded = pipeline::upload(storage, &data_path, &options.pipeline, move |sink| {
+            run_rdb(&mut command, sink)
+        })
+        .await;
+        match uploaded {
+            Ok(((), object)) => objects.push(object),
+            Err(err) => {
+                let _ = storage.delete_object(&marker_path).await;
+                return Err(err);
+            }
         }
-    };
+    }
     let manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::Redis,
@@ -238,7 +340,7 @@ pub async fn backup_redis(
         tool_version,
         started,
         clock,
-        objects: vec![object],
+        objects,
         pipeline: &options.pipeline,
         row_counts: key_counts,
     });
@@ -378,6 +480,16 @@ pub async fn restore_redis_file(
             ),
         ));
     }
+    if manifest.objects.len() > 1 {
+        return Err(BackupError::InvalidManifest {
+            object: manifest.id.to_string(),
+            reason: format!(
+                "it holds {} RDB files, one per master of a Redis Cluster; restoring a cluster \
+                 backup is not supported yet",
+                manifest.objects.len()
+            ),
+        });
+    }
     let Some(object) = manifest.objects.first().cloned() else {
         return Err(BackupError::InvalidManifest {
             object: manifest.id.to_string(),
@@ -477,7 +589,25 @@ fn take_owner_and_mode(file: &std::fs::File, path: &Path) -> Result<(), BackupEr
 
 #[cfg(test)]
 mod tests {
-    use super::{RedisTarget, RedisTlsFiles, parse_keyspace};
+    use super::{RedisTarget, RedisTlsFiles, cluster_masters, parse_keyspace};
+
+    #[test]
+    fn cluster_nodes_give_the_healthy_masters_with_slots() {
+        let listing = "\
+a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+c 127.0.0.1:7002@17002 master,fail - 0 0 3 connected 10923-16383
+d 127.0.0.1:7003@17003 slave a 0 0 1 connected
+e 127.0.0.1:7004@17004 master - 0 0 0 connected
+";
+        assert_eq!(
+            cluster_masters(listing),
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001)
+            ]
+        );
+    }
 
     #[test]
     fn keyspace_lines_become_key_counts() {

@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail};
 use common::{local_store, secret};
 use groundwork_backup::{
     BackupKind, Identity, PipelineOptions, RedisBackupOptions, RedisRestoreOptions, RedisTlsFiles,
-    backup_redis, latest, restore_redis_file,
+    backup_redis, backup_redis_cluster, latest, restore_redis_file,
 };
-use groundwork_testkit::TestRedis;
+use groundwork_testkit::{TestRedis, TestRedisCluster};
 
 fn redis_cli(url: &str, args: &[&str]) -> Result<String> {
     redis_cli_as(url, None, args)
@@ -327,5 +327,56 @@ async fn a_tls_server_is_backed_up_with_the_configured_ca() -> Result<()> {
         format!("{error:?}").contains("certificate verify failed"),
         "{error:?}"
     );
+    Ok(())
+}
+
+/// A Redis Cluster is backed up as one RDB per master under one manifest, whose key counts add up
+/// to the keys written across the slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backup_holds_one_rdb_per_master_under_one_manifest() -> Result<()> {
+    let cluster = TestRedisCluster::start().await?;
+    for i in 0..60 {
+        // `-c` follows the cluster's redirections to the slot's master.
+        let out = redis_cli(&cluster.url(), &["-c", "SET", &format!("key-{i}"), "v"]);
+        out.with_context(|| format!("writing key-{i}"))?;
+    }
+    let store = local_store()?;
+    let options = RedisBackupOptions {
+        source_name: "cluster".into(),
+        ..RedisBackupOptions::default()
+    };
+    let manifest = backup_redis_cluster(&store.storage, &secret(&cluster.url()), &options).await?;
+    assert_eq!(manifest.kind, BackupKind::Redis);
+    assert_eq!(manifest.objects.len(), 3, "{manifest:?}");
+    let mut names: Vec<String> = manifest.row_counts.keys().cloned().collect();
+    names.sort();
+    let mut expected: Vec<String> = cluster
+        .master_urls()
+        .iter()
+        .map(|url| format!("{}/db0", url.trim_start_matches("redis://")))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected, "one key count per master");
+    assert_eq!(manifest.row_counts.values().sum::<i64>(), 60);
+    assert_eq!(
+        latest(&store.storage, BackupKind::Redis, "cluster").await?,
+        manifest
+    );
+    // Restoring one master's share as if it were the whole data set is refused.
+    let restore_dir = tempfile::tempdir()?;
+    let restored = restore_redis_file(
+        &store.storage,
+        &manifest,
+        &restore_dir.path().join("dump.rdb"),
+        &RedisRestoreOptions {
+            identities: Vec::new(),
+            progress: None,
+        },
+    )
+    .await;
+    let Err(error) = restored else {
+        bail!("a cluster backup was restored into one file");
+    };
+    assert!(error.to_string().contains("one per master"), "{error}");
     Ok(())
 }
