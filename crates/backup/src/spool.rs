@@ -179,17 +179,17 @@ pub async fn push_wal_spooled(
                 match write_acknowledgement(&spool.dir, &pushed_name, &ack) {
                     Ok(()) => report.pushed_ahead.push(pushed_name.to_string()),
                     Err(err) => {
-                        tracing::warn!(segment = %pushed_name, error = %err, "acknowledging in the spool failed");
+                        tracing::warn!(segment = %pushed_name, error = &err as &dyn std::error::Error, "acknowledging in the spool failed");
                         report.failed_ahead.push(pushed_name.to_string());
                     }
                 }
             }
             (Err(err), _) => {
-                tracing::warn!(segment = %pushed_name, file = %path.display(), error = %err, "pushing ahead failed");
+                tracing::warn!(segment = %pushed_name, file = %path.display(), error = &err as &dyn std::error::Error, "pushing ahead failed");
                 report.failed_ahead.push(pushed_name.to_string());
             }
             (Ok(_), Err(err)) => {
-                tracing::warn!(segment = %pushed_name, error = %err, "the pushed file vanished");
+                tracing::warn!(segment = %pushed_name, error = &err as &dyn std::error::Error, "the pushed file vanished");
                 report.failed_ahead.push(pushed_name.to_string());
             }
         }

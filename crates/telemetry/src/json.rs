@@ -158,7 +158,9 @@ impl Visit for SpanFields {
         self.set(field.name(), |out| write_json_str(out, value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.set(field.name(), |out| write_json_display(out, value));
+        self.set(field.name(), |out| {
+            write_json_display(out, &ErrorChain(value))
+        });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.set(field.name(), |out| write_json_debug(out, value));
@@ -257,9 +259,9 @@ impl Visit for EventVisitor<'_> {
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if field.name() == "message" {
-            let _ = write!(Escaper(&mut self.buffers.message), "{value}");
+            let _ = write!(Escaper(&mut self.buffers.message), "{}", ErrorChain(value));
         } else {
-            self.field(field, |out| write_json_display(out, value));
+            self.field(field, |out| write_json_display(out, &ErrorChain(value)));
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -437,6 +439,29 @@ fn write_json_debug(out: &mut String, value: &dyn fmt::Debug) {
     out.push('"');
 }
 
+/// An error recorded as one (`error = &err as &dyn Error`) is written with its sources,
+/// `outer: inner: innermost`, each cause once: Groundwork's errors return their cause from
+/// `source()` instead of repeating it in their message, so the top message alone would lose it.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut written = self.0.to_string();
+        f.write_str(&written)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // Many errors (sqlx's among them) repeat their source in their own message.
+            if !written.contains(&text) {
+                write!(f, ": {text}")?;
+                written.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 fn write_json_display(out: &mut String, value: &dyn fmt::Display) {
     out.push('"');
     let _ = write!(Escaper(out), "{value}");
@@ -606,6 +631,39 @@ mod tests {
         let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
         crate::timestamp::write_timestamp(&mut after, far);
         assert_eq!(after, "9999-12-31T23:59:59.999Z");
+    }
+
+    #[derive(Debug)]
+    struct Layered(&'static str, Option<Box<Layered>>);
+
+    impl fmt::Display for Layered {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layered {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn an_error_is_written_with_each_of_its_causes_once() {
+        let innermost = Layered("connection refused (os error 111)", None);
+        // The middle error repeats its cause in its message, as sqlx's errors do.
+        let middle = Layered(
+            "io error: connection refused (os error 111)",
+            Some(Box::new(innermost)),
+        );
+        let outer = Layered("storage failed while writing wal/1", Some(Box::new(middle)));
+        assert_eq!(
+            ErrorChain(&outer).to_string(),
+            "storage failed while writing wal/1: io error: connection refused (os error 111)"
+        );
+        assert_eq!(ErrorChain(&Layered("alone", None)).to_string(), "alone");
     }
 
     #[test]
