@@ -159,7 +159,7 @@ impl Visit for SpanFields {
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.set(field.name(), |out| {
-            write_json_display(out, &ErrorChain(value))
+            write_json_display(out, &ErrorChain(value));
         });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
