@@ -40,7 +40,11 @@ fn set_of(path: &Path, document: serde_json::Value) -> Result<FlagSet, FileError
         serde_json::from_value::<Document>(document).map(|document| document.flags)
     }
     .map_err(|error| FileError::parse(KIND, path, error.to_string()))?;
-    if let Some(problem) = flags.iter().find_map(|flag| flag.validate().err()) {
+    if let Some(problem) = flags.iter().find_map(|flag| {
+        flag.validate()
+            .and_then(|()| flag.validate_targeting())
+            .err()
+    }) {
         return Err(FileError::Invalid {
             kind: KIND,
             path: path.to_owned(),

@@ -1,0 +1,140 @@
+//! Bad variants and rules — weights that do not add up to 100, an unknown operator, a payload
+//! that is not JSON — are refused by the admin API and the file source with a message
+//! naming the flag and the field, and never reach a running service. Real PostgreSQL; each test
+//! owns a fresh database.
+
+#![cfg(feature = "postgres")]
+
+use anyhow::{Context as _, Result};
+use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagUpdate};
+use groundwork_flags::{Flag, Operator, Payload, Rule, Variant, load_file, store};
+use groundwork_testkit::TestDatabase;
+
+async fn migrated() -> Result<TestDatabase> {
+    let db = TestDatabase::create().await?;
+    store::migrate(db.pool())
+        .await
+        .context("applying the flags migrations")?;
+    Ok(db)
+}
+
+fn refusal<T: std::fmt::Debug>(result: Result<T, AdminError>) -> String {
+    match result {
+        Ok(value) => panic!("accepted: {value:?}"),
+        Err(error @ AdminError::Invalid(_)) => error.to_string(),
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_bad_variants_and_rules_naming_flag_and_field() -> Result<()> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    admin.create(&Flag::new("checkout.button"), "test").await?;
+    let update = |variants: Option<Vec<Variant>>, rules: Option<Vec<Rule>>| FlagUpdate {
+        variants,
+        rules,
+        ..FlagUpdate::default()
+    };
+    let cases = [
+        (
+            update(
+                Some(vec![Variant::new("blue", 60), Variant::new("green", 50)]),
+                None,
+            ),
+            "variants[].weight",
+        ),
+        (
+            update(
+                None,
+                Some(vec![Rule::new(
+                    "plan",
+                    Operator::Unknown("startswith".into()),
+                    vec!["go".into()],
+                )]),
+            ),
+            "rules[0].operator",
+        ),
+        (
+            update(
+                Some(vec![
+                    Variant::new("blue", 50).with_payload(Payload::Float(f64::INFINITY)),
+                    Variant::new("green", 50),
+                ]),
+                None,
+            ),
+            "variants[0].payload is not JSON",
+        ),
+    ];
+    for (change, field) in cases {
+        let message = refusal(
+            admin
+                .update("checkout.button", &change, Expect::Any, "test")
+                .await,
+        );
+        assert!(message.contains(r#"flag "checkout.button""#), "{message}");
+        assert!(message.contains(field), "{message} should name {field}");
+    }
+    // The text entry points refuse a payload that is not JSON before anything is written.
+    let not_json = groundwork_flags::admin::parse_variants(
+        "checkout.button",
+        &["blue=50".into(), "green=50".into()],
+        &["blue={\"color\":".into()],
+    );
+    let message = not_json.map_or_else(|e| e.to_string(), |v| format!("accepted {v:?}"));
+    assert!(
+        message.contains("variants[0].payload is not JSON"),
+        "{message}"
+    );
+    // Nothing was written: one history entry, the create.
+    assert_eq!(admin.history("checkout.button").await?.len(), 1);
+    assert!(admin.get("checkout.button").await?.variants.is_empty());
+    Ok(())
+}
+
+#[test]
+fn the_file_source_refuses_bad_variants_and_keeps_the_last_good_set() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("flags.toml");
+    let good = r##"
+[[flags]]
+name = "checkout.button"
+enabled = true
+variants = [{ name = "blue", weight = 50, payload = { color = "#00f" } }, { name = "green", weight = 50 }]
+rules = [{ attribute = "plan", operator = "in", values = ["gold"] }]
+"##;
+    std::fs::write(&path, good)?;
+    let set = load_file(&path)?;
+    let flag = set.get("checkout.button").context("the flag")?;
+    assert_eq!(flag.variants.len(), 2);
+    assert_eq!(flag.rules.len(), 1);
+
+    let mut source = groundwork_flags::FileSource::open(&path)?;
+    let flags = source.flags();
+    let before = flags.snapshot().get("checkout.button").cloned();
+    for (bad, field) in [
+        (
+            good.replace("weight = 50 }]", "weight = 40 }]"),
+            "variants[].weight",
+        ),
+        (
+            good.replace("operator = \"in\"", "operator = \"like\""),
+            "rules[0].operator",
+        ),
+    ] {
+        // A different length, so the change is seen whatever the file system's clock.
+        std::fs::write(&path, format!("{bad}\n# edit {field}\n"))?;
+        let message =
+            load_file(&path).map_or_else(|e| e.to_string(), |_| format!("{field}: accepted"));
+        assert!(message.contains(r#"flag "checkout.button""#), "{message}");
+        assert!(message.contains(field), "{message} should name {field}");
+        let reloaded = source.reload_if_changed();
+        assert!(reloaded.is_err(), "the edit with {field} must be reported");
+        assert_eq!(
+            flags.snapshot().get("checkout.button").cloned(),
+            before,
+            "the last good set stays"
+        );
+    }
+    Ok(())
+}
