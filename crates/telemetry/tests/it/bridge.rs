@@ -2,7 +2,7 @@
 //! events, sampling follows the caller and the configured sampler, and unsampled spans still give
 //! log lines their trace ids.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

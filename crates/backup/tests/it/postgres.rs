@@ -2,7 +2,7 @@
 //! (moto); each test owns its databases and its storage location.
 #![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::{local_store, plain_dump, relation_count, s3_storage, secret, seeded_database};

@@ -1,7 +1,7 @@
 //! The access log of `TelemetryLayer`: one line per finished request, inside the request's span.
 //! Every subscriber here filters at `info` (see `log_lines.rs` for why).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `redis-server`, which must serve the same values.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -18,7 +18,7 @@ struct Vector {
 }
 
 fn vectors() -> Vectors {
-    let text = include_str!("data/murmurhash-vectors.json");
+    let text = include_str!("../data/murmurhash-vectors.json");
     serde_json::from_str(text).unwrap_or_else(|e| panic!("murmurhash-vectors.json: {e}"))
 }
 

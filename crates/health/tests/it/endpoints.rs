@@ -1,7 +1,7 @@
 //! The endpoints' semantics with in-process checks: readiness, liveness, start-up, shutdown,
 //! criticality, details, HEAD, timeouts, caching and the health+json document.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! no `BACKUP`); each test owns its databases.
 #![cfg(feature = "clickhouse")]
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 

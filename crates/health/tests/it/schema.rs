@@ -1,6 +1,6 @@
 //! `/health/status` against the JSON Schema of draft-inadarei-api-health-check, in every state.
 
-mod common;
+use crate::common;
 
 use anyhow::Context as _;
 use common::Server;

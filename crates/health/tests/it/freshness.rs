@@ -1,6 +1,6 @@
 //! The hot-reload freshness check, on hand-made statuses and on a real groundwork-live feed.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

@@ -44,7 +44,7 @@ fn variant_flag(name: &str, variants: &[(&str, i32)]) -> Flag {
 
 #[test]
 fn variants_equal_the_npm_murmurhash_package() -> anyhow::Result<()> {
-    let file: VectorFile = serde_json::from_str(include_str!("data/variant-vectors.json"))?;
+    let file: VectorFile = serde_json::from_str(include_str!("../data/variant-vectors.json"))?;
     assert_eq!(file.package, "murmurhash@2.0.1");
     assert_eq!(file.separator, groundwork_flags::VARIANT_SEPARATOR);
     assert!(file.vectors.len() > 200, "expected the full generated set");

@@ -2,7 +2,7 @@
 //! an env file, idempotent retries, refused conflicts, quiet misses, damage named.
 #![cfg(all(feature = "postgres", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

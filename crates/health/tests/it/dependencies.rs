@@ -1,7 +1,7 @@
 //! The built-in checks against the real servers (`cargo xtask infra up`): healthy, down (a
 //! port nobody listens on), hung (a listener that never answers), and under 1,000 probes.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 //! missing segment, on local storage and on S3.
 #![cfg(all(feature = "postgres", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The PostgreSQL runner and CLI against a real server; each test owns its database.
 #![cfg(all(feature = "postgres", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

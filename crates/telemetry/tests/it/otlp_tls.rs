@@ -4,7 +4,7 @@
 //! CA, a missing client certificate or a plain collector behind `https://` delivers nothing and
 //! fails the flush within the export timeout.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

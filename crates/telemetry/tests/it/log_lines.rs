@@ -2,7 +2,7 @@
 //! configured. Every subscriber here filters at `info`: tests whose subscribers change or differ
 //! in level live in `levels.rs`, since they would race on `tracing`'s process-wide callsite cache.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! backup, retention over complete and incomplete backups, exit codes and JSON output.
 #![cfg(all(feature = "postgres", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! protocol, `OTEL_SDK_DISABLED` and `OTEL_TRACES_EXPORTER`, the batch processor's settings and
 //! the service name's precedence.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
-const SEED: &str = include_str!("../../demo/seed.sql");
+const SEED: &str = include_str!("../../../demo/seed.sql");
 
 /// A running gateway and the resources it owns. Dropping it removes the resources.
 struct TestGateway {

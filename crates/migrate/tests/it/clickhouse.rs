@@ -2,7 +2,7 @@
 //! each test owns its database.
 #![cfg(all(feature = "clickhouse", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::{cli, dir_with, fixture, text};

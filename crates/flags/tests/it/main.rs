@@ -1,0 +1,10 @@
+//! groundwork-flags' integration tests, in one test binary. `no_alloc.rs` stays a binary of its
+//! own: it counts the allocations of the whole process.
+
+mod evaluation;
+mod names;
+mod openfeature;
+mod sources;
+mod store;
+mod variants;
+mod variants_store;

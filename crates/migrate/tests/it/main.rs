@@ -1,0 +1,6 @@
+//! groundwork-migrate's integration tests against real servers, in one test binary.
+
+mod clickhouse;
+mod common;
+mod postgres;
+mod postgres_tls;
