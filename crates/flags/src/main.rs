@@ -9,6 +9,9 @@
 //! groundwork-flags history supplier.realtime.sync
 //! groundwork-flags rollback supplier.realtime.sync --to 42
 //! groundwork-flags rollout supplier.realtime.sync 30 --if-revision 43
+//! groundwork-flags variants checkout.button blue=50 green=50 --payload 'blue={"color":"#00f"}'
+//! groundwork-flags rules checkout.button 'plan in gold,platinum' 'app_version semver_gte 2.1.0'
+//! groundwork-flags eval checkout.button tenant-1 --attr plan=gold --attr app_version=2.4.1
 //! ```
 //! A change with `--if-revision N` (the revision `history` shows first) is made only if the
 //! flag is still at revision N, so no one else's change is lost.
@@ -21,8 +24,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use groundwork_cli::{ConnectArgs, Failure, OutputArgs};
-use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagChange, FlagUpdate};
-use groundwork_flags::{Flag, FlagSet};
+use groundwork_flags::admin::{
+    AdminError, Expect, FlagAdmin, FlagChange, FlagUpdate, parse_rules, parse_variants,
+};
+use groundwork_flags::{Attribute, Context as FlagContext, Flag, FlagSet, RuleValue};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,8 +112,36 @@ enum Command {
         #[command(flatten)]
         expect: IfRevision,
     },
-    /// Evaluate a flag for a tenant, with the reason
-    Eval { name: String, tenant: String },
+    /// Set the variants, NAME=WEIGHT each, weights adding up to 100; none removes them
+    Variants {
+        name: String,
+        /// `NAME=WEIGHT`, such as `blue=50`
+        variants: Vec<String>,
+        /// A variant's JSON payload, `VARIANT=JSON` (repeatable)
+        #[arg(long = "payload", value_name = "VARIANT=JSON")]
+        payloads: Vec<String>,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
+    /// Set the context rules, 'ATTRIBUTE OPERATOR VALUE' each, all of which must hold; none
+    /// removes them. Operators: `in`, `not_in` (comma-separated values), `eq`, `lt`, `lte`, `gt`,
+    /// `gte` (or `<` `<=` `>` `>=`), `semver_eq`, `semver_lt`, `semver_lte`, `semver_gt`,
+    /// `semver_gte`
+    Rules {
+        name: String,
+        /// `ATTRIBUTE OPERATOR VALUE`, such as `plan in gold,platinum`
+        rules: Vec<String>,
+        #[command(flatten)]
+        expect: IfRevision,
+    },
+    /// Evaluate a flag for a tenant, with the reason and the variant
+    Eval {
+        name: String,
+        tenant: String,
+        /// A context attribute for rules, `KEY=VALUE` (a number, true/false, or a string)
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+    },
 }
 
 /// What a change expects to find: without `--if-revision`, whatever is there.
@@ -152,6 +185,35 @@ fn print_flag(flag: &Flag) {
         whitelist,
         flag.description.as_deref().unwrap_or("")
     );
+    if !flag.variants.is_empty() {
+        let variants: Vec<String> = flag
+            .variants
+            .iter()
+            .map(|v| {
+                let payload = if v.payload.is_some() { "+payload" } else { "" };
+                format!("{}={}{payload}", v.name, v.weight)
+            })
+            .collect();
+        println!("{:<40} variants: {}", "", variants.join(" "));
+    }
+    for rule in &flag.rules {
+        let values: Vec<String> = rule
+            .values
+            .iter()
+            .map(|v| match v {
+                RuleValue::String(s) => s.clone(),
+                RuleValue::Number(n) => n.to_string(),
+                RuleValue::Bool(b) => b.to_string(),
+            })
+            .collect();
+        println!(
+            "{:<40} rule: {} {} {}",
+            "",
+            rule.attribute,
+            rule.operator,
+            values.join(",")
+        );
+    }
 }
 
 fn print_change(change: &FlagChange) {
@@ -185,6 +247,8 @@ async fn apply(
     out.emit(&item, |item| print_flag(&item.flag))
 }
 
+// One short arm per command: splitting the dispatch would only move the match elsewhere.
+#[allow(clippy::too_many_lines)]
 async fn run(cli: Cli) -> Result<(), Failure> {
     let pool = cli.connect.postgres_pool().await?;
     let admin = FlagAdmin::new(pool);
@@ -266,27 +330,93 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(admin_failure)?;
             out.emit(&item, |item| print_flag(&item.flag))
         }
-        Command::Eval { name, tenant } => eval(&admin, &name, &tenant, out).await,
+        Command::Variants {
+            name,
+            variants,
+            payloads,
+            expect,
+        } => {
+            let update = FlagUpdate {
+                variants: Some(
+                    parse_variants(&name, &variants, &payloads).map_err(Failure::failed)?,
+                ),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, out, by).await
+        }
+        Command::Rules {
+            name,
+            rules,
+            expect,
+        } => {
+            let update = FlagUpdate {
+                rules: Some(parse_rules(&name, &rules).map_err(Failure::failed)?),
+                ..FlagUpdate::default()
+            };
+            apply(&admin, &name, &update, &expect, out, by).await
+        }
+        Command::Eval {
+            name,
+            tenant,
+            attributes,
+        } => eval(&admin, &name, &tenant, &attributes, out).await,
     }
 }
 
-/// Evaluates a flag for a tenant and prints the answer with its reason and bucket.
-async fn eval(admin: &FlagAdmin, name: &str, tenant: &str, out: OutputArgs) -> Result<(), Failure> {
+/// Evaluates a flag for a tenant with context attributes (`KEY=VALUE`) and prints the answer
+/// with its reason, bucket and variant.
+async fn eval(
+    admin: &FlagAdmin,
+    name: &str,
+    tenant: &str,
+    attributes: &[String],
+    out: OutputArgs,
+) -> Result<(), Failure> {
+    let attributes = attributes
+        .iter()
+        .map(|spec| attribute(spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let set = FlagSet::new(admin.get(name).await.map(|f| vec![f]).unwrap_or_default());
-    let evaluation = groundwork_flags::Flags::new(set).evaluate(name, tenant);
+    let context = FlagContext::new(tenant).with_attributes(&attributes);
+    let resolved = groundwork_flags::Flags::new(set).resolve(name, &context);
     let bucket = groundwork_flags::bucket(tenant, name);
-    let reason = format!("{:?}", evaluation.reason);
+    let reason = format!("{:?}", resolved.reason);
+    let has_variants = resolved.flag().is_some_and(|f| !f.variants.is_empty());
+    let point = has_variants.then(|| groundwork_flags::variant_point(tenant, name));
+    let variant = resolved.variant_name();
     let result = serde_json::json!({
         "flag": name,
         "tenant": tenant,
-        "enabled": evaluation.enabled,
+        "enabled": resolved.enabled,
         "reason": reason,
         "bucket": bucket,
+        "variant": variant,
+        "variant_point": point,
     });
     out.emit(&result, |_| {
+        let variant = point.map_or_else(String::new, |point| {
+            format!(", variant {variant} at point {point}")
+        });
         println!(
-            "{name} for {tenant}: {} ({reason}, bucket {bucket})",
-            if evaluation.enabled { "on" } else { "off" },
+            "{name} for {tenant}: {} ({reason}, bucket {bucket}{variant})",
+            if resolved.enabled { "on" } else { "off" },
         );
     })
+}
+
+/// `KEY=VALUE` as an attribute: a number, `true`/`false`, or else a string.
+fn attribute(spec: &str) -> Result<(&str, Attribute<'_>), Failure> {
+    let (key, value) = spec.split_once('=').ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "--attr {spec:?} is not KEY=VALUE, such as plan=gold"
+        ))
+    })?;
+    let value = match value {
+        "true" => Attribute::Bool(true),
+        "false" => Attribute::Bool(false),
+        _ => value
+            .parse::<f64>()
+            .map_or(Attribute::Str(value), Attribute::Number),
+    };
+    Ok((key, value))
 }

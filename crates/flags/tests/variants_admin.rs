@@ -1,5 +1,5 @@
 //! Bad variants and rules — weights that do not add up to 100, an unknown operator, a payload
-//! that is not JSON — are refused by the admin API and the file source with a message
+//! that is not JSON — are refused by the admin API, the CLI and the file source with a message
 //! naming the flag and the field, and never reach a running service. Real PostgreSQL; each test
 //! owns a fresh database.
 
@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, Result};
 use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagUpdate};
-use groundwork_flags::{Flag, Operator, Payload, Rule, Variant, load_file, store};
+use groundwork_flags::{Context, Flag, Operator, Payload, Rule, Variant, load_file, store};
 use groundwork_testkit::TestDatabase;
 
 async fn migrated() -> Result<TestDatabase> {
@@ -89,6 +89,155 @@ async fn the_admin_api_refuses_bad_variants_and_rules_naming_flag_and_field() ->
     // Nothing was written: one history entry, the create.
     assert_eq!(admin.history("checkout.button").await?.len(), 1);
     assert!(admin.get("checkout.button").await?.variants.is_empty());
+    Ok(())
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+// One scenario from refusal to rollback, in the order an operator meets it.
+#[allow(clippy::too_many_lines)]
+async fn the_cli_sets_variants_and_rules_and_refuses_bad_ones() -> Result<()> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    admin
+        .create(
+            &Flag {
+                enabled: true,
+                ..Flag::new("checkout.button")
+            },
+            "test",
+        )
+        .await?;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+            .env("DATABASE_URL", db.url())
+            .args(["--by", "ops"])
+            .args(args)
+            .output()
+            .context("running groundwork-flags")
+    };
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["variants", "checkout.button", "blue=50", "green=40"],
+            "variants[].weight the weights add up to 90",
+        ),
+        (
+            &[
+                "variants",
+                "checkout.button",
+                "blue=50",
+                "green=50",
+                "--payload",
+                "blue={bad",
+            ],
+            "variants[0].payload is not JSON",
+        ),
+        (
+            &["rules", "checkout.button", "plan like gold%"],
+            "rules[0].operator \"like\" is not an operator",
+        ),
+        (
+            &["rules", "checkout.button", "seats >= ten"],
+            "rules[0].value \"ten\" is not a number",
+        ),
+    ];
+    for (args, expected) in refused {
+        let output = run(args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(r#"flag "checkout.button""#),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let flag = admin.get("checkout.button").await?;
+    assert!(
+        flag.variants.is_empty() && flag.rules.is_empty(),
+        "nothing was written"
+    );
+
+    let set = run(&[
+        "variants",
+        "checkout.button",
+        "blue=50",
+        "green=50",
+        "--payload",
+        r##"blue={"color":"#00f"}"##,
+    ])?;
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let set = run(&[
+        "rules",
+        "checkout.button",
+        "plan in gold,platinum",
+        "seats >= 10",
+    ])?;
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let flag = admin.get("checkout.button").await?;
+    assert_eq!(flag.variants.len(), 2);
+    assert_eq!(
+        flag.variants[0].payload,
+        Some(Payload::Object(vec![(
+            "color".into(),
+            Payload::String("#00f".into())
+        )]))
+    );
+    assert_eq!(flag.rules.len(), 2);
+
+    // eval agrees with the library.
+    let expected = groundwork_flags::Flags::new(groundwork_flags::FlagSet::new([flag]))
+        .resolve(
+            "checkout.button",
+            &Context::new("tenant-1").with_attributes(&[
+                ("plan", groundwork_flags::Attribute::Str("gold")),
+                ("seats", groundwork_flags::Attribute::Number(40.0)),
+            ]),
+        )
+        .variant_name()
+        .to_owned();
+    let eval = run(&[
+        "eval",
+        "checkout.button",
+        "tenant-1",
+        "--attr",
+        "plan=gold",
+        "--attr",
+        "seats=40",
+    ])?;
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    assert!(stdout.contains(&format!("variant {expected}")), "{stdout}");
+    let eval = run(&["eval", "checkout.button", "tenant-1", "--attr", "plan=free"])?;
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    assert!(stdout.contains("off (RuleMismatch"), "{stdout}");
+
+    // History and rollback: back to before the variants.
+    let history = admin.history("checkout.button").await?;
+    let before_variants = history
+        .iter()
+        .find(|c| c.flag.as_ref().is_some_and(|f| f.variants.is_empty()))
+        .map(|c| c.revision)
+        .context("a revision without variants")?;
+    let rolled = run(&[
+        "rollback",
+        "checkout.button",
+        "--to",
+        &before_variants.to_string(),
+    ])?;
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    let flag = admin.get("checkout.button").await?;
+    assert!(flag.variants.is_empty() && flag.rules.is_empty());
     Ok(())
 }
 
