@@ -199,10 +199,10 @@ fn groundwork_service_serve(
 }
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Reply {
@@ -210,7 +210,7 @@ impl Reply {
         serde_json::from_str(&self.body).with_context(|| format!("body is not JSON: {}", self.body))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -219,7 +219,7 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request on a fresh connection, read to the end (`Connection: close`).
-async fn request(
+pub(crate) async fn request(
     address: std::net::SocketAddr,
     method: &str,
     path: &str,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::gateway::request;
 use anyhow::{Context as _, Result, ensure};
 use deadpool_redis::redis;
 use groundwork_config::Loader;
@@ -13,7 +14,6 @@ use groundwork_testkit::{
     SENTINEL_MASTER, TestAmqp, TestDatabase, TestRedisCluster, TestRedisSentinel,
 };
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
 /// How long a failover may take before the test fails.
@@ -74,23 +74,28 @@ impl TestGateway {
 
     async fn order(&self, key: &str, tenant: &str) -> Result<(u16, Option<Value>, bool)> {
         let body = format!(r#"{{"tenant":"{tenant}","amount":12.5}}"#);
-        let (status, headers, body) = request(
+        let reply = request(
             self.address,
             "POST",
             "/v1/orders",
-            &[("Idempotency-Key", key)],
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
             &body,
         )
         .await?;
-        let replayed = headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("idempotent-replayed") && value == "true"
-        });
-        Ok((status, serde_json::from_str(&body).ok(), replayed))
+        let replayed = reply.header("idempotent-replayed") == Some("true");
+        Ok((
+            reply.status,
+            serde_json::from_str(&reply.body).ok(),
+            replayed,
+        ))
     }
 
     async fn get(&self, path: &str) -> Result<(u16, String)> {
-        let (status, _, body) = request(self.address, "GET", path, &[], "").await?;
-        Ok((status, body))
+        let reply = request(self.address, "GET", path, &[], "").await?;
+        Ok((reply.status, reply.body))
     }
 
     async fn stop(self) -> Result<()> {
@@ -99,44 +104,6 @@ impl TestGateway {
         self.gateway.shutdown().await;
         Ok(())
     }
-}
-
-/// One HTTP/1.1 request on a fresh connection, read to the end (`Connection: close`).
-async fn request(
-    address: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<(u16, Vec<(String, String)>, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(name);
-        head.push_str(": ");
-        head.push_str(value);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .context("no status line")?
-        .parse()?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    Ok((status, headers, body.to_owned()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
