@@ -211,13 +211,92 @@ impl Loader {
                 validate(&figment, key, env, &mut problems);
             }
         }
-        if !problems.is_empty() {
-            return Err(ConfigError::new(env, problems));
+        if problems.is_empty()
+            && let Ok(config) = figment.extract::<T>()
+        {
+            return Ok(config);
         }
-        figment
-            .extract::<T>()
-            .map_err(|error| ConfigError::new(env, deserialize_problems(&figment, &schema, error)))
+        // Types that parse their own text (`#[serde(try_from = "String")]`, custom `Deserialize`)
+        // refuse a value only when deserialized; their problems join the report above.
+        deserialize_others::<T>(&figment, &schema, &mut problems);
+        // Problems not tied to a key first, then the keys' in schema order.
+        let position = |problem: &Problem| {
+            schema
+                .keys()
+                .iter()
+                .position(|key| key.dotted() == problem.key)
+                .map_or(0, |index| index + 1)
+        };
+        problems.sort_by_key(position);
+        Err(ConfigError::new(env, problems))
     }
+}
+
+/// Finds the values that fail to deserialize besides the keys already in `problems`, and adds a
+/// problem for each, so a value that only the config type's own parser refuses is in the one
+/// report next to the schema's problems.
+///
+/// Deserialization stops at its first error, so the merged configuration is deserialized again
+/// with each reported key taken out, until it succeeds or fails on a key that cannot be taken out
+/// (a missing field). Keys taken out fall back to their defaults, so one bad value never hides
+/// another.
+fn deserialize_others<T: DeserializeOwned>(
+    figment: &Figment,
+    schema: &ConfigSchema,
+    problems: &mut Vec<Problem>,
+) {
+    let Ok(mut merged) = figment.extract::<Value>() else {
+        return;
+    };
+    for problem in problems.iter() {
+        remove_path(&mut merged, &problem.key);
+    }
+    // Each round takes out one key at least, so the keys bound the rounds.
+    for _ in 0..=schema.keys().len() {
+        let Err(error) =
+            Figment::from(figment::providers::Serialized::defaults(&merged)).extract::<T>()
+        else {
+            return;
+        };
+        let mut removed = false;
+        for error in error {
+            let mut path = error.path.clone();
+            if let figment::error::Kind::MissingField(field) = &error.kind {
+                path.push(field.to_string());
+            }
+            let dotted = path.join(".");
+            if problems.iter().any(|problem| problem.key == dotted) {
+                continue;
+            }
+            removed |= remove_path(&mut merged, &dotted);
+            problems.push(deserialize_problem(figment, schema, &error));
+        }
+        if !removed {
+            return;
+        }
+    }
+}
+
+/// Takes the value at a dotted path out of a table; `false` when there is none.
+fn remove_path(value: &mut Value, dotted: &str) -> bool {
+    if dotted.is_empty() {
+        return false;
+    }
+    let mut current = value;
+    let mut segments = dotted.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        let Value::Dict(_, dict) = current else {
+            return false;
+        };
+        if segments.peek().is_none() {
+            return dict.remove(segment).is_some();
+        }
+        let Some(next) = dict.get_mut(segment) else {
+            return false;
+        };
+        current = next;
+    }
+    false
 }
 
 fn problem_at(key: &KeySpec, source: Option<String>, kind: ProblemKind) -> Problem {
@@ -558,44 +637,39 @@ fn url_secrets(text: &str) -> Vec<String> {
     userinfo.into_iter().chain(query).collect()
 }
 
-/// Turns figment's deserialization errors into problems, dropping values: serde messages quote
-/// the offending value, which may be a secret or a URL with a password.
-fn deserialize_problems(
+/// One deserialization error as a problem, dropping the value: serde messages quote the
+/// offending value, which may be a secret or a URL with a password.
+fn deserialize_problem(
     figment: &Figment,
     schema: &ConfigSchema,
-    error: figment::Error,
-) -> Vec<Problem> {
-    error
-        .into_iter()
-        .map(|error| {
-            let dotted = error.path.join(".");
-            let key = schema.find(&dotted);
-            let sensitive = key.is_none_or(KeySpec::is_sensitive);
-            let detail = match &error.kind {
-                figment::error::Kind::InvalidType(actual, expected)
-                | figment::error::Kind::InvalidValue(actual, expected) => {
-                    format!("expected {expected}, found {}", describe_actual(actual))
-                }
-                figment::error::Kind::MissingField(field) => format!("missing field `{field}`"),
-                figment::error::Kind::Message(message) if !sensitive => {
-                    crate::redact::redact_url(message).into_owned()
-                }
-                figment::error::Kind::Message(_) => "invalid value".to_owned(),
-                figment::error::Kind::UnknownVariant(_, allowed) => {
-                    format!("must be one of: {}", allowed.join(", "))
-                }
-                other if !sensitive => crate::redact::redact_url(&other.to_string()).into_owned(),
-                _ => "invalid value".to_owned(),
-            };
-            let source = source_of(figment, &dotted);
-            Problem {
-                env_var: key.map(|k| k.env_name().to_owned()),
-                key: dotted,
-                source,
-                kind: ProblemKind::Invalid { detail },
-            }
-        })
-        .collect()
+    error: &figment::Error,
+) -> Problem {
+    let dotted = error.path.join(".");
+    let key = schema.find(&dotted);
+    let sensitive = key.is_none_or(KeySpec::is_sensitive);
+    let detail = match &error.kind {
+        figment::error::Kind::InvalidType(actual, expected)
+        | figment::error::Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {}", describe_actual(actual))
+        }
+        figment::error::Kind::MissingField(field) => format!("missing field `{field}`"),
+        figment::error::Kind::Message(message) if !sensitive => {
+            crate::redact::redact_url(message).into_owned()
+        }
+        figment::error::Kind::Message(_) => "invalid value".to_owned(),
+        figment::error::Kind::UnknownVariant(_, allowed) => {
+            format!("must be one of: {}", allowed.join(", "))
+        }
+        other if !sensitive => crate::redact::redact_url(&other.to_string()).into_owned(),
+        _ => "invalid value".to_owned(),
+    };
+    let source = source_of(figment, &dotted);
+    Problem {
+        env_var: key.map(|k| k.env_name().to_owned()),
+        key: dotted,
+        source,
+        kind: ProblemKind::Invalid { detail },
+    }
 }
 
 fn describe_actual(actual: &figment::error::Actual) -> &'static str {

@@ -910,3 +910,109 @@ fn optional_keys_without_a_default_stay_unset_in_the_env_example() -> Result<(),
     assert_eq!(loaded.retries, 3);
     Ok(())
 }
+
+/// A value that only its own parser refuses: the schema sees a string.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+struct Region(String);
+
+impl TryFrom<String> for Region {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.len() == 2 && text.chars().all(|c| c.is_ascii_lowercase()) {
+            Ok(Self(text))
+        } else {
+            Err("expected two lowercase letters".to_owned())
+        }
+    }
+}
+
+impl From<Region> for String {
+    fn from(region: Region) -> Self {
+        region.0
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct Regions {
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default)]
+    level: Level,
+    home_region: Option<Region>,
+    #[serde(default)]
+    backup: BackupRegion,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+struct BackupRegion {
+    region: Option<Region>,
+}
+
+fn region_problems(vars: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
+    Loader::new()
+        .no_dotenv()
+        .vars(vars.iter().copied())
+        .load::<Regions>()
+        .err()
+        .map(|error| {
+            error
+                .problems()
+                .iter()
+                .map(|p| (p.key.clone(), p.env_var.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn values_their_own_parser_refuses_are_in_the_one_report_with_the_schema_problems() {
+    // Two values only deserialization refuses, each named with its variable.
+    let problems = region_problems(&[("HOME_REGION", "Mars"), ("BACKUP_REGION", "eu-west")]);
+    assert_eq!(
+        problems,
+        [
+            ("home_region".to_owned(), Some("HOME_REGION".to_owned())),
+            ("backup.region".to_owned(), Some("BACKUP_REGION".to_owned())),
+        ]
+    );
+    // Next to problems the schema finds, all four are reported at once.
+    let problems = region_problems(&[
+        ("PORT", "eighty"),
+        ("LEVEL", "verbose"),
+        ("HOME_REGION", "Mars"),
+        ("BACKUP_REGION", "eu-west"),
+    ]);
+    let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["port", "level", "home_region", "backup.region"]);
+    let error = Loader::new()
+        .no_dotenv()
+        .vars([("PORT", "eighty"), ("HOME_REGION", "Mars")])
+        .load::<Regions>()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("(2 problems)") && error.contains("expected two lowercase letters"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("Mars"),
+        "the value is not repeated:\n{error}"
+    );
+    // Good values still load.
+    let loaded = Loader::new()
+        .no_dotenv()
+        .vars([("HOME_REGION", "eu"), ("BACKUP_REGION", "us")])
+        .load::<Regions>();
+    assert!(
+        loaded.as_ref().is_ok_and(|r| {
+            r.home_region.as_ref().map(|r| r.0.as_str()) == Some("eu")
+                && r.backup.region.as_ref().map(|r| r.0.as_str()) == Some("us")
+                && r.port == 8080
+                && r.level == Level::Info
+        }),
+        "{loaded:?}"
+    );
+}

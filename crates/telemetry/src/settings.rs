@@ -380,9 +380,37 @@ impl LogDirectives {
 impl FromStr for LogDirectives {
     type Err = InvalidSetting;
 
+    /// Refuses directives the filter parser refuses, naming the position of the first bad one and
+    /// never its text (a field filter may hold a value that must not reach a log).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        crate::level::parse_filter(text).map_err(|error| InvalidSetting::new(error.to_string()))?;
-        Ok(Self(text.trim().to_owned()))
+        if crate::level::parse_filter(text).is_ok() {
+            return Ok(Self(text.trim().to_owned()));
+        }
+        let expected = "expected a level (error, warn, info, debug, trace) or directives like \
+                        `info,sqlx=warn`";
+        // The parser reads directives split at commas, so the first one it refuses alone is the
+        // one that failed.
+        let bad = text
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .enumerate()
+            .find_map(|(index, part)| {
+                let error = tracing_subscriber::EnvFilter::builder()
+                    .parse(part.trim())
+                    .err()?;
+                let reason = error.to_string();
+                // A field filter's message quotes the field's value; say only that it is one.
+                let reason = if reason.starts_with("invalid field filter") {
+                    "invalid field filter".to_owned()
+                } else {
+                    reason
+                };
+                Some(format!("directive {} does not parse ({reason})", index + 1))
+            });
+        Err(InvalidSetting::new(match bad {
+            Some(bad) => format!("{bad}; {expected}"),
+            None => format!("the directives do not parse; {expected}"),
+        }))
     }
 }
 
@@ -852,7 +880,13 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("error, warn, info, debug, trace"), "{error}");
-        assert!("info,sqlx=nonsense-level".parse::<LogDirectives>().is_err());
+        let error = "info,sqlx=nonsense-level"
+            .parse::<LogDirectives>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.starts_with("directive 2 does not parse"), "{error}");
+        assert!(!error.contains("nonsense"), "{error}");
         Ok(())
     }
 

@@ -331,6 +331,60 @@ fn a_bad_filter_endpoint_or_ratio_is_reported_with_its_variable_and_no_secret() 
 }
 
 #[test]
+fn a_bad_filter_or_endpoint_is_in_the_one_report_next_to_other_problems() {
+    // Each next to a problem the schema finds, the filter and the endpoints are listed with it.
+    for (variable, value) in [
+        ("RUST_LOG", "info,sqlx=loudest"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://s3cr3t@collector"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "collector:4318/v1/traces?token=s3cr3t",
+        ),
+    ] {
+        let error = report(&[(variable, value), ("PORT", "eighty")]);
+        assert!(
+            error.contains("(2 problems)")
+                && error.contains(&format!("(env {variable})"))
+                && error.contains("(env PORT)"),
+            "{variable}:\n{error}"
+        );
+        assert!(
+            !error.contains(value) && !error.contains("loudest") && !error.contains("s3cr3t"),
+            "the value is not repeated:\n{error}"
+        );
+    }
+    // All of them at once, with a bad level and port: five problems in one report.
+    let error = report(&[
+        ("RUST_LOG", "info,sqlx=loudest"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://s3cr3t@collector"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"),
+        ("LOG_LEVEL", "verbose"),
+        ("PORT", "70000"),
+    ]);
+    assert!(error.contains("(5 problems)"), "{error}");
+    for variable in [
+        "RUST_LOG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "LOG_LEVEL",
+        "PORT",
+    ] {
+        assert!(
+            error.contains(&format!("(env {variable})")),
+            "{variable}:\n{error}"
+        );
+    }
+    assert!(
+        error.contains("directive 2 does not parse"),
+        "the bad directive is named by position:\n{error}"
+    );
+    assert!(
+        !error.contains("loudest") && !error.contains("s3cr3t") && !error.contains("verbose"),
+        "{error}"
+    );
+}
+
+#[test]
 fn levels_samplers_and_propagators_are_read_in_any_case() -> anyhow::Result<()> {
     let settings: ServiceSettings = Loader::new()
         .no_dotenv()
