@@ -1,5 +1,5 @@
 //! The commands of the README's "Quick start" and "Local infrastructure" sections work as
-//! printed.
+//! printed, and its "Features" table names every library crate and each of its cargo features.
 //!
 //! Every command line of those sections' `sh` blocks is either run here — literally, through
 //! `sh -c` from the workspace root, so the README's quoting is tested too — or listed with the
@@ -251,4 +251,137 @@ fn count_files(dir: &Path, name: &str) -> Result<usize> {
         }
     }
     Ok(count)
+}
+
+/// The cells of the `### {heading}` table: its first column without backticks, and the second.
+fn table_rows(readme: &str, heading: &str) -> Result<Vec<(String, String)>> {
+    let start = readme
+        .find(&format!("\n### {heading}\n"))
+        .with_context(|| format!("README.md has no `### {heading}` section"))?;
+    let section = &readme[start + 1..];
+    let section = &section[..section[4..]
+        .find("\n#")
+        .map_or(section.len(), |end| end + 4)];
+    let mut rows = Vec::new();
+    for line in section.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        if let [name, features] = cells.as_slice() {
+            rows.push((name.trim_matches('`').to_owned(), (*features).to_owned()));
+        }
+    }
+    Ok(rows)
+}
+
+/// A library crate (under `crates/`) and its cargo features.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct LibraryCrate {
+    name: String,
+    /// Every feature but `default`.
+    features: Vec<String>,
+    /// What `default` turns on.
+    defaults: Vec<String>,
+}
+
+/// Every library crate with its features, from `cargo metadata`.
+fn library_features() -> Result<Vec<LibraryCrate>> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let crates_dir = workspace_root().join("crates");
+    let mut crates = Vec::new();
+    for package in metadata["packages"].as_array().context("no packages")? {
+        let manifest = package["manifest_path"].as_str().unwrap_or_default();
+        if !Path::new(manifest).starts_with(&crates_dir) {
+            continue;
+        }
+        let name = package["name"]
+            .as_str()
+            .context("a package without a name")?;
+        let features = package["features"].as_object().context("no features")?;
+        let defaults: Vec<String> = features
+            .get("default")
+            .and_then(serde_json::Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = features
+            .keys()
+            .filter(|feature| *feature != "default")
+            .cloned()
+            .collect();
+        crates.push(LibraryCrate {
+            name: name.to_owned(),
+            features: all,
+            defaults,
+        });
+    }
+    crates.sort();
+    Ok(crates)
+}
+
+#[test]
+fn the_feature_table_names_every_library_crate_and_feature() -> Result<()> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
+    let rows = table_rows(&readme, "Features")?;
+    let crates = library_features()?;
+    assert!(crates.len() >= 10, "{crates:?}");
+    let mut problems = Vec::new();
+    for LibraryCrate {
+        name,
+        features,
+        defaults,
+    } in &crates
+    {
+        let Some((_, cell)) = rows.iter().find(|(row, _)| row == name) else {
+            problems.push(format!("`{name}` has no row"));
+            continue;
+        };
+        if features.is_empty() && cell != "none" {
+            problems.push(format!(
+                "`{name}` has no features, so its row should say `none`"
+            ));
+        }
+        for feature in features {
+            let bold = cell.contains(&format!("**`{feature}`**"));
+            if defaults.contains(feature) {
+                if !bold {
+                    problems.push(format!("`{name}`: default feature `{feature}` not in bold"));
+                }
+            } else if bold {
+                problems.push(format!("`{name}`: `{feature}` is bold but not a default"));
+            } else if !cell.contains(&format!("`{feature}`")) {
+                problems.push(format!("`{name}`: feature `{feature}` is not listed"));
+            }
+        }
+    }
+    for (row, _) in &rows {
+        if !crates.iter().any(|library| &library.name == row) {
+            problems.push(format!("row `{row}` names no library crate"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README.md's \"Features\" table is out of step with the crates' Cargo.toml:\n{}",
+        problems.join("\n")
+    );
+    Ok(())
 }
