@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse as _;
@@ -211,7 +211,7 @@ pub(crate) fn edge(
     let limited = ServiceBuilder::new()
         .map_response(
             move |response: Response<tower_http::limit::ResponseBody<Body>>| {
-                too_large_as_json(response.map(Body::new), max_body_bytes)
+                errors_as_json(response.map(Body::new), max_body_bytes)
             },
         )
         .load_shed()
@@ -382,18 +382,42 @@ impl ErrorAnswer {
     }
 }
 
-/// The 413 of the body limit as JSON: tower-http's body limit and axum's extractors answer it in
-/// plain text. Other answers, and a 413 that already is JSON, pass unchanged.
-fn too_large_as_json(response: Response<Body>, max_body_bytes: usize) -> Response<Body> {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+/// Error answers as `{"error": ...}`, the shape every Groundwork service answers errors in: the
+/// 413 of the body limit, which tower-http's body limit and axum's extractors answer in plain
+/// text, and any other 4xx or 5xx that has an empty body and no content type, such as axum's 405
+/// for a method a route does not take (its `Allow` header kept) or a router's default 404. Other
+/// answers, a 413 that already is JSON and errors with a body of their own pass unchanged.
+fn errors_as_json(response: Response<Body>, max_body_bytes: usize) -> Response<Body> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let replacement = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if content_type.is_some_and(|value| value.as_bytes().starts_with(b"application/json")) {
+            return response;
+        }
+        too_large(max_body_bytes)
+    } else if content_type.is_none() && response.body().size_hint().exact() == Some(0) {
+        let reason = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase();
+        let message = match response.headers().get(header::ALLOW) {
+            Some(allow) if status == StatusCode::METHOD_NOT_ALLOWED => {
+                format!(
+                    "{reason}; this path takes {}",
+                    String::from_utf8_lossy(allow.as_bytes())
+                )
+            }
+            _ => reason,
+        };
+        json_error(status, &message)
+    } else {
+        return response;
+    };
     let (mut parts, _) = response.into_parts();
-    let (json, body) = too_large(max_body_bytes).into_parts();
+    let (json, body) = replacement.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(json.headers);
     Response::from_parts(parts, body)

@@ -403,6 +403,51 @@ async fn a_body_over_the_limit_is_413_declared_or_streamed() -> Result<()> {
     server.stop().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_without_a_body_are_json_and_errors_with_one_pass_unchanged() -> Result<()> {
+    let app = hello()
+        .route(
+            "/broken",
+            get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/teapot",
+            get(|| async { (axum::http::StatusCode::BAD_REQUEST, "a body of its own") }),
+        );
+    let server = Server::start(app, patient()).await?;
+
+    // axum's own 405 for a method the route does not take, with its `Allow` header.
+    let wrong_method = send(server.address, "DELETE", "/", b"").await?;
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.body);
+    assert_json_error(&wrong_method, "method not allowed; this path takes GET")?;
+    assert!(
+        wrong_method
+            .header("allow")
+            .is_some_and(|allow| allow.contains("GET")),
+        "{wrong_method:?}"
+    );
+    // The router's default 404 for a path nothing matches.
+    let unknown = send(server.address, "GET", "/wp-admin.php", b"").await?;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_json_error(&unknown, "not found")?;
+    // A handler's bare status code.
+    let broken = send(server.address, "GET", "/broken", b"").await?;
+    assert_eq!(broken.status, 500, "{}", broken.body);
+    assert_json_error(&broken, "internal server error")?;
+    // An error with a body of its own keeps it.
+    let own = send(server.address, "GET", "/teapot", b"").await?;
+    assert_eq!(
+        (own.status, own.body.as_str()),
+        (400, "a body of its own"),
+        "{own:?}"
+    );
+    assert_eq!(
+        own.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    server.stop().await
+}
+
 /// The answer is `{"error": "..."}` containing `text`, as every error Groundwork answers.
 fn assert_json_error(reply: &Reply, text: &str) -> Result<()> {
     assert_eq!(
