@@ -13,4 +13,5 @@ mod log_lines;
 mod metrics_page;
 mod otel_env;
 mod otlp_tls;
+mod readme_tables;
 mod settings;
