@@ -1,6 +1,7 @@
 //! Cross-crate integration tests live in `tests/`; this library holds what several of them share:
 //! running `promtool` (Debian's `prometheus` package) and reading the metric names that the
-//! alert rules and the Grafana dashboard in `deploy/` query.
+//! alert rules and the Grafana dashboard in `deploy/` query, and a service binary run as a
+//! process with the raw HTTP requests sent to it ([`service`]).
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+
+pub mod service;
 
 /// The repository's root directory.
 pub fn repository_root() -> PathBuf {

@@ -8,18 +8,14 @@
 //! directory of their own would cost minutes of compiling on a two-core machine. They build
 //! `--offline`: their `Cargo.lock` is a copy of the workspace's, whose crates are downloaded.
 
-use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use groundwork_testkit::{InfraEnv, Service as Server, TestClickHouse, TestDatabase, TestRedis};
+use groundwork_tests::service::{ServiceProcess, request};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Every `--with` part.
 const EVERYTHING: &str = "postgres,redis,rabbitmq,clickhouse,live,flags";
@@ -94,139 +90,8 @@ fn cargo_in(dir: &Path, args: &[&str]) -> Result<Output> {
     Ok(output)
 }
 
-/// The generated service as a process whose stdout (JSON log lines) is collected.
-struct Running {
-    child: Child,
-    address: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(binary: &Path, workdir: &Path, env: &[(&str, String)]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new(binary)
-            .current_dir(workdir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(mut lines) = sink.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-        Ok(Self {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            lines,
-        })
-    }
-
-    fn log_text(&self) -> String {
-        self.lines
-            .lock()
-            .map(|lines| lines.join("\n"))
-            .unwrap_or_default()
-    }
-
-    /// Every log line so far, parsed; a line that is not JSON fails the test.
-    fn log(&self) -> Result<Vec<Value>> {
-        let lines = self.lines.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        lines
-            .iter()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .with_context(|| format!("the service wrote a line that is not JSON: {line}"))
-            })
-            .collect()
-    }
-
-    /// SIGTERM, then the exit status (within `timeout`).
-    fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .context("running kill -TERM")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed ({status})", self.child.id());
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "still running {timeout:?} after SIGTERM; its log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `head` (`GET /path`) with `headers`; the status and body.
-async fn request(
-    address: SocketAddr,
-    head: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let mut extra = String::new();
-    for (name, value) in headers {
-        let _ = write!(extra, "{name}: {value}\r\n");
-    }
-    let request = format!(
-        "{head} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let status = head.split(' ').nth(1).context("no status line")?.parse()?;
-    Ok((status, body.to_owned()))
-}
-
-/// Waits until `/health` (readiness) answers 200.
-async fn wait_healthy(service: &Running) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        if let Ok((200, _)) = request(service.address, "GET /health", &[]).await {
-            return Ok(());
-        }
-        if started.elapsed() > READY {
-            bail!(
-                "/health not 200 after {READY:?}; the service's log:\n{}",
-                service.log_text()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// One line of the seed's log contract for the `/v1/hello` request with `trace_id`.
-async fn check_greeting_log_line(service: &Running, trace_id: &str) -> Result<()> {
+async fn check_greeting_log_line(service: &ServiceProcess, trace_id: &str) -> Result<()> {
     let started = Instant::now();
     let line = loop {
         let log = service.log()?;
@@ -291,14 +156,15 @@ async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_st
         ("CONFIG_ENV", "test".to_owned()),
         ("SHUTDOWN_DRAIN_MS", "0".to_owned()),
     ];
-    let mut service = Running::start(&binary, &dir, &env)?;
+    let mut service = ServiceProcess::start(&binary, "gw-generated", &dir, env)?;
 
-    wait_healthy(&service).await?;
-    let (status, body) = request(service.address, "GET /livez", &[]).await?;
+    service.wait_ok("/health", READY).await?;
+    let (status, body) = request(service.address, "GET /livez", None, &[]).await?;
     assert_eq!(status, 200, "/livez: {body}");
 
     // The default greeting until platform_config and feature_flags say otherwise.
-    let (status, body) = request(service.address, "GET /v1/hello?tenant=tenant-1", &[]).await?;
+    let (status, body) =
+        request(service.address, "GET /v1/hello?tenant=tenant-1", None, &[]).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body)?,
@@ -326,6 +192,7 @@ async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_st
         let (status, body) = request(
             service.address,
             "GET /v1/hello?tenant=tenant-1",
+            None,
             &[("traceparent", traceparent.as_str())],
         )
         .await?;
@@ -338,7 +205,13 @@ async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_st
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (status, body) = request(service.address, "POST /v1/visits?tenant=tenant-1", &[]).await?;
+    let (status, body) = request(
+        service.address,
+        "POST /v1/visits?tenant=tenant-1",
+        None,
+        &[],
+    )
+    .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body)?["visits"], 1, "{body}");
 

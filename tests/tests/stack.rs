@@ -10,19 +10,15 @@
 //! resource it uses, so it runs beside `cargo xtask up` and other tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 use groundwork_testkit::{TestAmqp, TestClickHouse, TestDatabase, TestRedis};
+use groundwork_tests::service::{ServiceProcess as Service, get_json, request};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// How long a service may take to answer `/health/ready` after it was started.
 const READY: Duration = Duration::from_mins(1);
@@ -31,134 +27,18 @@ const GATEWAY: &str = "groundwork-example-api-gateway";
 const WORKER: &str = "groundwork-example-order-worker";
 const INGEST: &str = "groundwork-example-analytics-ingest";
 
-/// A service process whose stdout (JSON log lines) is collected; killed when dropped.
-struct Service {
-    name: &'static str,
-    child: Child,
-    address: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Service {
-    fn start(
-        binary: &Path,
-        name: &'static str,
-        workdir: &Path,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new(binary)
-            .current_dir(workdir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("SERVICE_NAME", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(mut lines) = sink.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-        Ok(Self {
-            name,
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            lines,
-        })
-    }
-
-    /// Every log line so far, parsed; a line that is not JSON fails the test.
-    fn log(&self) -> Result<Vec<Value>> {
-        let lines = self.lines.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        lines
-            .iter()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .with_context(|| format!("{} wrote a line that is not JSON: {line}", self.name))
-            })
-            .collect()
-    }
-
-    fn log_text(&self) -> String {
-        self.lines
-            .lock()
-            .map(|lines| lines.join("\n"))
-            .unwrap_or_default()
-    }
-
-    async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Ok((200, _)) = request(self.address, "GET /health/ready", "", &[]).await {
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "{} not ready after {timeout:?}; its log:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn request(
-    address: SocketAddr,
-    head: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let mut extra = String::new();
-    for (name, value) in headers {
-        let _ = write!(extra, "{name}: {value}\r\n");
-    }
-    let request = format!(
-        "{head} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let status = head.split(' ').nth(1).context("no status line")?.parse()?;
-    Ok((status, body.to_owned()))
-}
-
-async fn get_json(address: SocketAddr, path: &str) -> Result<Value> {
-    let (status, body) = request(address, &format!("GET {path}"), "", &[]).await?;
-    if status != 200 {
-        bail!("GET {path} answered {status}: {body}");
-    }
-    Ok(serde_json::from_str(&body)?)
+/// Starts a service binary with `SERVICE_NAME` set to `name` (what its logs and spans carry).
+fn start(
+    binary: &Path,
+    name: &str,
+    workdir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Service> {
+    let env = env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .chain([("SERVICE_NAME", name)]);
+    Service::start(binary, name, workdir, env)
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
@@ -225,7 +105,7 @@ async fn check_metrics_pages(services: &[&Service]) -> Result<()> {
         &groundwork_backup::render_wal_metrics(&[], &[], std::time::SystemTime::now()),
     ));
     for service in services {
-        let (status, page) = request(service.address, "GET /metrics", "", &[]).await?;
+        let (status, page) = request(service.address, "GET /metrics", None, &[]).await?;
         if status != 200 {
             bail!("{} answered {status} on /metrics: {page}", service.name);
         }
@@ -240,7 +120,7 @@ async fn check_metrics_pages(services: &[&Service]) -> Result<()> {
             "rabbitmq_connection_up",
             "http_server_shed_requests_total",
         ];
-        match service.name {
+        match service.name.as_str() {
             "api-gateway" => expected.extend([
                 "http_server_request_duration_seconds",
                 "db_client_connections_usage",
@@ -347,27 +227,27 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     ]);
 
     // The gateway first (it migrates the database), then the consumers.
-    let gateway = Service::start(
+    let gateway = start(
         &bin.join(GATEWAY),
         "api-gateway",
         workdir.path(),
         &gateway_env,
     )?;
-    gateway.wait_ready(READY).await?;
-    let mut worker = Service::start(
+    gateway.wait_ok("/health/ready", READY).await?;
+    let mut worker = start(
         &bin.join(WORKER),
         "order-worker",
         workdir.path(),
         &worker_env,
     )?;
-    let ingest = Service::start(
+    let ingest = start(
         &bin.join(INGEST),
         "analytics-ingest",
         workdir.path(),
         &ingest_env,
     )?;
-    worker.wait_ready(READY).await?;
-    ingest.wait_ready(READY).await?;
+    worker.wait_ok("/health/ready", READY).await?;
+    ingest.wait_ok("/health/ready", READY).await?;
 
     // One order, continuing the caller's trace.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -375,7 +255,7 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     let (status, body) = request(
         gateway.address,
         "POST /v1/orders",
-        r#"{"tenant":"tenant-traced","amount":42.5}"#,
+        Some(r#"{"tenant":"tenant-traced","amount":42.5}"#),
         &[("traceparent", &traceparent), ("Idempotency-Key", "e2e-1")],
     )
     .await?;
@@ -465,7 +345,8 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     .execute(db.pool())
     .await?;
     let (weights, took) = eventually(Duration::from_secs(10), "the new weights", || async {
-        let (status, body) = request(gateway.address, "GET /v1/matching/weights", "", &[]).await?;
+        let (status, body) =
+            request(gateway.address, "GET /v1/matching/weights", None, &[]).await?;
         Ok((status == 200).then_some(body))
     })
     .await?;
@@ -507,7 +388,10 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
         let (status, body) = request(
             gateway.address,
             "POST /v1/orders",
-            &format!(r#"{{"tenant":"tenant-queued","amount":{}}}"#, 10 + n),
+            Some(&format!(
+                r#"{{"tenant":"tenant-queued","amount":{}}}"#,
+                10 + n
+            )),
             &[("Idempotency-Key", &format!("e2e-queued-{n}"))],
         )
         .await?;
@@ -545,13 +429,13 @@ async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker
     assert_eq!(waiting, 3);
 
     // A new worker process takes them over and processes each exactly once.
-    let restarted = Service::start(
+    let restarted = start(
         &bin.join(WORKER),
         "order-worker",
         workdir.path(),
         &worker_env,
     )?;
-    restarted.wait_ready(READY).await?;
+    restarted.wait_ok("/health/ready", READY).await?;
     eventually(
         Duration::from_secs(30),
         "the queued orders in /v1/stats",

@@ -494,3 +494,69 @@ fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// A [`TestCluster`] serving TLS with a certificate that a fresh test CA signed for `127.0.0.1`,
+/// and `verify-full` URLs to it: one that trusts that CA, one that trusts another CA (which the
+/// client must refuse with `UnknownIssuer`). Both CA files live in the cluster's directory.
+#[cfg(feature = "certs")]
+#[derive(Debug)]
+pub struct TlsTestCluster {
+    cluster: TestCluster,
+    ca: PathBuf,
+    other_ca: PathBuf,
+}
+
+#[cfg(feature = "certs")]
+impl TlsTestCluster {
+    /// Starts the cluster and writes `ca.crt` and `other-ca.crt` beside it.
+    pub async fn start() -> Result<Self, TestkitError> {
+        use crate::TestCa;
+
+        let ca = TestCa::new("groundwork test CA")?;
+        let server = ca.server(&["127.0.0.1"])?;
+        let cluster =
+            TestCluster::start_with_tls(ClusterTls::new(server.certificate_pem, server.key_pem))
+                .await?;
+        let write = |name: &str, pem: &str| {
+            let path = cluster.dir().join(name);
+            std::fs::write(&path, pem)
+                .map_err(|e| cluster_error("write a CA file for", cluster.dir(), e.to_string()))?;
+            Ok::<_, TestkitError>(path)
+        };
+        let ca_file = write("ca.crt", ca.certificate_pem())?;
+        let other_ca = write("other-ca.crt", TestCa::new("another CA")?.certificate_pem())?;
+        Ok(Self {
+            ca: ca_file,
+            other_ca,
+            cluster,
+        })
+    }
+
+    /// The cluster itself.
+    pub fn cluster(&self) -> &TestCluster {
+        &self.cluster
+    }
+
+    /// `sslmode=verify-full` trusting the CA that signed the server's certificate.
+    pub fn trusted_url(&self) -> String {
+        self.verify_full(&self.ca)
+    }
+
+    /// `sslmode=verify-full` trusting another CA: a client must refuse the server.
+    pub fn untrusted_url(&self) -> String {
+        self.verify_full(&self.other_ca)
+    }
+
+    /// `127.0.0.1:<port>`, as a refusal names the server.
+    pub fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.cluster.port())
+    }
+
+    fn verify_full(&self, ca: &Path) -> String {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.cluster.url(),
+            ca.display()
+        )
+    }
+}

@@ -103,6 +103,15 @@ pub enum TestkitError {
     #[error("cannot plant a canary in {url}: {reason}")]
     Canary { url: String, reason: String },
 
+    /// A directory a program wrote differs from the one it was made from
+    /// ([`same_files`](crate::same_files)).
+    #[error("{} differs from {}: {detail}", written.display(), expected.display())]
+    DifferentFiles {
+        written: PathBuf,
+        expected: PathBuf,
+        detail: String,
+    },
+
     /// The helper thread or runtime that runs cleanup could not be started.
     #[error("cannot run cleanup for {what}")]
     CleanupRuntime {

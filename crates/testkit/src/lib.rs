@@ -10,6 +10,8 @@ mod canary;
 ))]
 mod cleanup;
 mod error;
+mod files;
+mod http;
 mod infra_env;
 mod tls;
 mod wait;
@@ -35,6 +37,8 @@ pub use canary::{
     CapturedOutput, Plant, SECRET_QUERY_PARAMETERS, http_get, outputs_showing, plant_canary,
 };
 pub use error::TestkitError;
+pub use files::same_files;
+pub use http::http_request;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin};
 pub use tls::{TEST_CA_ENV_VAR, TestTls};
 pub use wait::until_changed;
@@ -45,6 +49,8 @@ pub use amqp::TestAmqp;
 pub use certs::{TestCa, TestCertificate};
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::TestClickHouse;
+#[cfg(all(feature = "postgres", feature = "certs"))]
+pub use cluster::TlsTestCluster;
 #[cfg(feature = "postgres")]
 pub use cluster::{ClusterTls, TestCluster};
 #[cfg(feature = "postgres")]

@@ -108,6 +108,25 @@ impl TestDatabase {
         &self.pool
     }
 
+    /// Terminates the connections to this database that are listening (their last statement a
+    /// `LISTEN`), as a failover or an operator would; how many it terminated.
+    pub async fn terminate_listeners(&self) -> Result<i64, TestkitError> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%') AS t",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            TestkitError::server(
+                Service::Postgres,
+                &self.url,
+                "terminating the listening connections",
+                e,
+            )
+        })
+    }
+
     /// A connection URL for this database through PgBouncer in transaction pooling mode
     /// (`PGBOUNCER_URL`, found like every server URL; `cargo xtask infra up` starts one in front
     /// of the test PostgreSQL), with the PgBouncer URL's credentials. The database must be the

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagUpdate};
+use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagItem, FlagUpdate};
 use groundwork_flags::{Flag, Flags, Reason, Variant, store};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_testkit::TestDatabase;
@@ -18,6 +18,23 @@ async fn migrated() -> Result<TestDatabase> {
         .await
         .context("applying the flags migrations")?;
     Ok(db)
+}
+
+/// A migrated database where `alice` created `flag`; its admin, and the flag as read back.
+async fn created_by_alice(flag: &Flag) -> Result<(TestDatabase, FlagAdmin, FlagItem)> {
+    let db = migrated().await?;
+    let admin = FlagAdmin::new(db.pool().clone());
+    admin.create(flag, "alice").await?;
+    let read = admin.item(&flag.name).await?;
+    Ok((db, admin, read))
+}
+
+/// An update that switches a flag on.
+fn enable() -> FlagUpdate {
+    FlagUpdate {
+        enabled: Some(true),
+        ..FlagUpdate::default()
+    }
 }
 
 #[tokio::test]
@@ -159,12 +176,7 @@ async fn a_terminated_listener_reconnects_and_misses_nothing() -> Result<()> {
     admin.create(&Flag::new("risk.auto.reject"), "ops").await?;
     until(&feed, "the flag appears", || flags.snapshot().len() == 1).await?;
 
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%') AS t",
-    )
-    .fetch_one(db.pool())
-    .await?;
+    let killed = db.terminate_listeners().await?;
     assert_eq!(killed, 1, "exactly the listener connection is terminated");
     // Changed while the listener is reconnecting: the resync after reconnecting must find it.
     admin.set_enabled("risk.auto.reject", true, "ops").await?;
@@ -334,22 +346,8 @@ fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
     let dir = out.path().join("migrations");
     store::write_migrations(&dir)?;
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut names: Vec<String> = std::fs::read_dir(&source)?
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_>>()?;
-    names.sort();
-    let mut written: Vec<String> = std::fs::read_dir(&dir)?
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_>>()?;
-    written.sort();
-    assert_eq!(written, names, "every file of migrations/ is embedded");
-    for name in &names {
-        assert_eq!(
-            std::fs::read_to_string(dir.join(name))?,
-            std::fs::read_to_string(source.join(name))?,
-            "{name}"
-        );
-    }
+    // Every file of migrations/ is embedded, as it is.
+    groundwork_testkit::same_files(&dir, &source)?;
     Ok(())
 }
 
@@ -403,23 +401,14 @@ async fn behind_pgbouncer_flags_follow_changes_relayed_through_redis() -> Result
 
 #[tokio::test]
 async fn a_change_from_a_stale_revision_is_refused_and_names_both_revisions() -> Result<()> {
-    let db = migrated().await?;
-    let admin = FlagAdmin::new(db.pool().clone());
-    admin
-        .create(&Flag::new("risk.auto.reject"), "alice")
-        .await?;
-    let read = admin.item("risk.auto.reject").await?;
+    let (_db, admin, read) = created_by_alice(&Flag::new("risk.auto.reject")).await?;
     assert_eq!(read.updated_by.as_deref(), Some("alice"));
 
     // Bob and Carol both read `read`; Bob writes first.
-    let enable = FlagUpdate {
-        enabled: Some(true),
-        ..FlagUpdate::default()
-    };
     let bob = admin
         .update(
             "risk.auto.reject",
-            &enable,
+            &enable(),
             Expect::Revision(read.revision),
             "bob",
         )
@@ -471,16 +460,8 @@ async fn a_change_from_a_stale_revision_is_refused_and_names_both_revisions() ->
 
 #[tokio::test]
 async fn delete_and_rollback_are_guarded_and_an_update_never_creates_a_flag() -> Result<()> {
-    let db = migrated().await?;
-    let admin = FlagAdmin::new(db.pool().clone());
-    admin
-        .create(&Flag::new("risk.auto.reject"), "alice")
-        .await?;
-    let read = admin.item("risk.auto.reject").await?;
-    let enable = FlagUpdate {
-        enabled: Some(true),
-        ..FlagUpdate::default()
-    };
+    let (_db, admin, read) = created_by_alice(&Flag::new("risk.auto.reject")).await?;
+    let enable = enable();
     let bob = admin
         .update("risk.auto.reject", &enable, Expect::Any, "bob")
         .await?;
@@ -546,16 +527,13 @@ async fn delete_and_rollback_are_guarded_and_an_update_never_creates_a_flag() ->
 
 #[tokio::test]
 async fn variants_are_written_checked_and_rolled_back_through_the_admin() -> Result<()> {
-    let db = migrated().await?;
-    let admin = FlagAdmin::new(db.pool().clone());
     let split = vec![Variant::new("blue", 50), Variant::new("green", 50)];
     let flag = Flag {
         enabled: true,
         variants: split.clone(),
         ..Flag::new("checkout.button")
     };
-    admin.create(&flag, "alice").await?;
-    let created = admin.item("checkout.button").await?;
+    let (db, admin, created) = created_by_alice(&flag).await?;
     assert_eq!(created.flag.variants, split);
 
     let refused = FlagUpdate {

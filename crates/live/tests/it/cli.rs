@@ -109,26 +109,9 @@ async fn the_cli_sets_values_and_refuses_a_lost_update() -> Result<()> {
 
 #[tokio::test]
 async fn a_refused_tls_connection_names_the_server_and_the_reason() -> Result<()> {
-    use groundwork_testkit::{ClusterTls, TestCa, TestCluster};
-
-    let ca = TestCa::new("groundwork test CA")?;
-    let server = ca.server(&["127.0.0.1"])?;
-    let cluster =
-        TestCluster::start_with_tls(ClusterTls::new(server.certificate_pem, server.key_pem))
-            .await?;
-    let dir = tempfile::tempdir()?;
-    let wrong_ca = dir.path().join("other-ca.crt");
-    std::fs::write(&wrong_ca, TestCa::new("another CA")?.certificate_pem())?;
-
+    let cluster = groundwork_testkit::TlsTestCluster::start().await?;
     let output = Command::new(env!("CARGO_BIN_EXE_groundwork-live"))
-        .env(
-            "DATABASE_URL",
-            format!(
-                "{}?sslmode=verify-full&sslrootcert={}",
-                cluster.url(),
-                wrong_ca.display()
-            ),
-        )
+        .env("DATABASE_URL", cluster.untrusted_url())
         .env_remove("APP_ENV")
         .args(["--env", "production", "list"])
         .output()
@@ -136,7 +119,7 @@ async fn a_refused_tls_connection_names_the_server_and_the_reason() -> Result<()
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let error = stderr(&output);
     assert!(
-        error.contains(&format!("127.0.0.1:{}", cluster.port()))
+        error.contains(&cluster.server())
             && error.contains("invalid peer certificate: UnknownIssuer"),
         "{error}"
     );

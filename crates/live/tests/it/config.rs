@@ -108,22 +108,8 @@ fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
     let dir = out.path().join("migrations");
     config::write_migrations(&dir)?;
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut names: Vec<String> = std::fs::read_dir(&source)?
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_>>()?;
-    names.sort();
-    let mut written: Vec<String> = std::fs::read_dir(&dir)?
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_>>()?;
-    written.sort();
-    assert_eq!(written, names, "every file of migrations/ is embedded");
-    for name in &names {
-        assert_eq!(
-            std::fs::read_to_string(dir.join(name))?,
-            std::fs::read_to_string(source.join(name))?,
-            "{name}"
-        );
-    }
+    // Every file of migrations/ is embedded, as it is.
+    groundwork_testkit::same_files(&dir, &source)?;
     Ok(())
 }
 
@@ -369,12 +355,7 @@ async fn a_terminated_listener_reconnects_and_misses_nothing() -> Result<()> {
         .await?;
     until(&config, "the first change arrives", || *expiry.get() == 45).await?;
 
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%') AS t",
-    )
-    .fetch_one(db.pool())
-    .await?;
+    let killed = db.terminate_listeners().await?;
     assert_eq!(killed, 1, "exactly the listener connection is terminated");
     // Changed while the listener is reconnecting: the resync after reconnecting must find it.
     sqlx::query("UPDATE platform_config SET value = '60' WHERE key = 'order.expiry.minutes'")

@@ -4,32 +4,18 @@
 #![cfg(feature = "postgres")]
 
 use groundwork_migrate::postgres::PgBackend;
-use groundwork_testkit::{ClusterTls, TestCa, TestCluster};
+use groundwork_testkit::TlsTestCluster;
 
 #[tokio::test]
 async fn verify_full_connects_with_the_right_ca_and_names_the_server_when_refused()
 -> anyhow::Result<()> {
-    let ca = TestCa::new("groundwork test CA")?;
-    let server = ca.server(&["127.0.0.1"])?;
-    let cluster =
-        TestCluster::start_with_tls(ClusterTls::new(server.certificate_pem, server.key_pem))
-            .await?;
-    let dir = tempfile::tempdir()?;
-    let right = dir.path().join("ca.crt");
-    std::fs::write(&right, ca.certificate_pem())?;
-    let wrong = dir.path().join("other-ca.crt");
-    std::fs::write(&wrong, TestCa::new("another CA")?.certificate_pem())?;
+    let cluster = TlsTestCluster::start().await?;
+    PgBackend::connect(&cluster.trusted_url())
+        .await?
+        .close()
+        .await?;
 
-    let url = |ca: &std::path::Path| {
-        format!(
-            "{}?sslmode=verify-full&sslrootcert={}",
-            cluster.url(),
-            ca.display()
-        )
-    };
-    PgBackend::connect(&url(&right)).await?.close().await?;
-
-    let error = PgBackend::connect(&url(&wrong))
+    let error = PgBackend::connect(&cluster.untrusted_url())
         .await
         .err()
         .map(|e| {
@@ -43,9 +29,9 @@ async fn verify_full_connects_with_the_right_ca_and_names_the_server_when_refuse
             parts.join(": ")
         })
         .unwrap_or_default();
-    let server = format!("127.0.0.1:{}", cluster.port());
     assert!(
-        error.contains(&server) && error.contains("invalid peer certificate: UnknownIssuer"),
+        error.contains(&cluster.server())
+            && error.contains("invalid peer certificate: UnknownIssuer"),
         "{error}"
     );
     Ok(())

@@ -8,12 +8,11 @@ use futures_lite::StreamExt as _;
 use groundwork_config::Loader;
 use groundwork_example_analytics_ingest::{Ingest, IngestStats, Settings};
 use groundwork_service::{ServeOptions, Shutdown};
-use groundwork_testkit::{TestAmqp, TestClickHouse};
+use groundwork_testkit::{TestAmqp, TestClickHouse, http_request};
 use lapin::BasicProperties;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 struct Fixture {
     _clickhouse: TestClickHouse,
@@ -109,17 +108,7 @@ impl Fixture {
     }
 
     async fn get(&self, path: &str) -> Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.address).await?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).await?;
-        let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-        let status = head.split(' ').nth(1).context("no status line")?.parse()?;
-        Ok((status, body.to_owned()))
+        Ok(http_request(self.address, &format!("GET {path}"), None, &[]).await?)
     }
 
     async fn stop(self) -> Result<()> {

@@ -4,26 +4,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use groundwork_config::Loader;
 use groundwork_service::{ServeOptions, Shutdown};
-use groundwork_testkit::{TestAmqp, TestClickHouse, TestDatabase, TestRedis};
+use groundwork_testkit::{TestAmqp, TestClickHouse, TestDatabase, TestRedis, http_request};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-async fn request(address: std::net::SocketAddr, head: &str, body: &str) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let request = format!(
-        "{head}\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let status = head.split(' ').nth(1).context("no status line")?.parse()?;
-    Ok((status, body.to_owned()))
-}
 
 fn serve(
     router: axum::Router,
@@ -134,8 +119,13 @@ async fn an_order_flows_from_the_gateway_through_the_worker_into_clickhouse_stat
     ];
 
     let post = async |key: &str, body: &str| {
-        let head = format!("POST /v1/orders HTTP/1.1\r\nIdempotency-Key: {key}");
-        request(gateway_address, &head, body).await
+        http_request(
+            gateway_address,
+            "POST /v1/orders",
+            Some(body),
+            &[("Idempotency-Key", key)],
+        )
+        .await
     };
     let (status, first) = post("a-1", r#"{"tenant":"tenant-a","amount":10}"#).await?;
     assert_eq!(status, 201, "{first}");
@@ -156,7 +146,7 @@ async fn an_order_flows_from_the_gateway_through_the_worker_into_clickhouse_stat
         );
     }
 
-    let (status, body) = request(ingest_address, "GET /v1/stats HTTP/1.1", "").await?;
+    let (status, body) = http_request(ingest_address, "GET /v1/stats", None, &[]).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body)?,
