@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use common::{local_store, s3_storage, secret, seeded_database};
+use common::{incompressible_database, local_store, s3_storage, secret, seeded_database};
 use groundwork_backup::{
     BackupError, BackupFilter, BackupId, BackupKind, BackupStatus, Identity, PipelineOptions,
     PostgresBackupOptions, PruneReason, RetentionPolicy, backup_postgres, latest, list, prune,
@@ -105,7 +105,7 @@ async fn a_killed_backup_is_never_listed_and_the_next_prune_removes_it() -> Resu
     let db = seeded_database(20_000).await?;
     let store = local_store()?;
     let tools = tempfile::tempdir()?;
-    let storage_url = format!("file://{}", store.dir.path().display());
+    let storage_url = store.url();
 
     kill_backup_mid_stream(
         db.url(),
@@ -168,17 +168,8 @@ async fn a_killed_backup_is_never_listed_and_the_next_prune_removes_it() -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_while_uploading_to_s3_is_never_listed_and_prune_removes_it() -> Result<()>
 {
-    let db = TestDatabase::create().await?;
-    // md5 of random values does not compress: about 12 MiB stored, so 5 MiB parts get uploaded.
-    sqlx::raw_sql(
-        "CREATE TABLE blob (id int PRIMARY KEY, data bytea NOT NULL);
-         INSERT INTO blob
-         SELECT g, (SELECT string_agg(decode(md5(random()::text || g || i), 'hex'), ''::bytea)
-                    FROM generate_series(1, 256) AS i)
-         FROM generate_series(1, 3000) AS g;",
-    )
-    .execute(db.pool())
-    .await?;
+    // About 12 MiB stored, so 5 MiB parts get uploaded.
+    let db = incompressible_database().await?;
     let bucket = TestBucket::create().await?;
     let storage = s3_storage(&bucket, "killed")?;
     let tools = tempfile::tempdir()?;
@@ -336,7 +327,7 @@ async fn the_cli_backs_up_with_json_output_and_metrics() -> Result<()> {
     let db = seeded_database(200).await?;
     let store = local_store()?;
     let keys = tempfile::tempdir()?;
-    let storage_url = format!("file://{}", store.dir.path().display());
+    let storage_url = store.url();
     let key_file = keys.path().join("backup.key");
     let other_key = keys.path().join("other.key");
 
@@ -413,7 +404,7 @@ async fn the_cli_exits_2_for_a_wrong_key_and_1_for_a_damaged_backup() -> Result<
     let db = seeded_database(200).await?;
     let store = local_store()?;
     let keys = tempfile::tempdir()?;
-    let storage_url = format!("file://{}", store.dir.path().display());
+    let storage_url = store.url();
     let identity = Identity::generate();
     let key_file = keys.path().join("backup.key");
     std::fs::write(
@@ -535,7 +526,7 @@ async fn a_secret_in_any_part_of_the_database_url_never_reaches_cli_output_or_st
     const CANARY: &str = "Cli-Canary-93b7";
     let db = seeded_database(50).await?;
     let store = local_store()?;
-    let storage_url = format!("file://{}", store.dir.path().display());
+    let storage_url = store.url();
     let mut url = url::Url::parse(db.url())?;
     if url
         .set_password(Some(&format!("{CANARY}-userinfo")))

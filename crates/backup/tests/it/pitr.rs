@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use common::s3_storage;
+use common::{env_file, s3_storage};
 use groundwork_backup::{Identity, Storage, WalFileKind, list_wal};
 use groundwork_testkit::{TestBucket, TestCluster};
 use object_store::path::Path as ObjectPath;
@@ -217,9 +217,23 @@ fn pitr_restore(drill: &Drill, data_dir: &Path, target: &[&str]) -> Result<Outpu
         .output()?)
 }
 
-/// The drills, against one archive.
-async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
-    let drill = archiving_cluster(archive, Archiving::Synchronous).await?;
+/// An archive in `<work>/archive` on local storage.
+fn local_archive(work: &Path) -> Result<Archive> {
+    let root = work.join("archive");
+    std::fs::create_dir(&root)?;
+    Ok(Archive {
+        storage: groundwork_backup::Storage::open(
+            &format!("file://{}", root.display()),
+            &groundwork_backup::S3Options::default(),
+        )?,
+        env_lines: format!("GROUNDWORK_BACKUP_STORAGE=file://{}", root.display()),
+        local_root: Some(root),
+    })
+}
+
+/// Creates the `ticks` table the writer fills and takes a base backup of the drill's cluster
+/// through the CLI; a pool to the cluster.
+async fn ticks_table_with_a_base_backup(drill: &Drill) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .connect(&drill.cluster.url())
@@ -232,6 +246,13 @@ async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
         .arg(drill.cluster.url())
         .output()?;
     succeeded(&base, "basebackup")?;
+    Ok(pool)
+}
+
+/// The drills, against one archive.
+async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
+    let drill = archiving_cluster(archive, Archiving::Synchronous).await?;
+    let pool = ticks_table_with_a_base_backup(&drill).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_ticks(pool.clone(), stop_rx));
@@ -564,19 +585,7 @@ async fn put_back(archive: &Archive, object: &str, bytes: Vec<u8>) -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_drills_on_local_storage() -> Result<()> {
-    drills(|work| {
-        let root = work.join("archive");
-        std::fs::create_dir(&root)?;
-        Ok(Archive {
-            storage: groundwork_backup::Storage::open(
-                &format!("file://{}", root.display()),
-                &groundwork_backup::S3Options::default(),
-            )?,
-            env_lines: format!("GROUNDWORK_BACKUP_STORAGE=file://{}", root.display()),
-            local_root: Some(root),
-        })
-    })
-    .await
+    drills(local_archive).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,34 +614,8 @@ async fn pitr_drills_on_s3() -> Result<()> {
 /// every commit archived before the crash and loses at most `archive_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_crash_drill_with_spooled_archiving() -> Result<()> {
-    let drill = archiving_cluster(
-        |work| {
-            let root = work.join("archive");
-            std::fs::create_dir(&root)?;
-            Ok(Archive {
-                storage: groundwork_backup::Storage::open(
-                    &format!("file://{}", root.display()),
-                    &groundwork_backup::S3Options::default(),
-                )?,
-                env_lines: format!("GROUNDWORK_BACKUP_STORAGE=file://{}", root.display()),
-                local_root: Some(root),
-            })
-        },
-        Archiving::Spooled,
-    )
-    .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&drill.cluster.url())
-        .await?;
-    sqlx::raw_sql("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
-        .execute(&pool)
-        .await?;
-    let base = cli(&drill.env_file)
-        .args(["postgres", "basebackup", "--database-url"])
-        .arg(drill.cluster.url())
-        .output()?;
-    succeeded(&base, "basebackup")?;
+    let drill = archiving_cluster(local_archive, Archiving::Spooled).await?;
+    let pool = ticks_table_with_a_base_backup(&drill).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_ticks(pool.clone(), stop_rx));
@@ -669,13 +652,9 @@ async fn pitr_crash_drill_with_spooled_archiving() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_restore_refuses_a_non_empty_data_directory() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let env_file = work.path().join("backup.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "GROUNDWORK_BACKUP_STORAGE=file://{}/store\nGROUNDWORK_BACKUP_SOURCE=app\n",
-            work.path().display()
-        ),
+    let env_file = env_file(
+        work.path(),
+        &format!("file://{}/store", work.path().display()),
     )?;
     let data = work.path().join("data");
     std::fs::create_dir(&data)?;

@@ -5,11 +5,14 @@
 use crate::common;
 
 use anyhow::Result;
-use common::{local_store, plain_dump, relation_count, s3_storage, secret, seeded_database};
+use common::{
+    LocalStore, incompressible_database, local_store, plain_dump, relation_count, s3_storage,
+    secret, seeded_database,
+};
 use groundwork_backup::{
-    BackupError, BackupKind, Identity, PipelineOptions, PostgresBackupOptions,
-    PostgresRestoreOptions, S3Options, Storage, backup_postgres, latest, restore_postgres,
-    verify_postgres,
+    BackupError, BackupKind, BackupManifest, Identity, PipelineOptions, PostgresBackupOptions,
+    PostgresRestoreOptions, RestoreReport, S3Options, Storage, VerifyReport, backup_postgres,
+    latest, restore_postgres, verify_postgres,
 };
 use groundwork_testkit::{TestBucket, TestDatabase};
 
@@ -35,13 +38,61 @@ fn restoring_with(identity: &Identity) -> PostgresRestoreOptions {
     }
 }
 
+/// A seeded database of `rows` hotels backed up with `options` to local storage.
+async fn backed_up(
+    rows: u64,
+    options: &PostgresBackupOptions,
+) -> Result<(TestDatabase, LocalStore, BackupManifest)> {
+    let source = seeded_database(rows).await?;
+    let store = local_store()?;
+    let manifest = backup_postgres(&store.storage, &secret(source.url()), options).await?;
+    Ok((source, store, manifest))
+}
+
+/// Restores `manifest` from `store` into `target`.
+async fn restore(
+    store: &LocalStore,
+    manifest: &BackupManifest,
+    target: &TestDatabase,
+    options: &PostgresRestoreOptions,
+) -> Result<RestoreReport, BackupError> {
+    restore_postgres(&store.storage, manifest, &secret(target.url()), options).await
+}
+
+/// Verifies `manifest` from `store` against the server of `source`, without a key.
+async fn verify(
+    store: &LocalStore,
+    manifest: &BackupManifest,
+    source: &TestDatabase,
+) -> Result<VerifyReport> {
+    Ok(verify_postgres(
+        &store.storage,
+        manifest,
+        &secret(source.url()),
+        &PostgresRestoreOptions::default(),
+    )
+    .await?)
+}
+
+/// Where the local store keeps the first object of `source`'s backup `manifest`.
+fn first_object(
+    store: &LocalStore,
+    source: &TestDatabase,
+    manifest: &BackupManifest,
+) -> std::path::PathBuf {
+    store
+        .dir
+        .path()
+        .join("postgres")
+        .join(source.name())
+        .join(manifest.id.as_str())
+        .join(&manifest.objects[0].name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_restores_a_database_whose_dump_is_identical() -> Result<()> {
-    let source = seeded_database(ROUND_TRIP_ROWS.unsigned_abs()).await?;
-    let store = local_store()?;
-    let manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
+    let (source, store, manifest) = backed_up(
+        ROUND_TRIP_ROWS.unsigned_abs(),
         &PostgresBackupOptions::default(),
     )
     .await?;
@@ -58,10 +109,10 @@ async fn round_trip_restores_a_database_whose_dump_is_identical() -> Result<()> 
     assert!(manifest.encryption.is_none());
 
     let target = TestDatabase::create().await?;
-    let report = restore_postgres(
-        &store.storage,
+    let report = restore(
+        &store,
         &manifest,
-        &secret(target.url()),
+        &target,
         &PostgresRestoreOptions::default(),
     )
     .await?;
@@ -118,17 +169,8 @@ async fn an_unencrypted_local_backup_is_readable_by_its_owner_only() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_backup_on_s3_uses_equal_parts_restores_and_verifies() -> Result<()> {
-    let source = TestDatabase::create().await?;
-    // md5 of random values does not compress: about 12 MiB stored, so three 5 MiB parts.
-    sqlx::raw_sql(
-        "CREATE TABLE blob (id int PRIMARY KEY, data bytea NOT NULL);
-         INSERT INTO blob
-         SELECT g, (SELECT string_agg(decode(md5(random()::text || g || i), 'hex'), ''::bytea)
-                    FROM generate_series(1, 256) AS i)
-         FROM generate_series(1, 3000) AS g;",
-    )
-    .execute(source.pool())
-    .await?;
+    // About 12 MiB stored, so three 5 MiB parts.
+    let source = incompressible_database().await?;
     let bucket = TestBucket::create().await?;
     let storage = s3_storage(&bucket, "pg/daily")?;
     let identity = Identity::generate();
@@ -175,22 +217,9 @@ async fn encrypted_backup_on_s3_uses_equal_parts_restores_and_verifies() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_stored_byte_is_refused_with_a_checksum_error_naming_the_object() -> Result<()> {
-    let source = seeded_database(20_000).await?;
-    let store = local_store()?;
     let identity = Identity::generate();
-    let manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
-        &encrypted_to(&identity),
-    )
-    .await?;
-    let object_path = store
-        .dir
-        .path()
-        .join("postgres")
-        .join(source.name())
-        .join(manifest.id.as_str())
-        .join(&manifest.objects[0].name);
+    let (source, store, manifest) = backed_up(20_000, &encrypted_to(&identity)).await?;
+    let object_path = first_object(&store, &source, &manifest);
 
     for position in [100, manifest.stored_bytes / 2, manifest.stored_bytes - 10] {
         let mut bytes = std::fs::read(&object_path)?;
@@ -200,14 +229,9 @@ async fn a_flipped_stored_byte_is_refused_with_a_checksum_error_naming_the_objec
         std::fs::write(&object_path, &bytes)?;
 
         let target = TestDatabase::create().await?;
-        let err = restore_postgres(
-            &store.storage,
-            &manifest,
-            &secret(target.url()),
-            &restoring_with(&identity),
-        )
-        .await
-        .err();
+        let err = restore(&store, &manifest, &target, &restoring_with(&identity))
+            .await
+            .err();
         match &err {
             Some(BackupError::ChecksumMismatch { object, .. }) => {
                 assert!(object.ends_with("dump.pgc.zst.age"), "{object}");
@@ -225,24 +249,11 @@ async fn a_flipped_stored_byte_is_refused_with_a_checksum_error_naming_the_objec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_unencrypted_backup_leaves_a_cleaned_target_untouched() -> Result<()> {
-    let source = seeded_database(20_000).await?;
-    let store = local_store()?;
-    let manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
-        &PostgresBackupOptions::default(),
-    )
-    .await?;
+    let (source, store, manifest) = backed_up(20_000, &PostgresBackupOptions::default()).await?;
     let target = seeded_database(10).await?;
     let before = plain_dump(target.url())?;
 
-    let object_path = store
-        .dir
-        .path()
-        .join("postgres")
-        .join(source.name())
-        .join(manifest.id.as_str())
-        .join(&manifest.objects[0].name);
+    let object_path = first_object(&store, &source, &manifest);
     let mut bytes = std::fs::read(&object_path)?;
     // The last byte (zstd's frame checksum): everything before it has long been fed to pg_restore.
     let index = bytes.len() - 1;
@@ -253,9 +264,7 @@ async fn a_damaged_unencrypted_backup_leaves_a_cleaned_target_untouched() -> Res
         clean: true,
         ..PostgresRestoreOptions::default()
     };
-    let err = restore_postgres(&store.storage, &manifest, &secret(target.url()), &options)
-        .await
-        .err();
+    let err = restore(&store, &manifest, &target, &options).await.err();
     assert!(
         matches!(err, Some(BackupError::ChecksumMismatch { .. })),
         "{err:?}"
@@ -266,26 +275,14 @@ async fn a_damaged_unencrypted_backup_leaves_a_cleaned_target_untouched() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_or_missing_key_is_a_clear_error() -> Result<()> {
-    let source = seeded_database(100).await?;
-    let store = local_store()?;
     let identity = Identity::generate();
-    let manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
-        &encrypted_to(&identity),
-    )
-    .await?;
+    let (_source, store, manifest) = backed_up(100, &encrypted_to(&identity)).await?;
     let target = TestDatabase::create().await?;
 
     let wrong = Identity::generate();
-    let err = restore_postgres(
-        &store.storage,
-        &manifest,
-        &secret(target.url()),
-        &restoring_with(&wrong),
-    )
-    .await
-    .err();
+    let err = restore(&store, &manifest, &target, &restoring_with(&wrong))
+        .await
+        .err();
     let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
     assert!(matches!(err, Some(BackupError::WrongKey { .. })), "{err:?}");
     assert!(
@@ -294,10 +291,10 @@ async fn a_wrong_or_missing_key_is_a_clear_error() -> Result<()> {
     );
     assert!(!message.contains(&wrong.to_secret_string()), "{message}");
 
-    let err = restore_postgres(
-        &store.storage,
+    let err = restore(
+        &store,
         &manifest,
-        &secret(target.url()),
+        &target,
         &PostgresRestoreOptions::default(),
     )
     .await
@@ -312,19 +309,12 @@ async fn a_wrong_or_missing_key_is_a_clear_error() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_empty_target_is_refused_unless_clean_and_parallel_restore_works() -> Result<()> {
-    let source = seeded_database(1_000).await?;
-    let store = local_store()?;
-    let manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
-        &PostgresBackupOptions::default(),
-    )
-    .await?;
+    let (source, store, manifest) = backed_up(1_000, &PostgresBackupOptions::default()).await?;
     let target = seeded_database(5).await?;
-    let err = restore_postgres(
-        &store.storage,
+    let err = restore(
+        &store,
         &manifest,
-        &secret(target.url()),
+        &target,
         &PostgresRestoreOptions::default(),
     )
     .await
@@ -341,7 +331,7 @@ async fn a_non_empty_target_is_refused_unless_clean_and_parallel_restore_works()
         staging_dir: Some(staging.path().to_owned()),
         ..PostgresRestoreOptions::default()
     };
-    restore_postgres(&store.storage, &manifest, &secret(target.url()), &options).await?;
+    restore(&store, &manifest, &target, &options).await?;
     assert_eq!(plain_dump(source.url())?, plain_dump(target.url())?);
     // The staging file is gone.
     assert_eq!(std::fs::read_dir(staging.path())?.count(), 0);
@@ -350,33 +340,14 @@ async fn a_non_empty_target_is_refused_unless_clean_and_parallel_restore_works()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_row_counts_that_differ_from_the_manifest() -> Result<()> {
-    let source = seeded_database(100).await?;
-    let store = local_store()?;
-    let mut manifest = backup_postgres(
-        &store.storage,
-        &secret(source.url()),
-        &PostgresBackupOptions::default(),
-    )
-    .await?;
-    let report = verify_postgres(
-        &store.storage,
-        &manifest,
-        &secret(source.url()),
-        &PostgresRestoreOptions::default(),
-    )
-    .await?;
+    let (source, store, mut manifest) = backed_up(100, &PostgresBackupOptions::default()).await?;
+    let report = verify(&store, &manifest, &source).await?;
     assert!(report.ok, "{report:?}");
     assert_eq!(report.tables, 3);
 
     // A manifest that claims another count (as if rows had been lost) fails verification.
     manifest.row_counts.insert("public.hotel".into(), 1);
-    let report = verify_postgres(
-        &store.storage,
-        &manifest,
-        &secret(source.url()),
-        &PostgresRestoreOptions::default(),
-    )
-    .await?;
+    let report = verify(&store, &manifest, &source).await?;
     assert!(!report.ok);
     assert_eq!(report.mismatches.len(), 1);
     assert_eq!(report.mismatches[0].table, "public.hotel");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
-use common::{local_store, s3_storage};
+use common::{env_file, local_store, s3_storage};
 use groundwork_backup::{Identity, Storage, WalFileName, list_wal, read_wal_record};
 use groundwork_testkit::TestBucket;
 use object_store::path::Path as ObjectPath;
@@ -225,13 +225,9 @@ async fn wal_files_round_trip_through_s3_with_a_secret_file() -> Result<()> {
 #[test]
 fn wal_push_refuses_a_file_that_is_not_wal() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let env_file = work.path().join("backup.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "GROUNDWORK_BACKUP_STORAGE=file://{}/store\nGROUNDWORK_BACKUP_SOURCE=app\n",
-            work.path().display()
-        ),
+    let env_file = env_file(
+        work.path(),
+        &format!("file://{}/store", work.path().display()),
     )?;
     let file = work.path().join("postgresql.conf");
     std::fs::write(&file, "port = 5432\n")?;
@@ -256,14 +252,7 @@ async fn a_spooled_push_archives_ready_files_ahead_and_acknowledges_only_what_wa
     let store = local_store()?;
     let storage = &store.storage;
     let work = tempfile::tempdir()?;
-    let env_file = work.path().join("backup.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "GROUNDWORK_BACKUP_STORAGE=file://{}\nGROUNDWORK_BACKUP_SOURCE=app\n",
-            store.dir.path().display()
-        ),
-    )?;
+    let env_file = env_file(work.path(), &store.url())?;
     let pg_wal = work.path().join("pg_wal");
     std::fs::create_dir_all(pg_wal.join("archive_status"))?;
     let spool = work.path().join("spool");

@@ -18,6 +18,32 @@ pub(crate) async fn seeded_database(rows: u64) -> Result<TestDatabase> {
     Ok(db)
 }
 
+/// A database of 3000 rows of random bytes that do not compress: about 12 MiB stored, enough
+/// for several 5 MiB upload parts.
+pub(crate) async fn incompressible_database() -> Result<TestDatabase> {
+    let db = TestDatabase::create().await?;
+    db.pool()
+        .execute(
+            "CREATE TABLE blob (id int PRIMARY KEY, data bytea NOT NULL);
+             INSERT INTO blob
+             SELECT g, (SELECT string_agg(decode(md5(random()::text || g || i), 'hex'), ''::bytea)
+                        FROM generate_series(1, 256) AS i)
+             FROM generate_series(1, 3000) AS g;",
+        )
+        .await?;
+    Ok(db)
+}
+
+/// Writes `<dir>/backup.env` naming `storage` (a URL) and the source `app`; its path.
+pub(crate) fn env_file(dir: &Path, storage: &str) -> Result<PathBuf> {
+    let path = dir.join("backup.env");
+    std::fs::write(
+        &path,
+        format!("GROUNDWORK_BACKUP_STORAGE={storage}\nGROUNDWORK_BACKUP_SOURCE=app\n"),
+    )?;
+    Ok(path)
+}
+
 pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -32,6 +58,13 @@ pub(crate) fn secret(url: &str) -> SecretString {
 pub(crate) struct LocalStore {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) storage: Storage,
+}
+
+impl LocalStore {
+    /// `file://<dir>`, as the CLI takes it.
+    pub(crate) fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
 }
 
 pub(crate) fn local_store() -> Result<LocalStore> {
