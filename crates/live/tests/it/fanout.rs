@@ -140,18 +140,46 @@ async fn assert_converged(config: &LiveConfig, db: &TestDatabase) -> Result<()> 
     Ok(())
 }
 
+/// A relay started on `db` that has reached `role` within 10 s.
+async fn relay_in_role(
+    db: &TestDatabase,
+    transport: Transport,
+    namespace: &str,
+    role: &RelayRole,
+) -> Result<Relay> {
+    let relay = Relay::start(db.pool().clone(), relay_options(transport, namespace))?;
+    until_role(&relay, role, Duration::from_secs(10)).await?;
+    Ok(relay)
+}
+
+/// An instance watching the config through `pool`, its changes fanned out on `transport`.
+async fn watch(pool: &PgPool, transport: Transport, namespace: &str) -> Result<(LiveConfig, Feed)> {
+    Ok(config::watch(pool.clone(), ENV, feed_options(transport, namespace)).await?)
+}
+
+/// Every instance reaches `drill.counter = counter` within `within`, holds what the table holds,
+/// and is fresh again within half of `within`.
+async fn all_converge(
+    instances: &[(LiveConfig, Feed)],
+    db: &TestDatabase,
+    counter: &serde_json::Value,
+    within: Duration,
+) -> Result<()> {
+    for (config, feed) in instances {
+        until_value(config, "drill.counter", counter, within).await?;
+        assert_converged(config, db).await?;
+        until_status(feed, true, within / 2).await?;
+    }
+    Ok(())
+}
+
 async fn follows_through_pgbouncer(transport: Transport) -> Result<()> {
     let db = migrated().await?;
     let namespace = namespace(&db);
     set(db.pool(), "greeting", json!("hello")).await?;
-    let relay = Relay::start(
-        db.pool().clone(),
-        relay_options(transport.clone(), &namespace),
-    )?;
-    until_role(&relay, &RelayRole::Leader, Duration::from_secs(10)).await?;
+    let relay = relay_in_role(&db, transport.clone(), &namespace, &RelayRole::Leader).await?;
 
-    let pool = pgbouncer_pool(&db).await?;
-    let (config, feed) = config::watch(pool, ENV, feed_options(transport, &namespace)).await?;
+    let (config, feed) = watch(&pgbouncer_pool(&db).await?, transport, &namespace).await?;
     assert_eq!(config.value("greeting"), Some(json!("hello")));
     until_status(&feed, true, Duration::from_secs(5)).await?;
 
@@ -209,28 +237,13 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_stream() -> Result<()> {
     let namespace = namespace(&db);
     let transport = shared_redis()?;
     set(db.pool(), "drill.counter", json!(0)).await?;
-    let leader = Relay::start(
-        db.pool().clone(),
-        relay_options(transport.clone(), &namespace),
-    )?;
-    until_role(&leader, &RelayRole::Leader, Duration::from_secs(10)).await?;
-    let standby = Relay::start(
-        db.pool().clone(),
-        relay_options(transport.clone(), &namespace),
-    )?;
-    until_role(&standby, &RelayRole::Standby, Duration::from_secs(10)).await?;
+    let leader = relay_in_role(&db, transport.clone(), &namespace, &RelayRole::Leader).await?;
+    let standby = relay_in_role(&db, transport.clone(), &namespace, &RelayRole::Standby).await?;
 
     let pool = pgbouncer_pool(&db).await?;
     let mut instances = Vec::new();
     for _ in 0..5 {
-        instances.push(
-            config::watch(
-                pool.clone(),
-                ENV,
-                feed_options(transport.clone(), &namespace),
-            )
-            .await?,
-        );
+        instances.push(watch(&pool, transport.clone(), &namespace).await?);
     }
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0);
     let writer = tokio::spawn(stream_updates(db.pool().clone(), UPDATES, progress_tx));
@@ -242,17 +255,7 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_stream() -> Result<()> {
     let gap = killed.elapsed();
     writer.await??;
 
-    for (config, feed) in &instances {
-        until_value(
-            config,
-            "drill.counter",
-            &json!(UPDATES),
-            Duration::from_secs(10),
-        )
-        .await?;
-        assert_converged(config, &db).await?;
-        until_status(feed, true, Duration::from_secs(5)).await?;
-    }
+    all_converge(&instances, &db, &json!(UPDATES), Duration::from_secs(10)).await?;
     println!("leader killed mid-stream: the standby led after {gap:?}; 5 instances converged");
     assert!(gap < Duration::from_secs(5), "takeover took {gap:?}");
     standby.shutdown().await;
@@ -349,20 +352,11 @@ async fn restart_mid_stream(private: &mut Private, transport: Transport) -> Resu
     let db = migrated().await?;
     let namespace = namespace(&db);
     set(db.pool(), "drill.counter", json!(0)).await?;
-    let relay = Relay::start(
-        db.pool().clone(),
-        relay_options(transport.clone(), &namespace),
-    )?;
-    until_role(&relay, &RelayRole::Leader, Duration::from_secs(10)).await?;
+    let relay = relay_in_role(&db, transport.clone(), &namespace, &RelayRole::Leader).await?;
     let pool = pgbouncer_pool(&db).await?;
     let mut instances = Vec::new();
     for _ in 0..3 {
-        let (config, feed) = config::watch(
-            pool.clone(),
-            ENV,
-            feed_options(transport.clone(), &namespace),
-        )
-        .await?;
+        let (config, feed) = watch(&pool, transport.clone(), &namespace).await?;
         until_status(&feed, true, Duration::from_secs(5)).await?;
         instances.push((config, feed));
     }
@@ -378,17 +372,7 @@ async fn restart_mid_stream(private: &mut Private, transport: Transport) -> Resu
     progress.wait_for(|done| *done >= 400).await?;
     private.start().await?;
     writer.await??;
-    for (config, feed) in &instances {
-        until_value(
-            config,
-            "drill.counter",
-            &json!(UPDATES),
-            Duration::from_secs(20),
-        )
-        .await?;
-        assert_converged(config, &db).await?;
-        until_status(feed, true, Duration::from_secs(10)).await?;
-    }
+    all_converge(&instances, &db, &json!(UPDATES), Duration::from_secs(20)).await?;
     relay.shutdown().await;
     Ok(())
 }
@@ -432,9 +416,12 @@ async fn an_unreachable_transport_at_start_keeps_values_and_reports_stale() -> R
             "Redis",
         ),
     ] {
-        let pool = pgbouncer_pool(&db).await?;
-        let (config, feed) =
-            config::watch(pool, ENV, feed_options(transport.clone(), &namespace(&db))).await?;
+        let (config, feed) = watch(
+            &pgbouncer_pool(&db).await?,
+            transport.clone(),
+            &namespace(&db),
+        )
+        .await?;
         assert_eq!(
             config.value("greeting"),
             Some(json!("hello")),
@@ -482,17 +469,8 @@ async fn malformed_messages_are_ignored_and_changes_still_arrive() -> Result<()>
     let namespace = namespace(&db);
     let transport = shared_redis()?;
     set(db.pool(), "greeting", json!("hello")).await?;
-    let relay = Relay::start(
-        db.pool().clone(),
-        relay_options(transport.clone(), &namespace),
-    )?;
-    until_role(&relay, &RelayRole::Leader, Duration::from_secs(10)).await?;
-    let (config, feed) = config::watch(
-        pgbouncer_pool(&db).await?,
-        ENV,
-        feed_options(transport, &namespace),
-    )
-    .await?;
+    let relay = relay_in_role(&db, transport.clone(), &namespace, &RelayRole::Leader).await?;
+    let (config, feed) = watch(&pgbouncer_pool(&db).await?, transport, &namespace).await?;
     until_status(&feed, true, Duration::from_secs(5)).await?;
 
     let redis = deadpool_redis::redis::Client::open(InfraEnv::discover()?.url(Service::Redis))?;
@@ -550,11 +528,7 @@ async fn malformed_messages_are_ignored_and_changes_still_arrive() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_with_no_listeners_keeps_relaying_and_bad_options_are_refused() -> Result<()> {
     let db = migrated().await?;
-    let relay = Relay::start(
-        db.pool().clone(),
-        relay_options(shared_redis()?, &namespace(&db)),
-    )?;
-    until_role(&relay, &RelayRole::Leader, Duration::from_secs(10)).await?;
+    let relay = relay_in_role(&db, shared_redis()?, &namespace(&db), &RelayRole::Leader).await?;
     for i in 0..20 {
         set(db.pool(), "nobody.listens", json!(i)).await?;
     }
@@ -606,12 +580,7 @@ async fn the_relay_command_relays_and_a_killed_relay_shows_as_stale() -> Result<
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let (config, feed) = config::watch(
-        pgbouncer_pool(&db).await?,
-        ENV,
-        feed_options(transport, &namespace),
-    )
-    .await?;
+    let (config, feed) = watch(&pgbouncer_pool(&db).await?, transport, &namespace).await?;
     set(db.pool(), "greeting", json!("relayed by the command")).await?;
     until_value(
         &config,
