@@ -217,6 +217,11 @@ fn rule(attribute: &str, operator: &str, values: Vec<RuleValue>) -> Rule {
     Rule::new(attribute, operator, values)
 }
 
+/// A rule with one value.
+fn rule1(attribute: &str, operator: &str, value: impl Into<RuleValue>) -> Rule {
+    rule(attribute, operator, vec![value.into()])
+}
+
 fn ruled(rules: Vec<Rule>) -> Flag {
     Flag {
         enabled: true,
@@ -239,56 +244,36 @@ fn each_operator_compares_as_documented() {
         (rule("plan", "in", gold.clone()), Str("free"), false),
         (rule("plan", "not_in", gold.clone()), Str("free"), true),
         (rule("plan", "not_in", gold), Str("platinum"), false),
+        (rule1("region", "eq", "cn-east"), Str("cn-east"), true),
+        (rule1("region", "=", "cn-east"), Str("cn-west"), false),
+        (rule1("seats", "eq", 40.0), Number(40.0), true),
+        (rule1("beta", "eq", true), Bool(true), true),
+        (rule1("beta", "eq", true), Bool(false), false),
+        (rule1("seats", "lt", 10.0), Number(9.5), true),
+        (rule1("seats", "<", 10.0), Number(10.0), false),
+        (rule1("seats", "lte", 10.0), Number(10.0), true),
+        (rule1("seats", ">", 10.0), Number(10.0), false),
+        (rule1("seats", "gt", 10.0), Number(11.0), true),
+        (rule1("seats", ">=", 10.0), Number(10.0), true),
+        (rule1("seats", "gte", 10.0), Number(-3.0), false),
+        (rule1("app", "semver_gte", "2.1.0"), Str("2.10.0"), true),
         (
-            rule("region", "eq", vec!["cn-east".into()]),
-            Str("cn-east"),
-            true,
-        ),
-        (
-            rule("region", "=", vec!["cn-east".into()]),
-            Str("cn-west"),
-            false,
-        ),
-        (rule("seats", "eq", vec![40.0.into()]), Number(40.0), true),
-        (rule("beta", "eq", vec![true.into()]), Bool(true), true),
-        (rule("beta", "eq", vec![true.into()]), Bool(false), false),
-        (rule("seats", "lt", vec![10.0.into()]), Number(9.5), true),
-        (rule("seats", "<", vec![10.0.into()]), Number(10.0), false),
-        (rule("seats", "lte", vec![10.0.into()]), Number(10.0), true),
-        (rule("seats", ">", vec![10.0.into()]), Number(10.0), false),
-        (rule("seats", "gt", vec![10.0.into()]), Number(11.0), true),
-        (rule("seats", ">=", vec![10.0.into()]), Number(10.0), true),
-        (rule("seats", "gte", vec![10.0.into()]), Number(-3.0), false),
-        (
-            rule("app", "semver_gte", vec!["2.1.0".into()]),
-            Str("2.10.0"),
-            true,
-        ),
-        (
-            rule("app", "semver_gte", vec!["2.1.0".into()]),
+            rule1("app", "semver_gte", "2.1.0"),
             Str("2.1.0-rc.1"),
             false,
         ),
+        (rule1("app", "semver_lt", "2.1.0"), Str("v2.0.9"), true),
         (
-            rule("app", "semver_lt", vec!["2.1.0".into()]),
-            Str("v2.0.9"),
-            true,
-        ),
-        (
-            rule("app", "semver_lte", vec!["2.1".into()]),
+            rule1("app", "semver_lte", "2.1"),
             Str("2.1.0+build.7"),
             true,
         ),
         (
-            rule("app", "semver_gt", vec!["1.0.0-beta.2".into()]),
+            rule1("app", "semver_gt", "1.0.0-beta.2"),
             Str("1.0.0-beta.11"),
             true,
         ),
-        (
-            rule("app", "semver_eq", vec!["3.0.0".into()]),
-            Str("3.0.0"),
-            true,
-        ),
+        (rule1("app", "semver_eq", "3.0.0"), Str("3.0.0"), true),
     ];
     for (rule, attribute, expected) in cases {
         let name = rule.attribute.clone();
@@ -311,54 +296,50 @@ fn each_operator_compares_as_documented() {
 fn a_missing_or_wrong_typed_attribute_is_off_with_its_reason() {
     use Attribute::{Bool, Number, Other, Str};
     let cases: Vec<(Rule, Option<Attribute<'_>>, Reason)> = vec![
-        (
-            rule("plan", "in", vec!["gold".into()]),
-            None,
-            Reason::AttributeMissing,
-        ),
+        (rule1("plan", "in", "gold"), None, Reason::AttributeMissing),
         // A missing attribute does not satisfy `not_in` either.
         (
-            rule("plan", "not_in", vec!["gold".into()]),
+            rule1("plan", "not_in", "gold"),
             None,
             Reason::AttributeMissing,
         ),
         (
-            rule("plan", "in", vec!["gold".into()]),
+            rule1("plan", "in", "gold"),
             Some(Number(1.0)),
             Reason::AttributeType,
         ),
         (
-            rule("seats", "gt", vec![1.0.into()]),
+            rule1("seats", "gt", 1.0),
             Some(Str("40")),
             Reason::AttributeType,
         ),
         (
-            rule("seats", "gt", vec![1.0.into()]),
+            rule1("seats", "gt", 1.0),
             Some(Number(f64::NAN)),
             Reason::AttributeType,
         ),
         (
-            rule("app", "semver_gte", vec!["2.0.0".into()]),
+            rule1("app", "semver_gte", "2.0.0"),
             Some(Str("latest")),
             Reason::AttributeType,
         ),
         (
-            rule("app", "semver_gte", vec!["2.0.0".into()]),
+            rule1("app", "semver_gte", "2.0.0"),
             Some(Number(2.0)),
             Reason::AttributeType,
         ),
         (
-            rule("beta", "eq", vec![true.into()]),
+            rule1("beta", "eq", true),
             Some(Str("true")),
             Reason::AttributeType,
         ),
         (
-            rule("beta", "eq", vec![true.into()]),
+            rule1("beta", "eq", true),
             Some(Other),
             Reason::AttributeType,
         ),
         (
-            rule("region", "eq", vec!["cn".into()]),
+            rule1("region", "eq", "cn"),
             Some(Bool(true)),
             Reason::AttributeType,
         ),
@@ -372,7 +353,7 @@ fn a_missing_or_wrong_typed_attribute_is_off_with_its_reason() {
         assert_eq!(outcome(&flag, &attributes), (false, reason), "{text}");
     }
     // The boolean API has no attributes: a flag with rules is off there.
-    let flag = ruled(vec![rule("plan", "in", vec!["gold".into()])]);
+    let flag = ruled(vec![rule1("plan", "in", "gold")]);
     assert_eq!(flag.evaluate("tenant-1").reason, Reason::AttributeMissing);
 }
 
@@ -381,10 +362,7 @@ fn rules_come_after_the_switch_and_before_rollout_whitelist_and_variant() {
     let plan_gold = [("plan", Attribute::Str("gold"))];
     let plan_free = [("plan", Attribute::Str("free"))];
     let base = Flag {
-        rules: vec![
-            rule("plan", "in", vec!["gold".into()]),
-            rule("seats", "gt", vec![10.0.into()]),
-        ],
+        rules: vec![rule1("plan", "in", "gold"), rule1("seats", "gt", 10.0)],
         whitelist: Some(vec!["tenant-1".into()]),
         ..variant_flag("checkout.button", &[("blue", 50), ("green", 50)])
     };
@@ -514,17 +492,14 @@ fn bad_variants_and_rules_are_refused_naming_the_flag_and_field() -> anyhow::Res
 
     for (rule, field) in [
         (rule("plan", "in", vec![]), "rules[0].values"),
-        (rule("plan", "in", vec![1.0.into()]), "rules[0].values"),
-        (rule("seats", "gt", vec!["ten".into()]), "rules[0].value"),
-        (
-            rule("app", "semver_gt", vec!["two".into()]),
-            "rules[0].value",
-        ),
+        (rule1("plan", "in", 1.0), "rules[0].values"),
+        (rule1("seats", "gt", "ten"), "rules[0].value"),
+        (rule1("app", "semver_gt", "two"), "rules[0].value"),
         (
             rule("seats", "eq", vec![1.0.into(), 2.0.into()]),
             "rules[0].value",
         ),
-        (rule("", "eq", vec![1.0.into()]), "rules[0].attribute"),
+        (rule1("", "eq", 1.0), "rules[0].attribute"),
     ] {
         let message = refused(&ruled(vec![rule]));
         assert!(message.contains(field), "{message} should name {field}");
