@@ -16,6 +16,44 @@ fn mix_h(h: u32, k: u32) -> u32 {
         .wrapping_add(0xe654_6b64)
 }
 
+/// Mixes the whole 4-byte blocks of `bytes` into `h`; then `h`, the 0 to 3 bytes left as the
+/// start of a block, and how many they are.
+#[inline]
+fn mix_blocks(mut h: u32, bytes: &[u8]) -> (u32, u32, u32) {
+    let mut blocks = bytes.chunks_exact(4);
+    for block in &mut blocks {
+        h = mix_h(
+            h,
+            u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+        );
+    }
+    let mut pending: u32 = 0;
+    let mut count = 0;
+    for &byte in blocks.remainder() {
+        pending |= u32::from(byte) << (8 * count);
+        count += 1;
+    }
+    (h, pending, count)
+}
+
+/// Mixes in the last, incomplete block (`count` bytes in `pending`) and the input length; the
+/// final avalanche.
+#[inline]
+fn finish(mut h: u32, pending: u32, count: u32, len: usize) -> u32 {
+    if count > 0 {
+        h ^= mix_k(pending);
+    }
+    // Input lengths beyond 4 GiB wrap, as in the reference implementation's 32-bit length.
+    #[allow(clippy::cast_possible_truncation)]
+    let len = len as u32;
+    h ^= len;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
 /// MurmurHash3 x86 32-bit with seed 0 of `first` followed by `second`, without concatenating them.
 ///
 /// This is the function of the npm `murmurhash` package (2.x, default export) over the UTF-8
@@ -26,23 +64,10 @@ fn mix_h(h: u32, k: u32) -> u32 {
 /// assert_eq!(groundwork_flags::murmur3_32_pair(b"hel", b"lo"), 613_153_351);
 /// ```
 pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
-    let mut h: u32 = 0;
-    let mut blocks = first.chunks_exact(4);
-    for block in &mut blocks {
-        h = mix_h(
-            h,
-            u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
-        );
-    }
     // Up to three bytes of `first` are left; they start a block that `second` completes. Bytes are
     // shifted into place one by one: for the short keys flags hash, that is faster than copying
     // slices of varying length into a buffer.
-    let mut pending: u32 = 0;
-    let mut count = 0;
-    for &byte in blocks.remainder() {
-        pending |= u32::from(byte) << (8 * count);
-        count += 1;
-    }
+    let (mut h, mut pending, mut count) = mix_blocks(0, first);
     let mut rest = second;
     if count > 0 {
         while count < 4 {
@@ -55,35 +80,14 @@ pub fn murmur3_32_pair(first: &[u8], second: &[u8]) -> u32 {
         }
         if count == 4 {
             h = mix_h(h, pending);
-            pending = 0;
             count = 0;
         }
     }
+    // A fresh start on what is left (`pending` too).
     if count == 0 {
-        let mut blocks = rest.chunks_exact(4);
-        for block in &mut blocks {
-            h = mix_h(
-                h,
-                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
-            );
-        }
-        for &byte in blocks.remainder() {
-            pending |= u32::from(byte) << (8 * count);
-            count += 1;
-        }
+        (h, pending, count) = mix_blocks(h, rest);
     }
-    if count > 0 {
-        h ^= mix_k(pending);
-    }
-    // Input lengths beyond 4 GiB wrap, as in the reference implementation's 32-bit length.
-    #[allow(clippy::cast_possible_truncation)]
-    let len = (first.len() + second.len()) as u32;
-    h ^= len;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+    finish(h, pending, count, first.len() + second.len())
 }
 
 /// MurmurHash3 x86 32-bit, seed 0, of the concatenation of `parts`, without concatenating them.
@@ -112,37 +116,16 @@ pub fn murmur3_32_parts(parts: &[&[u8]]) -> u32 {
             rest = tail;
             if count == 4 {
                 h = mix_h(h, pending);
-                pending = 0;
                 count = 0;
             }
         }
         if count > 0 {
             continue;
         }
-        let mut blocks = rest.chunks_exact(4);
-        for block in &mut blocks {
-            h = mix_h(
-                h,
-                u32::from_le_bytes([block[0], block[1], block[2], block[3]]),
-            );
-        }
-        for &byte in blocks.remainder() {
-            pending |= u32::from(byte) << (8 * count);
-            count += 1;
-        }
+        // A fresh start on what is left (`pending` too).
+        (h, pending, count) = mix_blocks(h, rest);
     }
-    if count > 0 {
-        h ^= mix_k(pending);
-    }
-    // Input lengths beyond 4 GiB wrap, as in the reference implementation's 32-bit length.
-    #[allow(clippy::cast_possible_truncation)]
-    let len = len as u32;
-    h ^= len;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+    finish(h, pending, count, len)
 }
 
 /// The separator between tenant id and flag name in the variant point's input.
