@@ -1,6 +1,8 @@
 //! groundwork-flags' integration tests, in one test binary. `no_alloc.rs` stays a binary of its
 //! own: it counts the allocations of the whole process.
 
+#[cfg(feature = "postgres")]
+mod common;
 mod evaluation;
 mod names;
 mod openfeature;

@@ -6,19 +6,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::common::migrated;
+use anyhow::{Context as _, Result};
 use groundwork_flags::admin::FlagAdmin;
 use groundwork_flags::{Flag, store};
 use groundwork_live::FeedOptions;
-use groundwork_testkit::TestDatabase;
-
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    store::migrate(db.pool())
-        .await
-        .context("applying the flags migrations")?;
-    Ok(db)
-}
 
 fn message<T>(result: Result<T, impl std::fmt::Display>, what: &str) -> String {
     match result {

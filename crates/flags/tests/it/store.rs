@@ -10,15 +10,9 @@ use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagItem, FlagUpdat
 use groundwork_flags::{Flag, Flags, Reason, Variant, store};
 use groundwork_live::{Feed, FeedOptions};
 use groundwork_testkit::TestDatabase;
-use sqlx::PgPool;
 
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    store::migrate(db.pool())
-        .await
-        .context("applying the flags migrations")?;
-    Ok(db)
-}
+use crate::common::migrated;
+use sqlx::PgPool;
 
 /// A migrated database where `alice` created `flag`; its admin, and the flag as read back.
 async fn created_by_alice(flag: &Flag) -> Result<(TestDatabase, FlagAdmin, FlagItem)> {

@@ -6,18 +6,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use crate::common::migrated;
+use anyhow::Result;
 use groundwork_flags::{Attribute, Context, Flags, Reason, store};
 use groundwork_live::{Feed, FeedOptions, FeedStatus};
-use groundwork_testkit::TestDatabase;
-
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    store::migrate(db.pool())
-        .await
-        .context("applying the flags migrations")?;
-    Ok(db)
-}
 
 fn options() -> FeedOptions {
     // A long poll so tests prove notifications, not the safety net, deliver changes.
