@@ -8,10 +8,7 @@ use futures_lite::StreamExt as _;
 use groundwork_outbox::{Broker, OutboxMessage, Relay, RelayOptions, RelayStats};
 use groundwork_testkit::{TestAmqp, TestDatabase};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 use sqlx::PgPool;
@@ -93,22 +90,7 @@ impl Inbox {
     async fn bind(amqp: &TestAmqp, exchange: &str, base: &str) -> Result<Self> {
         let queue = amqp.name(base);
         let channel = amqp.connection().create_channel().await?;
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        amqp.bind_queue(&channel, &queue, exchange, "#").await?;
         let consumer = channel
             .basic_consume(
                 queue.as_str().into(),

@@ -9,9 +9,7 @@ use common::{Captured, str_at};
 use fake_opentelemetry_collector::FakeCollectorServer;
 use groundwork_telemetry::{Telemetry, amqp};
 use groundwork_testkit::TestAmqp;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use tracing::Instrument as _;
@@ -47,13 +45,7 @@ async fn the_consumer_span_is_a_child_of_the_publisher_span() -> anyhow::Result<
     let queue = rabbit.name("orders");
     let connection: &Connection = rabbit.connection();
     let channel = connection.create_channel().await?;
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    rabbit.declare_queue(&channel, &queue).await?;
 
     let publish = tracing::info_span!("publish_order", order_id = 42);
     async {

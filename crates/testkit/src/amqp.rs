@@ -3,8 +3,12 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 use crate::TestkitError;
 use crate::cleanup::{self, CONNECT_TIMEOUT};
@@ -66,6 +70,74 @@ impl TestAmqp {
     /// The server URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Declares `queue` (a name from [`TestAmqp::name`]) on `channel` with the default options.
+    pub async fn declare_queue(&self, channel: &Channel, queue: &str) -> Result<(), TestkitError> {
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map(drop)
+            .map_err(|err| self.error(format!("declaring queue {queue}"), err))
+    }
+
+    /// Declares `queue` on `channel` and binds it to `exchange` with `routing_key`.
+    pub async fn bind_queue(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), TestkitError> {
+        self.declare_queue(channel, queue).await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|err| self.error(format!("binding queue {queue} to {exchange}"), err))
+    }
+
+    /// Publishes `body` as a persistent message to `exchange` with `routing_key`, on a channel of
+    /// its own that is closed afterwards.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), TestkitError> {
+        let action = || format!("publishing to {exchange} with {routing_key}");
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|err| self.error(action(), err))?;
+        channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .map_err(|err| self.error(action(), err))?;
+        channel
+            .close(200, "published".into())
+            .await
+            .map_err(|err| self.error(action(), err))
+    }
+
+    fn error(&self, action: String, err: lapin::Error) -> TestkitError {
+        TestkitError::server(Service::RabbitMq, &self.url, action, err)
     }
 
     /// Deletes this test's queues and exchanges now and reports failure, instead of on drop

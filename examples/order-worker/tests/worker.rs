@@ -8,8 +8,7 @@ use groundwork_config::Loader;
 use groundwork_example_order_worker::{OrderProcessed, Settings, Worker, WorkerStats};
 use groundwork_service::Shutdown;
 use groundwork_testkit::{TestAmqp, TestDatabase};
-use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::BasicGetOptions;
 use lapin::types::FieldTable;
 
 struct Fixture {
@@ -58,20 +57,13 @@ impl Fixture {
             lapin::ExchangeKind::Topic,
         )
         .await?;
-        channel
-            .queue_declare(
-                fixture.analytics_queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                fixture.analytics_queue.as_str().into(),
-                analytics_exchange.as_str().into(),
-                "order.processed".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
+        fixture
+            .amqp
+            .bind_queue(
+                &channel,
+                &fixture.analytics_queue,
+                &analytics_exchange,
+                "order.processed",
             )
             .await?;
         Ok(fixture)
@@ -96,18 +88,10 @@ impl Fixture {
     }
 
     async fn publish(&self, body: &[u8]) -> Result<()> {
-        let channel = self.amqp.connection().create_channel().await?;
-        channel
-            .basic_publish(
-                self.orders_exchange.as_str().into(),
-                "order.created".into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await?;
-        channel.close(200, "published".into()).await?;
-        Ok(())
+        Ok(self
+            .amqp
+            .publish(&self.orders_exchange, "order.created", body)
+            .await?)
     }
 
     async fn publish_order(&self, id: i64, tenant: &str, amount: f64) -> Result<()> {

@@ -54,13 +54,7 @@ async fn named_queue_and_exchange_work_and_are_deleted_on_drop() -> anyhow::Resu
     assert_eq!(amqp.name("orders"), queue, "a name is stable within a test");
 
     let channel = amqp.connection().create_channel().await?;
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    amqp.declare_queue(&channel, &queue).await?;
     channel
         .exchange_declare(
             exchange.as_str().into(),
@@ -129,13 +123,7 @@ async fn explicit_cleanup_deletes_the_queue() -> anyhow::Result<()> {
     let amqp = TestAmqp::create().await?;
     let queue = amqp.name("invoices");
     let channel = amqp.connection().create_channel().await?;
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    amqp.declare_queue(&channel, &queue).await?;
 
     amqp.cleanup().await?;
 

@@ -9,8 +9,7 @@ use groundwork_config::Loader;
 use groundwork_example_analytics_ingest::{Ingest, IngestStats, Settings};
 use groundwork_service::{ServeOptions, Shutdown};
 use groundwork_testkit::{TestAmqp, TestClickHouse, http_request};
-use lapin::BasicProperties;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 
@@ -75,18 +74,10 @@ impl Fixture {
     }
 
     async fn publish(&self, body: &[u8]) -> Result<()> {
-        let channel = self.amqp.connection().create_channel().await?;
-        channel
-            .basic_publish(
-                self.exchange.as_str().into(),
-                "order.processed".into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await?;
-        channel.close(200, "published".into()).await?;
-        Ok(())
+        Ok(self
+            .amqp
+            .publish(&self.exchange, "order.processed", body)
+            .await?)
     }
 
     async fn publish_event(&self, order_id: i64, tenant: &str, amount: f64) -> Result<()> {

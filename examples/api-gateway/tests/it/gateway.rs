@@ -9,8 +9,7 @@ use groundwork_connect::RedisOptions;
 use groundwork_example_api_gateway::{Gateway, ORDER_CREATED, OrderCreated, Settings};
 use groundwork_service::{ServeOptions, Shutdown};
 use groundwork_testkit::{TestAmqp, TestDatabase, TestRedis};
-use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
@@ -67,21 +66,7 @@ impl TestGateway {
 
         if bind_queue {
             let channel = amqp.connection().create_channel().await?;
-            channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    exchange.as_str().into(),
-                    ORDER_CREATED.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
+            amqp.bind_queue(&channel, &queue, &exchange, ORDER_CREATED)
                 .await?;
         }
 
@@ -568,21 +553,9 @@ async fn an_order_whose_event_no_queue_receives_yet_is_stored_and_its_event_wait
 
     // Once a queue is bound (the order-worker's first start), the relay's retry delivers it.
     let channel = gateway.amqp.connection().create_channel().await?;
-    channel
-        .queue_declare(
-            gateway.queue.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            gateway.queue.as_str().into(),
-            gateway.exchange.as_str().into(),
-            ORDER_CREATED.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
+    gateway
+        .amqp
+        .bind_queue(&channel, &gateway.queue, &gateway.exchange, ORDER_CREATED)
         .await?;
     let published = gateway.published().await?;
     assert_eq!(
