@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use common::{env_file, s3_storage};
-use groundwork_backup::{Identity, Storage, WalFileKind, list_wal};
+use common::{encrypting_env_file, env_file, s3_storage};
+use groundwork_backup::{Storage, WalFileKind, list_wal};
 use groundwork_testkit::{TestBucket, TestCluster};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -112,20 +112,7 @@ async fn archiving_cluster(
     // The server's user must read the env file and key and write a local archive.
     let work = tempfile::Builder::new().prefix("gw-pitr-").tempdir()?;
     let archive = archive(work.path())?;
-    let identity = Identity::generate();
-    let key = work.path().join("archive.key");
-    std::fs::write(&key, format!("{}\n", identity.to_secret_string()))?;
-    let env_file = work.path().join("backup.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "{}\nGROUNDWORK_BACKUP_SOURCE=app\nGROUNDWORK_BACKUP_RECIPIENTS={}\n\
-             GROUNDWORK_BACKUP_IDENTITY_FILE={}\n",
-            archive.env_lines,
-            identity.public(),
-            key.display()
-        ),
-    )?;
+    let env_file = encrypting_env_file(work.path(), &archive.env_lines)?;
     chown_postgres(work.path())?;
     let spool = match archiving {
         Archiving::Synchronous => String::new(),

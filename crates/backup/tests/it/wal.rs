@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
-use common::{env_file, local_store, s3_storage};
-use groundwork_backup::{Identity, Storage, WalFileName, list_wal, read_wal_record};
+use common::{encrypting_env_file, env_file, local_store, s3_storage};
+use groundwork_backup::{Storage, WalFileName, list_wal, read_wal_record};
 use groundwork_testkit::TestBucket;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -61,19 +61,7 @@ fn stderr(output: &Output) -> String {
 /// the server would run it, against `storage` described by the env file's `lines`.
 async fn archive_round_trip(storage: &Storage, lines: &str) -> Result<()> {
     let work = tempfile::tempdir()?;
-    let identity = Identity::generate();
-    let key = work.path().join("archive.key");
-    std::fs::write(&key, format!("{}\n", identity.to_secret_string()))?;
-    let env_file = work.path().join("backup.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "{lines}\nGROUNDWORK_BACKUP_SOURCE=app\nGROUNDWORK_BACKUP_RECIPIENTS={}\n\
-             GROUNDWORK_BACKUP_IDENTITY_FILE={}\n",
-            identity.public(),
-            key.display()
-        ),
-    )?;
+    let env_file = encrypting_env_file(work.path(), lines)?;
     let pg_wal = work.path().join("pg_wal");
     std::fs::create_dir(&pg_wal)?;
     let segment = pg_wal.join(SEGMENT);

@@ -44,6 +44,26 @@ pub(crate) fn env_file(dir: &Path, storage: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes `<dir>/archive.key` with a new identity and `<dir>/backup.env` with `lines` (the
+/// storage), the source `app`, that identity as recipient and the key as identity file; the env
+/// file's path.
+pub(crate) fn encrypting_env_file(dir: &Path, lines: &str) -> Result<PathBuf> {
+    let identity = groundwork_backup::Identity::generate();
+    let key = dir.join("archive.key");
+    std::fs::write(&key, format!("{}\n", identity.to_secret_string()))?;
+    let path = dir.join("backup.env");
+    std::fs::write(
+        &path,
+        format!(
+            "{lines}\nGROUNDWORK_BACKUP_SOURCE=app\nGROUNDWORK_BACKUP_RECIPIENTS={}\n\
+             GROUNDWORK_BACKUP_IDENTITY_FILE={}\n",
+            identity.public(),
+            key.display()
+        ),
+    )?;
+    Ok(path)
+}
+
 pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
