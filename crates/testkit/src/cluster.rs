@@ -552,6 +552,13 @@ impl TlsTestCluster {
         format!("127.0.0.1:{}", self.cluster.port())
     }
 
+    /// Whether `message` reports the refusal of [`TlsTestCluster::untrusted_url`]: it names the
+    /// server and the unknown issuer of its certificate.
+    pub fn names_the_refusal(&self, message: &str) -> bool {
+        message.contains(&self.server())
+            && message.contains("invalid peer certificate: UnknownIssuer")
+    }
+
     fn verify_full(&self, ca: &Path) -> String {
         format!(
             "{}?sslmode=verify-full&sslrootcert={}",
