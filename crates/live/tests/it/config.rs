@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::{Connection, PgPool};
 
+use crate::common::migrated;
+
 // The field names are the seed's JSON keys.
 #[allow(clippy::struct_field_names)]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,16 +38,6 @@ fn even_weights() -> MatchingWeights {
         availability_weight: 0.25,
         supplier_reliability_weight: 0.25,
     }
-}
-
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    let (_, up) = config::MIGRATIONS[0];
-    sqlx::raw_sql(up)
-        .execute(db.pool())
-        .await
-        .context("applying 0001 up")?;
-    Ok(db)
 }
 
 /// Waits, without sleeping, until `check` holds: re-checks whenever the values are replaced.

@@ -20,6 +20,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::process::{Child, Command};
 
+use crate::common::migrated;
+
 const ENV: &str = "production";
 
 fn shared_nats() -> Transport {
@@ -32,14 +34,6 @@ fn shared_redis() -> Result<Transport> {
     Ok(Transport::Redis {
         url: InfraEnv::discover()?.url(Service::Redis),
     })
-}
-
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    sqlx::raw_sql(config::MIGRATIONS[0].1)
-        .execute(db.pool())
-        .await?;
-    Ok(db)
 }
 
 /// A namespace of the test's own on the shared servers.

@@ -2,6 +2,7 @@
 //! it measures the process's memory.
 
 mod cli;
+mod common;
 mod config;
 mod drills;
 mod fanout;

@@ -7,15 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use groundwork_live::FeedOptions;
 use groundwork_live::config::{self, admin::ConfigAdmin, admin::Expect, admin::NewValue};
-use groundwork_testkit::TestDatabase;
 
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    sqlx::raw_sql(config::MIGRATIONS[0].1)
-        .execute(db.pool())
-        .await?;
-    Ok(db)
-}
+use crate::common::migrated;
 
 #[tokio::test]
 async fn the_admin_api_refuses_control_characters_in_keys_and_environments() -> Result<()> {
