@@ -8,41 +8,45 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
-async fn queue_exists(name: &str) -> anyhow::Result<bool> {
+/// Whether a passive declaration of `name`, as an exchange or as a queue, succeeds on a fresh
+/// connection: whether it exists.
+async fn exists(name: &str, as_exchange: bool) -> anyhow::Result<bool> {
     let url = InfraEnv::discover()?.url(Service::RabbitMq);
     let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
+    let declared = if as_exchange {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                passive,
+                FieldTable::default(),
+            )
+            .await
+    } else {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.into(), passive, FieldTable::default())
+            .await
+            .map(drop)
     };
-    let exists = channel
-        .queue_declare(name.into(), passive, FieldTable::default())
-        .await
-        .is_ok();
     connection.close(200, "done".into()).await?;
-    Ok(exists)
+    Ok(declared.is_ok())
+}
+
+async fn queue_exists(name: &str) -> anyhow::Result<bool> {
+    exists(name, false).await
 }
 
 async fn exchange_exists(name: &str) -> anyhow::Result<bool> {
-    let url = InfraEnv::discover()?.url(Service::RabbitMq);
-    let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    let exists = channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Fanout,
-            passive,
-            FieldTable::default(),
-        )
-        .await
-        .is_ok();
-    connection.close(200, "done".into()).await?;
-    Ok(exists)
+    exists(name, true).await
 }
 
 #[tokio::test]
