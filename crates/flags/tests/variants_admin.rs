@@ -270,12 +270,35 @@ rules = [{ attribute = "plan", operator = "in", values = ["gold"] }]
             good.replace("operator = \"in\"", "operator = \"like\""),
             "rules[0].operator",
         ),
+        // JSON has no NaN or infinities: TOML's must not turn into `null` on the way.
+        (
+            good.replace(
+                "payload = { color = \"#00f\" }",
+                "payload = { ratio = nan }",
+            ),
+            "variants[0].payload.ratio is nan",
+        ),
+        (
+            good.replace("payload = { color = \"#00f\" }", "payload = -inf"),
+            "variants[0].payload is -inf",
+        ),
+        (
+            good.replace(
+                "payload = { color = \"#00f\" }",
+                "payload = { steps = [1.5, inf] }",
+            ),
+            "variants[0].payload.steps[1] is inf",
+        ),
     ] {
         // A different length, so the change is seen whatever the file system's clock.
         std::fs::write(&path, format!("{bad}\n# edit {field}\n"))?;
         let message =
             load_file(&path).map_or_else(|e| e.to_string(), |_| format!("{field}: accepted"));
-        assert!(message.contains(r#"flag "checkout.button""#), "{message}");
+        assert!(
+            message.contains(r#"flag "checkout.button""#)
+                || message.contains(r#"named "checkout.button""#),
+            "{message}"
+        );
         assert!(message.contains(field), "{message} should name {field}");
         let reloaded = source.reload_if_changed();
         assert!(reloaded.is_err(), "the edit with {field} must be reported");

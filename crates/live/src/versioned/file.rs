@@ -72,7 +72,8 @@ pub enum FileError {
         /// The parser's message.
         message: String,
     },
-    /// An entry is refused (a name or tenant that a write would refuse).
+    /// An entry is refused (a name or tenant that a write would refuse), or a TOML number that
+    /// JSON cannot hold ([`NonFiniteNumber`]).
     #[error("{} {} is refused: {problem}", kind.name, path.display())]
     Invalid {
         /// What the file holds.
@@ -115,7 +116,8 @@ impl FileError {
 }
 
 /// Reads `path` (`.json` or `.toml`, anything else refused) into one JSON document: TOML's
-/// tables become objects. `kind` names the file in errors.
+/// tables become objects. `kind` names the file in errors. A TOML `nan`, `inf` or `-inf`, which
+/// JSON cannot hold, is refused ([`FileError::Invalid`] with a [`NonFiniteNumber`] naming its key).
 pub fn read_document(path: &Path, kind: FileKind) -> Result<serde_json::Value, FileError> {
     let Some(format) = FileFormat::of(path) else {
         return Err(FileError::UnknownFormat {
@@ -139,10 +141,110 @@ pub fn read_document(path: &Path, kind: FileKind) -> Result<serde_json::Value, F
         FileFormat::Toml => {
             let table: toml::Table =
                 toml::from_str(&text).map_err(|e| parse_error(e.message().to_owned()))?;
+            // JSON has no NaN or infinities: the conversion would turn them into `null` unseen.
+            if let Some(problem) = NonFiniteNumber::find(&table) {
+                return Err(FileError::Invalid {
+                    kind,
+                    path: path.to_owned(),
+                    problem: Box::new(problem),
+                });
+            }
             serde_json::to_value(table).map_err(|e| parse_error(e.to_string()))
         }
     }
 }
+
+/// A TOML number that JSON cannot hold (`nan`, `inf`, `-inf`), which TOML documents are
+/// refused for rather than read with `null` in its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFiniteNumber {
+    /// The key path, such as `flags[1].variants[0].payload.ratio`.
+    pub key: String,
+    /// The number.
+    pub value: f64,
+    /// The outermost array entry holding it and that entry's `name`, when it has one as a
+    /// string: `("flags[1]", "checkout.button")`.
+    pub entry: Option<(String, String)>,
+}
+
+impl NonFiniteNumber {
+    /// The first such number of `table`, in document order.
+    pub fn find(table: &toml::Table) -> Option<Self> {
+        let mut key = String::new();
+        Self::in_table(table, &mut key, None)
+    }
+
+    fn in_table(
+        table: &toml::Table,
+        key: &mut String,
+        entry: Option<&(String, String)>,
+    ) -> Option<Self> {
+        table.iter().find_map(|(name, value)| {
+            let len = key.len();
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(name);
+            let found = Self::in_value(value, key, entry);
+            key.truncate(len);
+            found
+        })
+    }
+
+    fn in_value(
+        value: &toml::Value,
+        key: &mut String,
+        entry: Option<&(String, String)>,
+    ) -> Option<Self> {
+        match value {
+            toml::Value::Float(f) if !f.is_finite() => Some(Self {
+                key: key.clone(),
+                value: *f,
+                entry: entry.cloned(),
+            }),
+            toml::Value::Table(table) => Self::in_table(table, key, entry),
+            toml::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = key.len();
+                key.push('[');
+                key.push_str(&i.to_string());
+                key.push(']');
+                let named = match (entry, item) {
+                    (None, toml::Value::Table(table)) => table
+                        .get("name")
+                        .and_then(toml::Value::as_str)
+                        .map(|name| (key.clone(), name.to_owned())),
+                    _ => None,
+                };
+                let found = Self::in_value(item, key, entry.or(named.as_ref()));
+                key.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NonFiniteNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.value.is_nan() {
+            "nan"
+        } else if self.value > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        };
+        write!(f, "{} is {value}", self.key)?;
+        if let Some((entry, name)) = &self.entry {
+            write!(f, " (in {entry}, named {name:?})")?;
+        }
+        f.write_str(
+            "; the document is read as JSON, which has no NaN or infinite numbers: write a \
+             finite number, or a string",
+        )
+    }
+}
+
+impl std::error::Error for NonFiniteNumber {}
 
 /// One version of a file, as a [`FileTarget`] receives it.
 #[derive(Debug, Clone, PartialEq)]

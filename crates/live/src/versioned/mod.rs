@@ -22,7 +22,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool};
 
 pub use file::{
-    FileDocument, FileError, FileFormat, FileKind, FileSource, FileTarget, read_document,
+    FileDocument, FileError, FileFormat, FileKind, FileSource, FileTarget, NonFiniteNumber,
+    read_document,
 };
 
 /// Columns to write: name → value, as JSON. Columns not named keep their value (or, on insert,
