@@ -15,8 +15,10 @@ use crate::{Attribute, Attributes, Context, Flags, Payload, Reason, Resolved};
 /// reload from the table or the file, or [`Flags::replace`]) and these flags differ.
 ///
 /// The `open-feature` 0.3 SDK has no event API (no `ProviderEvent`, no handlers on the API or
-/// clients), so the provider cannot hand this to the SDK; subscribe through
-/// [`FlagsProvider::subscribe`] instead.
+/// clients; its README lists eventing as "not yet available in the Rust SDK", and 0.3.0 is its
+/// newest release), so the provider cannot hand this to the SDK; subscribe through
+/// [`FlagsProvider::subscribe`] instead, or register a [`Flags::on_change`] listener, which needs
+/// no runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigurationChanged {
     /// The provider's name, [`FlagsProvider::NAME`].
