@@ -163,6 +163,7 @@ pub fn variant_point(tenant_id: &str, flag_name: &str) -> u32 {
 /// ```
 /// assert_eq!(groundwork_flags::bucket("tenant-1", "supplier.realtime.sync"), 13);
 /// ```
+#[inline]
 pub fn bucket(tenant_id: &str, flag_name: &str) -> u32 {
     murmur3_32_pair(tenant_id.as_bytes(), flag_name.as_bytes()) % 100
 }

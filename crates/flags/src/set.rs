@@ -7,7 +7,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::{Context, Evaluation, Flag, Reason, Resolution, Variant};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::{Context, Evaluation, Flag, Reason, Resolution, Variant, bucket};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -15,14 +19,83 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Debug, Clone)]
 struct Entry {
     flag: Flag,
+    /// The decision of a flag without rules or variants, worked out once when the set is built.
+    plain: Option<Plain>,
     counters: Box<[Arc<AtomicU64>]>,
+}
+
+/// What a flag without rules or variants needs at evaluation time: [`Flag::resolve`]'s answer
+/// for it, with everything that does not depend on the tenant decided in advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// Off for everyone: disabled, or `rollout_pct` out of range.
+    Off(Reason),
+    /// `bucket(tenant, name) < pct`.
+    Split(u32),
+    /// At 100% with a non-empty whitelist: on for the tenants listed.
+    Whitelist,
+    /// At 100%, no whitelist: on for everyone.
+    On,
+}
+
+impl Plain {
+    fn of(flag: &Flag) -> Option<Self> {
+        if !flag.rules.is_empty() || !flag.variants.is_empty() {
+            return None;
+        }
+        Some(if !flag.enabled {
+            Self::Off(Reason::Disabled)
+        } else if !flag.has_valid_rollout() {
+            Self::Off(Reason::InvalidRollout)
+        } else if let Ok(pct @ 0..100) = u32::try_from(flag.rollout_pct) {
+            Self::Split(pct)
+        } else if flag.whitelist.as_ref().is_some_and(|w| !w.is_empty()) {
+            Self::Whitelist
+        } else {
+            Self::On
+        })
+    }
 }
 
 impl Entry {
     fn new(flag: Flag) -> Self {
         let outcomes = 1 + flag.variants.len().max(1);
         let counters = (0..outcomes).map(|_| Arc::default()).collect();
-        Self { flag, counters }
+        Self {
+            plain: Plain::of(&flag),
+            flag,
+            counters,
+        }
+    }
+
+    /// [`Flag::evaluate`] for `tenant_id`, counted, without building a [`Resolution`] for a
+    /// flag without rules or variants.
+    #[inline]
+    fn evaluate(&self, tenant_id: &str) -> Evaluation {
+        let (enabled, reason) = match self.plain {
+            Some(Plain::Split(pct)) => (bucket(tenant_id, &self.flag.name) < pct, Reason::Split),
+            Some(Plain::On) => (true, Reason::Static),
+            Some(Plain::Off(reason)) => (false, reason),
+            Some(Plain::Whitelist) => (
+                self.flag
+                    .whitelist
+                    .as_deref()
+                    .is_some_and(|w| w.iter().any(|t| t == tenant_id)),
+                Reason::TargetingMatch,
+            ),
+            None => {
+                let resolution = self.flag.resolve(&Context::new(tenant_id));
+                self.count(&resolution);
+                return Evaluation {
+                    enabled: resolution.enabled,
+                    reason: resolution.reason,
+                };
+            }
+        };
+        if let Some(counter) = self.counters.get(usize::from(enabled)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Evaluation { enabled, reason }
     }
 
     /// The label of counter `index`: `off`, `on`, or the variant's name.
@@ -52,10 +125,48 @@ impl Entry {
 }
 
 /// An immutable set of flags, indexed by name.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct FlagSet {
     entries: Vec<Entry>,
-    by_name: HashMap<Box<str>, usize, Hasher>,
+    /// Positions in `entries`, by the hash of the flag's name under `hasher`.
+    by_name: HashTable<usize>,
+    hasher: Hasher,
+}
+
+impl std::fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagSet")
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether two flag names are equal, compared eight bytes at a time inline: names are short,
+/// and a call to the C library's `memcmp` costs more than the comparison.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return a == b;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_ne_bytes)
+    };
+    let last = a.len() - 8;
+    let mut at = 0;
+    while at < last {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, last) == word(b, last)
 }
 
 impl FlagSet {
@@ -68,7 +179,8 @@ impl FlagSet {
     /// latter before it gets here.
     pub fn new(flags: impl IntoIterator<Item = Flag>) -> Self {
         let mut entries: Vec<Entry> = Vec::new();
-        let mut by_name: HashMap<Box<str>, usize, Hasher> = HashMap::default();
+        let mut by_name: HashTable<usize> = HashTable::new();
+        let hasher = Hasher::default();
         for flag in flags {
             if let Err(problem) = flag.validate() {
                 // Written by plain SQL (every other write path refuses it): served as stored,
@@ -86,19 +198,47 @@ impl FlagSet {
                 );
             }
             let entry = Entry::new(flag);
-            if let Some(&index) = by_name.get(entry.flag.name.as_str()) {
+            let hash = hasher.hash_one(entry.flag.name.as_str());
+            let same = |&i: &usize| {
+                entries
+                    .get(i)
+                    .is_some_and(|e: &Entry| e.flag.name == entry.flag.name)
+            };
+            if let Some(&index) = by_name.find(hash, same) {
                 entries[index] = entry;
             } else {
-                by_name.insert(entry.flag.name.clone().into_boxed_str(), entries.len());
+                let index = entries.len();
                 entries.push(entry);
+                by_name.insert_unique(hash, index, |&i| {
+                    entries
+                        .get(i)
+                        .map_or(0, |e| hasher.hash_one(e.flag.name.as_str()))
+                });
             }
         }
-        Self { entries, by_name }
+        Self {
+            entries,
+            by_name,
+            hasher,
+        }
+    }
+
+    /// The position of flag `name` in `entries`.
+    #[inline]
+    fn index(&self, name: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.by_name
+            .find(hash, |&i| {
+                self.entries
+                    .get(i)
+                    .is_some_and(|e| same_name(&e.flag.name, name))
+            })
+            .copied()
     }
 
     #[inline]
     fn entry(&self, name: &str) -> Option<&Entry> {
-        self.by_name.get(name).and_then(|&i| self.entries.get(i))
+        self.index(name).and_then(|i| self.entries.get(i))
     }
 
     /// The flag named `name`.
@@ -271,10 +411,13 @@ impl Flags {
     /// Evaluates flag `name` for `tenant_id` (no other attribute), with the reason.
     #[inline]
     pub fn evaluate(&self, name: &str, tenant_id: &str) -> Evaluation {
-        let resolved = self.resolve(name, &Context::new(tenant_id));
+        if let Some(entry) = self.inner.current.load().entry(name) {
+            return entry.evaluate(tenant_id);
+        }
+        self.report_unknown(name);
         Evaluation {
-            enabled: resolved.enabled,
-            reason: resolved.reason,
+            enabled: false,
+            reason: Reason::NotFound,
         }
     }
 
@@ -298,7 +441,7 @@ impl Flags {
     #[inline]
     pub fn resolve(&self, name: &str, context: &Context<'_>) -> Resolved {
         let set = self.inner.current.load();
-        if let Some(&index) = set.by_name.get(name)
+        if let Some(index) = set.index(name)
             && let Some(entry) = set.entries.get(index)
         {
             let resolution = entry.flag.resolve(context);
@@ -428,5 +571,70 @@ impl Flags {
     /// Evaluations of names no flag has, since this handle was created.
     pub fn unknown_evaluations(&self) -> u64 {
         self.inner.unknown.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The precomputed decision of flags without rules or variants answers like
+    /// [`Flag::evaluate`] for every state, and counts the same outcome.
+    #[test]
+    fn plain_flags_evaluate_like_the_flag() {
+        let tenants = ["tenant-1", "tenant-7", "acme-logistics", ""];
+        let mut flags = Vec::new();
+        for enabled in [false, true] {
+            for rollout_pct in [-1, 0, 5, 30, 99, 100, 101] {
+                for whitelist in [None, Some(vec![]), Some(vec!["tenant-7".to_owned()])] {
+                    flags.push(Flag {
+                        enabled,
+                        rollout_pct,
+                        whitelist,
+                        ..Flag::new(format!("flag.{}.{rollout_pct}.{}", enabled, flags.len()))
+                    });
+                }
+            }
+        }
+        let live = Flags::new(FlagSet::new(flags.clone()));
+        for flag in &flags {
+            assert!(Plain::of(flag).is_some(), "{flag:?}");
+            for tenant in tenants {
+                assert_eq!(
+                    live.evaluate(&flag.name, tenant),
+                    flag.evaluate(tenant),
+                    "{flag:?} for {tenant:?}"
+                );
+            }
+        }
+        for usage in live.usage() {
+            let flag = flags
+                .iter()
+                .find(|f| f.name == usage.flag)
+                .map(|f| tenants.iter().filter(|t| f.is_enabled_for(t)).count());
+            let on = u64::try_from(flag.unwrap_or_default()).unwrap_or_default();
+            let expected = if usage.variant == "on" { on } else { 4 - on };
+            assert_eq!(usage.count, expected, "{usage:?}");
+        }
+    }
+
+    #[test]
+    fn names_compare_whole() {
+        for (a, b, same) in [
+            ("", "", true),
+            ("a", "a", true),
+            ("a", "b", false),
+            ("billing.pdf-export", "billing.pdf-export", true),
+            ("billing.pdf-export", "billing.csv-export", false),
+            ("orders.v2.enabled", "orders.v3.enabled", false),
+            ("12345678", "12345678", true),
+            ("12345678", "12345679", false),
+            ("123456789", "023456789", false),
+            ("supplier.realtime.sync", "supplier.realtime.sync", true),
+            ("supplier.realtime.sync", "supplier.realtime.synd", false),
+            ("supplier.realtime.sync", "supplier.realtime.syn", false),
+        ] {
+            assert_eq!(same_name(a, b), same, "{a:?} {b:?}");
+        }
     }
 }
