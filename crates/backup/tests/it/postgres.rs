@@ -59,6 +59,18 @@ async fn restore(
     restore_postgres(&store.storage, manifest, &secret(target.url()), options).await
 }
 
+/// The error of restoring `manifest` from `store` into `target` without a key or options; `None`
+/// when the restore succeeds.
+async fn refused_restore(
+    store: &LocalStore,
+    manifest: &BackupManifest,
+    target: &TestDatabase,
+) -> Option<BackupError> {
+    restore(store, manifest, target, &PostgresRestoreOptions::default())
+        .await
+        .err()
+}
+
 /// Verifies `manifest` from `store` against the server of `source`, without a key.
 async fn verify(
     store: &LocalStore,
@@ -291,14 +303,7 @@ async fn a_wrong_or_missing_key_is_a_clear_error() -> Result<()> {
     );
     assert!(!message.contains(&wrong.to_secret_string()), "{message}");
 
-    let err = restore(
-        &store,
-        &manifest,
-        &target,
-        &PostgresRestoreOptions::default(),
-    )
-    .await
-    .err();
+    let err = refused_restore(&store, &manifest, &target).await;
     assert!(
         matches!(err, Some(BackupError::KeyRequired { .. })),
         "{err:?}"
@@ -311,14 +316,7 @@ async fn a_wrong_or_missing_key_is_a_clear_error() -> Result<()> {
 async fn a_non_empty_target_is_refused_unless_clean_and_parallel_restore_works() -> Result<()> {
     let (source, store, manifest) = backed_up(1_000, &PostgresBackupOptions::default()).await?;
     let target = seeded_database(5).await?;
-    let err = restore(
-        &store,
-        &manifest,
-        &target,
-        &PostgresRestoreOptions::default(),
-    )
-    .await
-    .err();
+    let err = refused_restore(&store, &manifest, &target).await;
     assert!(
         matches!(err, Some(BackupError::TargetNotEmpty { .. })),
         "{err:?}"
