@@ -124,12 +124,68 @@ async fn check_greeting_log_line(service: &ServiceProcess, trace_id: &str) -> Re
     Ok(())
 }
 
+/// The files `new-service` promises, outside this workspace: manifest and lock file, `src/main.rs`,
+/// `migrations/` (with postgres), `config/default.toml`, `.env.example`, a README with the two
+/// commands, a `Dockerfile` and an executable CI script.
+fn check_layout(dir: &Path, migrations: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    assert!(
+        !dir.starts_with(workspace_root()),
+        "{} is inside the workspace",
+        dir.display()
+    );
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "config/default.toml",
+        ".env.example",
+        "README.md",
+        "Dockerfile",
+        ".ci/run",
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("the generated service has no {file}"))?;
+        assert!(!text.trim().is_empty(), "{file} is empty");
+    }
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+    assert!(
+        manifest.contains("[workspace]") && manifest.contains("groundwork-config"),
+        "{manifest}"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md"))?;
+    for command in ["cp .env.example .env && cargo run", "cargo test"] {
+        assert!(
+            readme.contains(command),
+            "README without `{command}`:\n{readme}"
+        );
+    }
+    let mode = std::fs::metadata(dir.join(".ci/run"))?.permissions().mode();
+    assert!(mode & 0o111 != 0, ".ci/run is not executable ({mode:o})");
+    let sql = match std::fs::read_dir(dir.join("migrations")) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
+            .count(),
+        Err(_) => 0,
+    };
+    assert_eq!(
+        sql > 0,
+        migrations,
+        "{sql} migration files in {}",
+        dir.display()
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_stops_on_sigterm()
 -> Result<()> {
     let out = tempfile::tempdir()?;
     let dir = out.path().join("gw-generated");
     generate("gw-generated", &dir, EVERYTHING)?;
+    check_layout(&dir, true)?;
     // Its own generated test passes on the first try (and builds the service).
     cargo_in(&dir, &["test"])?;
     cargo_in(&dir, &["build"])?;
@@ -238,6 +294,7 @@ fn a_service_with_nothing_but_the_basics_has_no_database_or_broker_client() -> R
     let out = tempfile::tempdir()?;
     let dir = out.path().join("gw-basic");
     generate("gw-basic", &dir, "")?;
+    check_layout(&dir, false)?;
     // The copied Cargo.lock already fits the service: CI's `--locked` passes from the start.
     cargo_in(&dir, &["test", "--locked"])?;
     let tree = cargo_in(
