@@ -9,11 +9,16 @@
 #   SERVER=postgres://postgres@127.0.0.1:5432 crates/backup/scripts/bench.sh bench_100mb bench_1gb
 #
 # SERVER is the server URL without a database; RUNS (default 3) runs of each, the median is shown.
+# BASE_BIN, when set, is a second build (say, of the previous commit) measured in the same rounds:
+# each round runs raw pg_dump, BIN and BASE_BIN one after the other, so that the load of a shared
+# machine falls on all three alike. RESTORE=0 skips the restores.
 set -euo pipefail
 
 BIN=${BIN:-target/release/groundwork-backup}
 SERVER=${SERVER:?set SERVER=postgres://user[:password]@host:port}
 RUNS=${RUNS:-3}
+BASE_BIN=${BASE_BIN:-}
+RESTORE=${RESTORE:-1}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -35,16 +40,23 @@ recreate() { psql -q "$SERVER/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREA
 
 printf '%-14s %-28s %9s %10s %12s %9s\n' database step seconds peak_rss throughput vs_raw
 for db in "$@"; do
-    rm -f "$WORK"/{raw,ours,raw_restore,ours_restore}
+    rm -f "$WORK"/{raw,ours,base,raw_restore,ours_restore}
     for run in $(seq "$RUNS"); do
-        rm -rf "$WORK/store" "$WORK/raw.dump"
+        rm -rf "$WORK/store" "$WORK/base_store" "$WORK/raw.dump"
         measure raw pg_dump -Fc -Z0 -f "$WORK/raw.dump" "$SERVER/$db"
         measure ours "$BIN" postgres backup --storage "file://$WORK/store" --recipient "$RECIPIENT" \
             --database-url "$SERVER/$db"
+        if [ -n "$BASE_BIN" ]; then
+            measure base "$BASE_BIN" postgres backup --storage "file://$WORK/base_store" \
+                --recipient "$RECIPIENT" --database-url "$SERVER/$db"
+            rm -rf "$WORK/base_store"
+        fi
+        # Every run's own figures, for the spread behind the medians.
+        echo "# $db run $run: raw $(tail -1 "$WORK/raw") ours $(tail -1 "$WORK/ours")${BASE_BIN:+ base $(tail -1 "$WORK/base")} (seconds peak_rss_kb)"
     done
     raw_bytes=$(stat -c %s "$WORK/raw.dump")
     stored=$(du -cb "$WORK"/store/postgres/"$db"/*/dump.* | tail -1 | cut -f1)
-    for run in $(seq "$RUNS"); do
+    [ "$RESTORE" = 1 ] && for run in $(seq "$RUNS"); do
         recreate gw_bench_backup_restore_raw
         measure raw_restore pg_restore --dbname "$SERVER/gw_bench_backup_restore_raw" "$WORK/raw.dump"
         recreate gw_bench_backup_restore_ours
@@ -52,16 +64,18 @@ for db in "$@"; do
             --identity-file "$WORK/key.txt" --database-url "$SERVER/gw_bench_backup_restore_ours"
     done
     t_raw=$(median "$WORK/raw" 1); t_ours=$(median "$WORK/ours" 1)
-    t_rraw=$(median "$WORK/raw_restore" 1); t_rours=$(median "$WORK/ours_restore" 1)
+    [ "$RESTORE" = 1 ] && { t_rraw=$(median "$WORK/raw_restore" 1); t_rours=$(median "$WORK/ours_restore" 1); }
     mbps() { awk -v b="$raw_bytes" -v t="$1" 'BEGIN { printf "%.0f MB/s", b / t / 1e6 }'; }
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
     printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "pg_dump -Fc -Z0 > file" "$t_raw" \
         "$(( $(median "$WORK/raw" 2) / 1024 ))" "$(mbps "$t_raw")" "1.00x"
     printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "groundwork-backup (zstd+age)" "$t_ours" \
         "$(( $(median "$WORK/ours" 2) / 1024 ))" "$(mbps "$t_ours")" "$(ratio "$t_raw" "$t_ours")"
-    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "pg_restore < file" "$t_rraw" \
+    [ -n "$BASE_BIN" ] && printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "BASE_BIN (zstd+age)" "$(median "$WORK/base" 1)" \
+        "$(( $(median "$WORK/base" 2) / 1024 ))" "$(mbps "$(median "$WORK/base" 1)")" "$(ratio "$t_raw" "$(median "$WORK/base" 1)")"
+    [ "$RESTORE" = 1 ] && printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "pg_restore < file" "$t_rraw" \
         "$(( $(median "$WORK/raw_restore" 2) / 1024 ))" "$(mbps "$t_rraw")" "1.00x"
-    printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "groundwork-backup restore" "$t_rours" \
+    [ "$RESTORE" = 1 ] && printf '%-14s %-28s %9s %7s MB %12s %9s\n' "$db" "groundwork-backup restore" "$t_rours" \
         "$(( $(median "$WORK/ours_restore" 2) / 1024 ))" "$(mbps "$t_rours")" "$(ratio "$t_rraw" "$t_rours")"
     echo "# $db: dump $raw_bytes bytes raw, $stored bytes stored (zstd 3 + age), $RUNS runs, medians"
     psql -q "$SERVER/postgres" -c "DROP DATABASE IF EXISTS gw_bench_backup_restore_raw" -c "DROP DATABASE IF EXISTS gw_bench_backup_restore_ours" 2>/dev/null

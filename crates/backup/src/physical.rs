@@ -179,7 +179,7 @@ fn run_basebackup(command: &mut Command, sink: &mut dyn Write) -> Result<String,
         inner: sink,
         tail: Vec::with_capacity(2 * TAIL_KEPT),
     };
-    match pipeline::pump(&mut stdout, &mut tail) {
+    match pipeline::pump_pipe(&mut stdout, &mut tail) {
         Ok(_) => {
             drop(stdout);
             child.wait_success()?;

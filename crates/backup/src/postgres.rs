@@ -287,24 +287,31 @@ pub async fn backup_postgres(
         ));
     }
     let pg_dump = options.pg_dump.clone();
-    let tool_version = tokio::task::spawn_blocking(move || program_version("pg_dump", &pg_dump))
-        .await
-        .map_err(|err| BackupError::program("pg_dump", err.to_string()))??;
+    // `pg_dump --version` (a Perl wrapper on Debian) runs while the session is set up.
+    let tool_version = tokio::task::spawn_blocking(move || program_version("pg_dump", &pg_dump));
 
     let started = SystemTime::now();
     let clock = Instant::now();
     let id = BackupId::at(started);
-    let mut conn = connect(database_url).await?;
-    let server_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|err| BackupError::database("reading the server version", err))?;
-
-    let snapshot = if options.row_counts {
-        Some(export_snapshot(&mut conn).await?)
-    } else {
-        None
+    let session = async {
+        let mut conn = connect(database_url).await?;
+        let server_version: String =
+            sqlx::query_scalar("SELECT current_setting('server_version')")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|err| BackupError::database("reading the server version", err))?;
+        let snapshot = if options.row_counts {
+            Some(export_snapshot(&mut conn).await?)
+        } else {
+            None
+        };
+        Ok::<_, BackupError>((conn, server_version, snapshot))
     };
+    let (tool_version, session) = tokio::join!(tool_version, session);
+    // A missing pg_dump is reported first, as when it was looked for before connecting.
+    let tool_version =
+        tool_version.map_err(|err| BackupError::program("pg_dump", err.to_string()))??;
+    let (mut conn, server_version, snapshot) = session?;
 
     let marker = StartedMarker {
         id: id.clone(),
@@ -391,7 +398,7 @@ fn run_dump(command: &mut Command, sink: &mut dyn Write) -> Result<(), BackupErr
             "its output was not captured",
         ));
     };
-    match pipeline::pump(&mut stdout, sink) {
+    match pipeline::pump_pipe(&mut stdout, sink) {
         Ok(_) => {
             drop(stdout);
             child.wait_success().map(drop)

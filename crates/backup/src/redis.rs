@@ -377,7 +377,7 @@ fn run_rdb(command: &mut Command, sink: &mut dyn Write) -> Result<(), BackupErro
         tail: Vec::with_capacity(2 * EOF_MARK_LEN),
         passed: 0,
     };
-    if let Err(source) = pipeline::pump(&mut stdout, &mut trim) {
+    if let Err(source) = pipeline::pump_pipe(&mut stdout, &mut trim) {
         child.kill();
         return Err(BackupError::Pipeline {
             action: "reading redis-cli output",
