@@ -376,7 +376,14 @@ struct ChunkCompressor {
     current: Option<(ChunkMode, zstd::stream::write::Encoder<'static, Vec<u8>>)>,
     /// Whether any frame was written: an empty input still gets one.
     wrote: bool,
+    /// The last choice between the configured and the fast level, with the fast probe's size
+    /// per mille of its sample that led to it: a chunk whose fast probe shrinks it alike (within
+    /// [`SAME_PROBE`]) is the same kind of data and gets the same choice without a second probe.
+    last_choice: Option<(usize, ChunkMode)>,
 }
+
+/// Fast-probe results this close (per mille of the sample) count as the same kind of data.
+const SAME_PROBE: usize = 10;
 
 impl ChunkCompressor {
     fn new(level: i32, workers: u32) -> io::Result<Self> {
@@ -387,6 +394,7 @@ impl ChunkCompressor {
             probe_out: Vec::with_capacity(zstd::zstd_safe::compress_bound(PROBE)),
             current: None,
             wrote: false,
+            last_choice: None,
         })
     }
 
@@ -408,12 +416,20 @@ impl ChunkCompressor {
         if self.level <= FAST_LEVEL || fast * 3 < sample.len() {
             return Ok(ChunkMode::Configured);
         }
+        let per_mille = fast * 1000 / sample.len();
+        if let Some((last, mode)) = self.last_choice
+            && last.abs_diff(per_mille) <= SAME_PROBE
+        {
+            return Ok(mode);
+        }
         let configured = self.probe_size(sample, self.level)?;
-        Ok(if configured * 10 > fast * 9 {
+        let mode = if configured * 10 > fast * 9 {
             ChunkMode::Fast
         } else {
             ChunkMode::Configured
-        })
+        };
+        self.last_choice = Some((per_mille, mode));
+        Ok(mode)
     }
 
     fn encoder(&self, level: i32) -> io::Result<zstd::stream::write::Encoder<'static, Vec<u8>>> {
@@ -1007,6 +1023,8 @@ mod tests {
             compressible.clone(),
             random.clone(),
             hex_text.clone(),
+            // Like the one before: the choice is taken over without probing the level again.
+            hex(&pseudo_random(CHUNK / 2, 3)),
             compressible,
             random[..1000].to_vec(),
         ];
@@ -1017,6 +1035,7 @@ mod tests {
                 ChunkMode::Configured,
                 ChunkMode::Configured,
                 ChunkMode::Raw,
+                ChunkMode::Fast,
                 ChunkMode::Fast,
                 ChunkMode::Configured,
                 ChunkMode::Raw,
