@@ -8,10 +8,10 @@
 //! zstd raw blocks for incompressible data (random or already compressed bytes). The result is a
 //! stream of zstd frames that any zstd decoder reads as one (an older single-frame backup is the
 //! case of one mode throughout). Finished parts cross a channel to an async task that uploads them
-//! one at a time, and a new part is begun only once the one before the last was uploaded, so at
-//! most two parts are in memory (one being filled, one uploading), whatever the size of the
-//! backup. Downloads run the other way,
-//! hashing every stored byte before it is decrypted.
+//! one at a time, and a new part is begun only once every part but the last one sent was
+//! uploaded, so at most two parts are in memory (one being filled, one uploading), whatever the
+//! size of the backup. Downloads run the other way, hashing every stored byte before it is
+//! decrypted.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -1061,7 +1061,11 @@ mod tests {
             let mut parts = Vec::new();
             while let Some(part) = rx.blocking_recv() {
                 let part: &object_store::PutPayload = &part;
-                parts.push(part.iter().flat_map(|b| b.iter().copied()).collect::<Vec<u8>>());
+                parts.push(
+                    part.iter()
+                        .flat_map(|b| b.iter().copied())
+                        .collect::<Vec<u8>>(),
+                );
                 let _ = freed_tx.try_send(());
             }
             parts

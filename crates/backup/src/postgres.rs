@@ -295,11 +295,10 @@ pub async fn backup_postgres(
     let id = BackupId::at(started);
     let session = async {
         let mut conn = connect(database_url).await?;
-        let server_version: String =
-            sqlx::query_scalar("SELECT current_setting('server_version')")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|err| BackupError::database("reading the server version", err))?;
+        let server_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|err| BackupError::database("reading the server version", err))?;
         let snapshot = if options.row_counts {
             Some(export_snapshot(&mut conn).await?)
         } else {
