@@ -143,3 +143,39 @@ async fn a_file_source_reports_a_broken_edit_as_stale_and_recovers() -> Result<(
     );
     Ok(())
 }
+
+/// JSON has no NaN or infinities: a TOML config holding one is refused naming the key, and a
+/// running source keeps its values, rather than reading `null` in its place.
+#[test]
+fn a_toml_number_json_cannot_hold_is_refused_naming_the_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[\"matching.algorithm.weights\"]\nprice_weight = 0.4\n",
+    )?;
+    let mut source = FileSource::open(&path, "development")?;
+    let config = source.config();
+    for (bad, expected) in [
+        (
+            "[\"matching.algorithm.weights\"]\nprice_weight = nan\n",
+            "matching.algorithm.weights.price_weight is nan",
+        ),
+        ("limits = [1, 2, -inf]\n", "limits[2] is -inf"),
+    ] {
+        std::fs::write(&path, bad)?;
+        touch(&path, 100 + bad.len() as u64)?;
+        let error = source.reload_if_changed().err();
+        let message = error.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            matches!(error, Some(FileError::Invalid { .. })) && message.contains(expected),
+            "{message:?} should name {expected}"
+        );
+        assert_eq!(
+            config.value("matching.algorithm.weights"),
+            Some(serde_json::json!({"price_weight": 0.4})),
+            "the last good values stay"
+        );
+    }
+    Ok(())
+}
