@@ -13,7 +13,9 @@
 //! way, with the PostgreSQL connections in use counted for every path.
 //!
 //! Percentiles need every sample, which criterion does not expose, so this bench prints its own
-//! table: `cargo bench -p groundwork-benches --bench live_propagation`.
+//! table: `cargo bench -p groundwork-benches --bench live_propagation`. With
+//! `LIVE_PROPAGATION=fanout` only the fan-out table is measured (its LISTEN row in 200 updates,
+//! as the fan-out rows, instead of the 300 rounds and the floors).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,9 @@ const CLIENTS: usize = 50;
 const ROUNDS: usize = 300;
 const FLOOR_ROUNDS: usize = 300;
 const KEY: &str = "order.expiry.minutes";
+/// Updates measured per fan-out row with 50 clients (and for the LISTEN row with
+/// `LIVE_PROPAGATION=fanout`); 500 clients get `FANOUT_ROUNDS / 5`.
+const FANOUT_ROUNDS: usize = 200;
 
 fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
     match result {
@@ -147,6 +152,19 @@ async fn run() {
     );
     seed(&pool).await;
     let (clients, feeds) = start_clients(&url).await;
+    if std::env::var("LIVE_PROPAGATION").is_ok_and(|only| only == "fanout") {
+        // Only the fan-out table, with the LISTEN row measured as its other rows are.
+        let mut value = 0_i64;
+        let samples = measure(&pool, &clients, FANOUT_ROUNDS, &mut value).await;
+        let listen_connections = client_connections(&pool).await;
+        for feed in feeds {
+            feed.shutdown().await;
+        }
+        drop(clients);
+        let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+        fan_out(&cluster, &pool, value, ms(p50), ms(p99), listen_connections).await;
+        return;
+    }
 
     // The floor: a bare listener on the trigger's channel.
     let mut listener = or_exit(PgListener::connect_with(&pool).await, "listener");
@@ -396,7 +414,7 @@ async fn fan_out(
             "the relay never led",
         )
         .ok();
-        for (count, rounds) in [(CLIENTS, 200), (500, 40)] {
+        for (count, rounds) in [(CLIENTS, FANOUT_ROUNDS), (500, FANOUT_ROUNDS / 5)] {
             let options = FeedOptions::default()
                 .poll_interval(Duration::from_hours(1))
                 .transport(transport.clone())

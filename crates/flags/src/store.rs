@@ -1,6 +1,6 @@
 //! The `feature_flags` table: its migrations and hot reload through `groundwork-live`.
 
-use sqlx::PgPool;
+use sqlx::{FromRow as _, PgPool};
 
 use crate::{Flag, FlagSet, Flags};
 
@@ -111,20 +111,20 @@ fn flag_from_full_row(
 /// variants or rules are invalid ([`Flag::validate_targeting`]): only plain SQL can write such a
 /// row, and a running service keeps its last good flags rather than serve it.
 pub async fn load_all(pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
-    // Unprepared, in a transaction of its own: works through PgBouncer in transaction pooling
-    // mode, where a statement prepared outside a transaction may be gone (or another client's)
-    // by the time it executes.
-    let mut transaction = pool.begin().await?;
-    let rows: Vec<FullRow> = sqlx::query_as(
+    // One simple-protocol query: one round trip, and it works through PgBouncer in transaction
+    // pooling mode, since no prepared statement outlives it. Every instance runs it on every
+    // change.
+    let rows = sqlx::raw_sql(
         "SELECT name, enabled, rollout_pct, whitelist, description, variants, rules \
          FROM feature_flags ORDER BY name",
     )
-    .persistent(false)
-    .fetch_all(&mut *transaction)
+    .fetch_all(pool)
     .await?;
-    transaction.commit().await?;
-    rows.into_iter()
-        .map(|row| flag_from_full_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+    rows.iter()
+        .map(|row| {
+            flag_from_full_row(FullRow::from_row(row)?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
         .collect()
 }
 

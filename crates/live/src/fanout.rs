@@ -34,7 +34,7 @@ pub enum Transport {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // URLs may carry a password: show the kind and the endpoint only.
+        // URLs may carry a password: masked.
         match self {
             Self::Postgres => f.write_str("Postgres"),
             Self::Nats { url } => write!(f, "Nats({})", endpoint(url)),
@@ -47,7 +47,7 @@ impl fmt::Debug for Transport {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid live transport {value:?}: {reason}")]
 pub struct TransportError {
-    /// The setting, with any password left out.
+    /// The setting, any password masked.
     value: String,
     reason: &'static str,
 }
@@ -72,11 +72,7 @@ impl Transport {
                 url: setting.to_owned(),
             }),
             _ => Err(TransportError {
-                value: if setting.contains('@') {
-                    endpoint(setting)
-                } else {
-                    setting.to_owned()
-                },
+                value: endpoint(setting),
                 reason: "expected `postgres`, a nats:// or tls:// URL, or a redis:// or rediss:// URL",
             }),
         }
@@ -92,16 +88,10 @@ impl Transport {
     }
 }
 
-/// `scheme://host:port` of a URL, without userinfo, path or query: safe to log.
+/// A transport URL as it may be logged or shown in a status: through the workspace's one URL
+/// redactor, so a password (in the userinfo or a query parameter) never shows.
 pub(crate) fn endpoint(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(not a URL)".to_owned();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host_port)| host_port);
-    format!("{scheme}://{host_port}")
+    groundwork_config::redact_url(url).into_owned()
 }
 
 /// The subject (NATS) or channel (Redis) a relay publishes a table's notices on.
@@ -455,11 +445,19 @@ mod tests {
         };
         let text = error.to_string();
         assert!(
-            text.contains("kafka://broker:9092") && !text.contains("hunter2"),
+            text.contains("kafka://user:***@broker:9092") && !text.contains("hunter2"),
             "{text}"
         );
         let shown = format!("{:?}", Transport::parse("redis://:hunter2@cache:6379")?);
-        assert_eq!(shown, "Redis(redis://cache:6379)");
+        assert_eq!(shown, "Redis(redis://:***@cache:6379)");
+        let shown = format!(
+            "{:?}",
+            Transport::parse("nats://127.0.0.1:4222/?token=hunter2&name=relay")?
+        );
+        assert!(
+            !shown.contains("hunter2") && shown.contains("name=relay"),
+            "{shown}"
+        );
         Ok(())
     }
 

@@ -5,6 +5,10 @@ pub mod amqp;
 mod edge;
 pub use edge::{EdgeMetrics, EdgeSettings};
 #[cfg(feature = "live")]
+mod live;
+#[cfg(feature = "live")]
+pub use live::{LiveSettings, LiveSettingsError};
+#[cfg(feature = "live")]
 mod log_level;
 #[cfg(feature = "live")]
 pub use log_level::{LOG_LEVEL_KEY, LogLevelError, LogLevelFollower, follow_log_level};

@@ -84,6 +84,8 @@ pub struct Startup {
     log_directives: String,
     #[cfg(feature = "live")]
     followers: Vec<LevelFollower>,
+    #[cfg(feature = "live")]
+    relays: Vec<groundwork_live::Relay>,
 }
 
 #[cfg(feature = "live")]
@@ -142,8 +144,29 @@ impl Startup {
         }
     }
 
+    /// With `LIVE_RELAY` on ([`LiveSettings::relay`](crate::LiveSettings)), runs a fan-out relay
+    /// of `channels` inside this service until it stops, for the database `pool` connects to;
+    /// true when one was started. A relay that cannot reach its transport or the database at
+    /// first keeps retrying in the background (logged), so this fails only on settings that
+    /// cannot work.
+    #[cfg(feature = "live")]
+    pub fn start_live_relay<S: Into<String>>(
+        &mut self,
+        settings: &crate::LiveSettings,
+        pool: &sqlx::PgPool,
+        channels: impl IntoIterator<Item = S>,
+    ) -> Result<bool, crate::LiveSettingsError> {
+        let relay = settings.start_relay(pool, channels)?;
+        let started = relay.is_some();
+        self.relays.extend(relay);
+        Ok(started)
+    }
+
     #[cfg(feature = "live")]
     async fn stop_following(&mut self) {
+        for relay in self.relays.drain(..) {
+            relay.shutdown().await;
+        }
         for follower in self.followers.drain(..) {
             match follower {
                 LevelFollower::Task(task) => task.abort(),
@@ -229,6 +252,8 @@ where
         log_directives: telemetry_settings.log_directives(),
         #[cfg(feature = "live")]
         followers: Vec::new(),
+        #[cfg(feature = "live")]
+        relays: Vec::new(),
     };
     let outcome = async {
         let service = start(settings, &mut startup)

@@ -117,10 +117,19 @@ async fn admin_changes_reach_watching_services() -> Result<()> {
     admin
         .set_rollout("supplier.realtime.sync", 100, "bob")
         .await?;
+    let tricky_tenants = [
+        "tenant-7",
+        "a,b",
+        r#"say "hi""#,
+        r"back\slash",
+        "NULL",
+        "{braces}",
+        "it's",
+    ];
     admin
         .set_whitelist(
             "supplier.realtime.sync",
-            Some(vec!["tenant-7".into()]),
+            Some(tricky_tenants.iter().map(|&t| t.to_owned()).collect()),
             "bob",
         )
         .await?;
@@ -128,7 +137,13 @@ async fn admin_changes_reach_watching_services() -> Result<()> {
         !flags.is_enabled("supplier.realtime.sync", "tenant-1")
     })
     .await?;
-    assert!(flags.is_enabled("supplier.realtime.sync", "tenant-7"));
+    // Loaded as text: the array's quoting and escapes come back as written.
+    for tenant in tricky_tenants {
+        assert!(
+            flags.is_enabled("supplier.realtime.sync", tenant),
+            "{tenant:?} is whitelisted"
+        );
+    }
 
     admin.delete("supplier.realtime.sync", "bob").await?;
     until(&feed, "the flag is gone", || flags.snapshot().is_empty()).await?;

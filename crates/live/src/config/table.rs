@@ -1,6 +1,6 @@
 //! The `platform_config` table: its migrations and hot reload through the feed.
 
-use sqlx::PgPool;
+use sqlx::{FromRow as _, PgPool};
 
 use super::{ConfigEntry, ConfigSnapshot, LiveConfig};
 use crate::{Feed, FeedError, FeedOptions, KeyedTable, Notice, Table, Update};
@@ -57,57 +57,79 @@ pub(crate) fn entry_from_row(
 
 /// Loads every entry of environment `env`, by key.
 ///
-/// Works through PgBouncer in transaction pooling mode: the statement is unprepared (not
-/// cached by name on a server connection other clients share) and runs in a transaction of its
-/// own, so that parsing and executing it happen on the same server connection.
+/// One round trip, and works through PgBouncer in transaction pooling mode: the statement goes
+/// in a simple-protocol query (`env` quoted as a literal), which PgBouncer runs on one server
+/// connection and which leaves no prepared statement behind.
 pub async fn load_env(pool: &PgPool, env: &str) -> Result<Vec<ConfigEntry>, sqlx::Error> {
-    let mut transaction = pool.begin().await?;
-    let rows: Vec<EntryRow> = sqlx::query_as(
-        "SELECT key, value, revision, description, updated_by FROM platform_config
-         WHERE env = $1 ORDER BY key",
-    )
-    .persistent(false)
-    .bind(env)
-    .fetch_all(&mut *transaction)
-    .await?;
-    transaction.commit().await?;
-    Ok(rows.into_iter().map(entry_from_row).collect())
+    let sql = format!(
+        "SELECT key, value, revision, description, updated_by FROM platform_config \
+         WHERE env = {} ORDER BY key",
+        literal(env)?
+    );
+    fetch_entries(pool, sql).await
 }
 
 /// Loads the entries of environment `env` with the given keys; absent keys are left out.
+///
+/// Every client runs this on every change, so it is one round trip: a simple-protocol query, as
+/// [`load_env`]. One key is by far the most common case and gets `key = '...'`, the unique-index
+/// lookup; several get `key IN (...)`.
 async fn load_keys(
     pool: &PgPool,
     env: &str,
     keys: &[String],
 ) -> Result<Vec<ConfigEntry>, sqlx::Error> {
-    // One key is by far the most common case, and gets its own statement: the unique-index
-    // lookup that `key = $2` always gets. Every client runs this on every change. Unprepared and
-    // in a transaction of its own, as `load_env`, so that it works through PgBouncer in
-    // transaction pooling mode.
-    let mut transaction = pool.begin().await?;
-    let rows: Vec<EntryRow> = if let [key] = keys {
-        sqlx::query_as(
-            "SELECT key, value, revision, description, updated_by FROM platform_config
-             WHERE env = $1 AND key = $2",
-        )
-        .persistent(false)
-        .bind(env)
-        .bind(key)
-        .fetch_all(&mut *transaction)
-        .await?
+    use std::fmt::Write as _;
+
+    let mut sql = format!(
+        "SELECT key, value, revision, description, updated_by FROM platform_config \
+         WHERE env = {} AND key ",
+        literal(env)?
+    );
+    if let [key] = keys {
+        let _ = write!(sql, "= {}", literal(key)?);
     } else {
-        sqlx::query_as(
-            "SELECT key, value, revision, description, updated_by FROM platform_config
-             WHERE env = $1 AND key = ANY($2)",
-        )
-        .persistent(false)
-        .bind(env)
-        .bind(keys)
-        .fetch_all(&mut *transaction)
-        .await?
-    };
-    transaction.commit().await?;
-    Ok(rows.into_iter().map(entry_from_row).collect())
+        sql.push_str("IN (");
+        for (i, key) in keys.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            let _ = write!(sql, "{separator}{}", literal(key)?);
+        }
+        sql.push(')');
+    }
+    fetch_entries(pool, sql).await
+}
+
+/// Runs `sql` (a query of the [`EntryRow`] columns) with the simple query protocol.
+async fn fetch_entries(pool: &PgPool, sql: String) -> Result<Vec<ConfigEntry>, sqlx::Error> {
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok(entry_from_row(EntryRow::from_row(row)?)))
+        .collect()
+}
+
+/// `value` as an SQL string literal: `E'...'` with every `\` and `'` doubled, which reads the
+/// same whatever `standard_conforming_strings` is. The connection's encoding is UTF-8 (sqlx
+/// sets `client_encoding`), where no byte of a multi-byte character is a quote or a backslash.
+/// A NUL cannot be in a PostgreSQL string, so a value holding one is refused (such a key cannot
+/// exist; it could only come from a malformed notice).
+pub(crate) fn literal(value: &str) -> Result<String, sqlx::Error> {
+    if value.contains('\0') {
+        return Err(sqlx::Error::Encode(
+            "a config key or environment cannot contain a NUL character".into(),
+        ));
+    }
+    let mut quoted = String::with_capacity(value.len() + 3);
+    quoted.push_str("E'");
+    for c in value.chars() {
+        if matches!(c, '\'' | '\\') {
+            quoted.push(c);
+        }
+        quoted.push(c);
+    }
+    quoted.push('\'');
+    Ok(quoted)
 }
 
 /// The trigger's NOTIFY payload.
@@ -205,4 +227,20 @@ pub async fn watch(
     })
     .await?;
     Ok((config, feed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn literals_double_quotes_and_backslashes_and_refuse_nul() -> Result<(), sqlx::Error> {
+        assert_eq!(literal("production")?, "E'production'");
+        assert_eq!(literal("it's")?, "E'it''s'");
+        assert_eq!(literal(r"a\'b")?, r"E'a\\''b'");
+        assert_eq!(literal("")?, "E''");
+        assert_eq!(literal("ключ.é")?, "E'ключ.é'");
+        assert!(literal("a\0b").is_err());
+        Ok(())
+    }
 }

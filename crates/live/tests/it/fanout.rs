@@ -187,6 +187,10 @@ async fn follows_through_pgbouncer(transport: Transport) -> Result<()> {
     .await?;
     set(db.pool(), "new.key", json!(1)).await?;
     until_value(&config, "new.key", &json!(1), Duration::from_secs(5)).await?;
+    // Keys are quoted into the load's SQL: quotes and backslashes arrive as written.
+    let tricky = r"it's a \'key'); DROP TABLE platform_config; --";
+    set(db.pool(), tricky, json!("quoted")).await?;
+    until_value(&config, tricky, &json!("quoted"), Duration::from_secs(5)).await?;
     sqlx::query("DELETE FROM platform_config WHERE key = 'greeting'")
         .execute(db.pool())
         .await?;
@@ -244,13 +248,18 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_stream() -> Result<()> {
     progress.wait_for(|done| *done >= 300).await?;
     // The leader's process dies: its connections close, PostgreSQL releases the lock.
     let killed = Instant::now();
+    let written_at_kill = *progress.borrow();
     drop(leader);
     until_role(&standby, &RelayRole::Leader, Duration::from_secs(10)).await?;
     let gap = killed.elapsed();
+    let written_in_gap = *progress.borrow() - written_at_kill;
     writer.await??;
 
     all_converge(&instances, &db, &json!(UPDATES), Duration::from_secs(10)).await?;
-    println!("leader killed mid-stream: the standby led after {gap:?}; 5 instances converged");
+    println!(
+        "leader killed mid-stream after update {written_at_kill} of {UPDATES}: the standby led after {gap:?}, \
+         {written_in_gap} updates written meanwhile; 5 instances converged"
+    );
     assert!(gap < Duration::from_secs(5), "takeover took {gap:?}");
     standby.shutdown().await;
     Ok(())
