@@ -15,7 +15,8 @@
 //! Percentiles need every sample, which criterion does not expose, so this bench prints its own
 //! table: `cargo bench -p groundwork-benches --bench live_propagation`. With
 //! `LIVE_PROPAGATION=fanout` only the fan-out table is measured (its LISTEN row in 200 updates,
-//! as the fan-out rows, instead of the 300 rounds and the floors).
+//! as the fan-out rows, instead of the 300 rounds and the floors). `LIVE_PROPAGATION_PING=off`
+//! builds the clients' pools with `test_before_acquire(false)`.
 
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,13 @@ async fn seed(pool: &PgPool) {
     );
 }
 
+/// Whether the clients' pools ping a connection before handing it out (sqlx's default): one
+/// more round trip per load. `LIVE_PROPAGATION_PING=off` turns it off, as a pool behind
+/// PgBouncer (which checks its server connections itself) may.
+fn test_before_acquire() -> bool {
+    std::env::var("LIVE_PROPAGATION_PING").map_or(true, |ping| ping != "off")
+}
+
 /// Starts the clients, each as a separate service would run it: its own small pool and feed.
 async fn start_clients(url: &str) -> (Vec<LiveConfig>, Vec<Feed>) {
     let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
@@ -124,6 +132,7 @@ async fn start_clients_with(
         let client_pool = or_exit(
             PgPoolOptions::new()
                 .max_connections(pool_size)
+                .test_before_acquire(test_before_acquire())
                 .connect(url)
                 .await,
             "client pool",
@@ -339,18 +348,19 @@ impl PrivatePgBouncer {
             .arg("-u")
             .output()
             .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
-        let mut command = if is_root {
-            let mut command = std::process::Command::new("runuser");
-            command.args(["-u", "postgres", "--", "pgbouncer"]);
-            command
-        } else {
-            std::process::Command::new("pgbouncer")
-        };
+        // `-u` switches user in the same process, so that `stop` kills PgBouncer itself (through
+        // `runuser` it would kill only `runuser`, leaving PgBouncer running).
+        let mut command = std::process::Command::new("pgbouncer");
+        if is_root {
+            command.args(["-u", "postgres"]);
+        }
         let child = or_exit(
             command
                 .arg("-q")
                 .arg(&config)
                 .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn(),
             "cannot start pgbouncer (apt-get install pgbouncer)",
         );
