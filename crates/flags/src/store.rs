@@ -76,6 +76,17 @@ type FullRow = (
     Option<serde_json::Value>,
 );
 
+/// [`FullRow`] as `load_all` reads it, the whitelist as a JSON array.
+type TextRow = (
+    String,
+    bool,
+    i32,
+    Option<serde_json::Value>,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+);
+
 /// A flag whose variants or rules cannot be served: the load fails, so a running service keeps
 /// its last good set and reports the feed as stale with this message.
 #[derive(Debug, thiserror::Error)]
@@ -114,16 +125,32 @@ pub async fn load_all(pool: &PgPool) -> Result<Vec<Flag>, sqlx::Error> {
     // One simple-protocol query: one round trip, and it works through PgBouncer in transaction
     // pooling mode, since no prepared statement outlives it. Every instance runs it on every
     // change.
+    // The whitelist comes as JSON: the text form of an array would need PostgreSQL's array
+    // quoting undone (a tenant named `NULL`, or holding quotes or backslashes).
     let rows = sqlx::raw_sql(
-        "SELECT name, enabled, rollout_pct, whitelist, description, variants, rules \
+        "SELECT name, enabled, rollout_pct, to_jsonb(whitelist), description, variants, rules \
          FROM feature_flags ORDER BY name",
     )
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|row| {
-            flag_from_full_row(FullRow::from_row(row)?)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            let (name, enabled, rollout_pct, whitelist, description, variants, rules) =
+                TextRow::from_row(row)?;
+            let whitelist = whitelist
+                .map(serde_json::from_value::<Vec<String>>)
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let row = (
+                name,
+                enabled,
+                rollout_pct,
+                whitelist,
+                description,
+                variants,
+                rules,
+            );
+            flag_from_full_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))
         })
         .collect()
 }
