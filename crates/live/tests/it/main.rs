@@ -10,3 +10,4 @@ mod file;
 mod live_config;
 mod names;
 mod pgbouncer;
+mod versioned_ddl;
