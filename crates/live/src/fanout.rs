@@ -445,11 +445,23 @@ mod tests {
         };
         let text = error.to_string();
         assert!(
-            text.contains("kafka://user:***@broker:9092") && !text.contains("hunter2"),
+            text.contains(&*groundwork_config::redact_url(
+                "kafka://user:hunter2@broker:9092"
+            )) && !text.contains("hunter2"),
             "{text}"
         );
         let shown = format!("{:?}", Transport::parse("redis://:hunter2@cache:6379")?);
-        assert_eq!(shown, "Redis(redis://:***@cache:6379)");
+        assert_eq!(
+            shown,
+            format!(
+                "Redis({})",
+                groundwork_config::redact_url("redis://:hunter2@cache:6379")
+            )
+        );
+        assert!(
+            !shown.contains("hunter2") && shown.contains("@cache:6379"),
+            "{shown}"
+        );
         let shown = format!(
             "{:?}",
             Transport::parse("nats://127.0.0.1:4222/?token=hunter2&name=relay")?
