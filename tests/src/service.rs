@@ -37,6 +37,22 @@ impl ServiceProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        Self::start_on(binary, name, workdir, env, port)
+    }
+
+    /// [`ServiceProcess::start`] on `port`, e.g. the port of a killed process it replaces.
+    pub fn start_on<I, K, V>(
+        binary: &Path,
+        name: &str,
+        workdir: &Path,
+        env: I,
+        port: u16,
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
         let mut child = Command::new(binary)
             .current_dir(workdir)
             .env_clear()
@@ -105,6 +121,11 @@ impl ServiceProcess {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, and waits for the process to end.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill()?;
@@ -152,4 +173,55 @@ pub async fn get_json(address: SocketAddr, path: &str) -> Result<Value> {
         bail!("GET {path} answered {status}: {body}");
     }
     Ok(serde_json::from_str(&body)?)
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`; the value and how
+/// long it took.
+pub async fn eventually<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok((value, started.elapsed()));
+        }
+        if started.elapsed() > timeout {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The api-gateway's package and binary.
+pub const GATEWAY: &str = "groundwork-example-api-gateway";
+/// The order-worker's package and binary.
+pub const WORKER: &str = "groundwork-example-order-worker";
+/// The analytics-ingest's package and binary.
+pub const INGEST: &str = "groundwork-example-analytics-ingest";
+
+/// Builds the three example service binaries with the cargo running the test, into the same
+/// target directory, and returns the directory holding them.
+pub fn build_example_services() -> Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--bins", "-p", GATEWAY, "-p", WORKER, "-p", INGEST])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build for the service binaries")?;
+    if !status.success() {
+        bail!("cargo build of the service binaries failed ({status})");
+    }
+    // A test runs from <target>/debug/deps/; the binaries land in <target>/debug/.
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable has no grandparent directory")?;
+    Ok(dir.to_path_buf())
 }

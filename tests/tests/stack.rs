@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 use groundwork_testkit::{TestAmqp, TestClickHouse, TestDatabase, TestRedis};
-use groundwork_tests::service::{ServiceProcess as Service, get_json, request};
+use groundwork_tests::service::{
+    GATEWAY, INGEST, ServiceProcess as Service, WORKER, build_example_services as build_services,
+    eventually, get_json, request,
+};
 use serde_json::Value;
 
 /// How long a service may take to answer `/health/ready` after it was started.
 const READY: Duration = Duration::from_mins(1);
-
-const GATEWAY: &str = "groundwork-example-api-gateway";
-const WORKER: &str = "groundwork-example-order-worker";
-const INGEST: &str = "groundwork-example-analytics-ingest";
 
 /// Starts a service binary with `SERVICE_NAME` set to `name` (what its logs and spans carry).
 fn start(
@@ -39,45 +38,6 @@ fn start(
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .chain([("SERVICE_NAME", name)]);
     Service::start(binary, name, workdir, env)
-}
-
-/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(T, Duration)>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await? {
-            return Ok((value, started.elapsed()));
-        }
-        if started.elapsed() > timeout {
-            bail!("{what}: not within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Builds the three service binaries with the cargo running this test, into the same target
-/// directory, and returns the directory holding them.
-fn build_services() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--bins", "-p", GATEWAY, "-p", WORKER, "-p", INGEST])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("running cargo build for the service binaries")?;
-    if !status.success() {
-        bail!("cargo build of the service binaries failed ({status})");
-    }
-    // This test runs from <target>/debug/deps/; the binaries land in <target>/debug/.
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test executable has no grandparent directory")?;
-    Ok(dir.to_path_buf())
 }
 
 fn spans_of_trace(spans: &[ExportedSpan], trace_id: &str) -> Vec<String> {

@@ -14,7 +14,7 @@ mod http;
 mod redis;
 
 #[cfg(feature = "amqp")]
-pub use amqp::amqp_connect;
+pub use amqp::{AmqpLink, AmqpLinkOptions, amqp_connect};
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::clickhouse_client;
 pub use error::{ConnectError, Service};

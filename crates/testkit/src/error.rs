@@ -85,6 +85,14 @@ pub enum TestkitError {
         detail: String,
     },
 
+    /// A throwaway ClickHouse server could not be created, started or stopped.
+    #[error("cannot {action} the throwaway ClickHouse server in {}: {detail}", dir.display())]
+    ClickHouseServer {
+        action: &'static str,
+        dir: PathBuf,
+        detail: String,
+    },
+
     /// A condition a test waited for did not hold in time (or its signal closed first).
     #[error("timed out after {timeout:?} waiting until {what}")]
     TimedOut {

@@ -22,6 +22,8 @@ mod amqp;
 mod certs;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
+#[cfg(feature = "clickhouse")]
+mod clickhouse_server;
 #[cfg(feature = "postgres")]
 mod cluster;
 #[cfg(feature = "postgres")]
@@ -49,6 +51,8 @@ pub use amqp::TestAmqp;
 pub use certs::{TestCa, TestCertificate};
 #[cfg(feature = "clickhouse")]
 pub use clickhouse::TestClickHouse;
+#[cfg(feature = "clickhouse")]
+pub use clickhouse_server::TestClickHouseServer;
 #[cfg(all(feature = "postgres", feature = "certs"))]
 pub use cluster::TlsTestCluster;
 #[cfg(feature = "postgres")]
@@ -58,6 +62,6 @@ pub use postgres::TestDatabase;
 #[cfg(feature = "redis")]
 pub use redis::TestRedis;
 #[cfg(feature = "redis")]
-pub use redis_servers::{SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel};
+pub use redis_servers::{SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel, TestRedisServer};
 #[cfg(feature = "s3")]
 pub use s3::TestBucket;

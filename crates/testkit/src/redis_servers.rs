@@ -289,6 +289,96 @@ impl TestRedisSentinel {
     }
 }
 
+/// A throwaway single Redis server on a free loopback port that a test can stop and start again
+/// on the same port (no persistence: a restart starts empty), removed on drop with its directory.
+///
+/// Use it where a test must take Redis away — restart it under load — without disturbing the
+/// shared server other tests use.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), groundwork_testkit::TestkitError> {
+/// let mut redis = groundwork_testkit::TestRedisServer::start().await?;
+/// let url = redis.url(); // redis://127.0.0.1:<port>
+/// redis.stop()?;
+/// redis.resume().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TestRedisServer {
+    servers: Servers,
+    port: u16,
+}
+
+impl TestRedisServer {
+    /// Starts the server; returns once it answers `PING`.
+    pub async fn start() -> Result<Self, TestkitError> {
+        tokio::task::spawn_blocking(|| {
+            let mut servers = Servers::new("server")?;
+            let port = servers.port()?;
+            let mut server = Self { servers, port };
+            server.spawn()?;
+            Ok(server)
+        })
+        .await
+        .map_err(|e| servers_error("start", "server", Path::new("-"), e.to_string()))?
+    }
+
+    fn spawn(&mut self) -> Result<(), TestkitError> {
+        let dir = self.servers.node_dir(self.port)?;
+        self.servers.spawn(
+            self.port,
+            Command::new("redis-server").args(common_args(self.port, &dir)),
+        )?;
+        self.servers
+            .wait_until(self.port, "answers PING", |connection| {
+                Ok(redis::cmd("PING").query::<String>(connection)? == "PONG")
+            })
+    }
+
+    /// `redis://127.0.0.1:<port>`; the port stays the same across restarts.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (`SIGKILL`): every client connection is cut, and its keys are gone.
+    pub fn stop(&mut self) -> Result<(), TestkitError> {
+        self.servers.kill(self.port)
+    }
+
+    /// Starts the server again after [`TestRedisServer::stop`], on the same port; returns once
+    /// it answers `PING`.
+    pub async fn resume(&mut self) -> Result<(), TestkitError> {
+        let dir = self.servers.node_dir(self.port)?;
+        self.servers.spawn(
+            self.port,
+            Command::new("redis-server").args(common_args(self.port, &dir)),
+        )?;
+        let port = self.port;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let answered = tokio::task::spawn_blocking(move || {
+                connect(port)
+                    .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+            })
+            .await
+            .map_err(|e| self.servers.error("start", e.to_string()))?;
+            if answered.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.servers.error(
+                    "start",
+                    format!(
+                        "the server on port {port} never answered PING within {READY_TIMEOUT:?}: {}",
+                        self.servers.log(port)
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
 fn master_port(sentinels: &[u16], dir: &Path) -> Result<u16, TestkitError> {
     let mut last = String::from("no sentinel answered");
     for port in sentinels {

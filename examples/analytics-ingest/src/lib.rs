@@ -24,6 +24,7 @@ use axum::routing::get;
 use clickhouse::Row;
 use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
+use groundwork_connect::{AmqpLink, AmqpLinkOptions};
 use groundwork_health::{ClickHouseCheck, Health, RabbitMqCheck};
 use groundwork_service::amqp::WorkQueue;
 use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
@@ -35,7 +36,7 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -251,7 +252,7 @@ pub struct Ingest {
     edge: EdgeSettings,
     stats: watch::Receiver<IngestStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
-    amqp: Arc<Connection>,
+    amqp: AmqpLink,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -320,56 +321,40 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
             )
         })?;
 
-    let amqp = Arc::new(
-        groundwork_connect::amqp_connect(
-            settings.rabbitmq_url.expose_secret(),
-            &settings.rabbitmq_tls,
-            ConnectionProperties::default(),
-            Duration::from_secs(10),
-        )
-        .await?,
-    );
-    let channel = amqp
-        .create_channel()
-        .await
-        .context("cannot open a RabbitMQ channel")?;
-    WorkQueue {
-        exchange: settings.analytics_exchange.clone(),
-        routing_key: ORDER_PROCESSED.to_owned(),
-        queue: settings.queue.clone(),
-        dead_letter_exchange: settings.dead_letter_exchange.clone(),
-        dead_letter_queue: settings.dead_letter_queue.clone(),
-        delivery_limit: settings.delivery_limit,
-    }
-    .declare(&channel)
-    .await
-    .with_context(|| format!("cannot declare queue {}", settings.queue))?;
-    channel
-        .basic_qos(settings.batch_size, BasicQosOptions::default())
-        .await
-        .context("cannot set the prefetch limit")?;
-    let consumer_tag = format!("{}-{}", settings.service_name(), std::process::id());
-    let consumer = channel
-        .basic_consume(
-            settings.queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("cannot consume from {}", settings.queue))?;
+    // Made again whenever it is lost; the consumer then declares and consumes again on it.
+    let amqp = AmqpLink::connect(
+        settings.rabbitmq_url.expose_secret(),
+        &settings.rabbitmq_tls,
+        AmqpLinkOptions::default(),
+    )
+    .await?;
+    let topology = Topology {
+        queue: WorkQueue {
+            exchange: settings.analytics_exchange.clone(),
+            routing_key: ORDER_PROCESSED.to_owned(),
+            queue: settings.queue.clone(),
+            dead_letter_exchange: settings.dead_letter_exchange.clone(),
+            dead_letter_queue: settings.dead_letter_queue.clone(),
+            delivery_limit: settings.delivery_limit,
+        },
+        prefetch: settings.batch_size,
+        consumer_tag: format!("{}-{}", settings.service_name(), std::process::id()),
+    };
+    // The first session is opened here, so a queue declared with other arguments or a missing
+    // permission fails start-up instead of being retried for ever.
+    let session = Session::open(&amqp.current(), &topology).await?;
 
     let health = Health::builder()
         .service_id(settings.service_name().into_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(ClickHouseCheck::new(clickhouse.clone()))
-        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .check(RabbitMqCheck::following(amqp.subscribe()))
         .build()
         .context("building the health checks")?;
 
     metrics.on_render({
-        let amqp = Arc::clone(&amqp);
-        move || groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp)
+        let amqp = amqp.subscribe();
+        move || groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp.borrow())
     });
     let (stats, stats_receiver) = watch::channel(IngestStats::default());
     let batcher = Batcher {
@@ -380,7 +365,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Ing
         retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
         stats,
     };
-    let consumer = tokio::spawn(batcher.run(channel, consumer, consumer_tag, shutdown));
+    let consumer = tokio::spawn(supervise(
+        batcher,
+        amqp.subscribe(),
+        topology,
+        session,
+        shutdown,
+    ));
     let telemetry = telemetry_layer.with_metrics(metrics.clone());
     let router = app_router(clickhouse, telemetry.clone(), &health, &metrics);
     tracing::info!(queue = %settings.queue, batch_size = settings.batch_size, "consuming");
@@ -418,11 +409,7 @@ impl Ingest {
     /// the connection. An error says the consumer stopped because the broker went away.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let consumed = self.consumer.await.context("the consumer task panicked");
-        if let Err(error) = self
-            .amqp
-            .close(200, "analytics-ingest shutting down".into())
-            .await
-        {
+        if let Err(error) = self.amqp.close("analytics-ingest shutting down").await {
             tracing::debug!(%error, "closing the RabbitMQ connection failed");
         }
         consumed?
@@ -468,6 +455,100 @@ async fn stats_handler(State(clickhouse): State<clickhouse::Client>) -> Response
     }
 }
 
+/// What a session declares and consumes.
+struct Topology {
+    queue: WorkQueue,
+    prefetch: u16,
+    consumer_tag: String,
+}
+
+/// The consuming channel of one broker connection.
+struct Session {
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl Session {
+    /// Declares the queues (idempotent) on `connection` and starts consuming.
+    async fn open(connection: &Connection, topology: &Topology) -> anyhow::Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("cannot open a RabbitMQ channel")?;
+        topology
+            .queue
+            .declare(&channel)
+            .await
+            .with_context(|| format!("cannot declare queue {}", topology.queue.queue))?;
+        channel
+            .basic_qos(topology.prefetch, BasicQosOptions::default())
+            .await
+            .context("cannot set the prefetch limit")?;
+        let consumer = channel
+            .basic_consume(
+                topology.queue.queue.as_str().into(),
+                topology.consumer_tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("cannot consume from {}", topology.queue.queue))?;
+        Ok(Self { channel, consumer })
+    }
+}
+
+/// First wait before consuming again after the session was lost; doubled per failed attempt.
+const RESUME_MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to consume again.
+const RESUME_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs the batcher session after session until `shutdown` fires: when a session ends because
+/// its channel or connection was lost, waits for the link's connection to be usable and opens a
+/// new one on it.
+async fn supervise(
+    batcher: Batcher,
+    link: watch::Receiver<Arc<Connection>>,
+    topology: Topology,
+    first: Session,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut session = first;
+    loop {
+        match batcher
+            .run(session, &topology.consumer_tag, &shutdown)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "consuming stopped; consuming again once the broker connection is back"
+            ),
+        }
+        let mut backoff = RESUME_MIN_BACKOFF;
+        session = loop {
+            tokio::select! {
+                () = shutdown.triggered() => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RESUME_MAX_BACKOFF);
+            let connection = Arc::clone(&link.borrow());
+            if !connection.status().connected() {
+                continue;
+            }
+            match Session::open(&connection, &topology).await {
+                Ok(session) => {
+                    tracing::info!(queue = %batcher.queue, "consuming again");
+                    break session;
+                }
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot consume again yet; retrying"
+                ),
+            }
+        };
+    }
+}
+
 struct Batcher {
     queue: String,
     clickhouse: clickhouse::Client,
@@ -478,13 +559,18 @@ struct Batcher {
 }
 
 impl Batcher {
+    /// Consumes one session until `shutdown` fires (`Ok`) or the channel or connection is lost
+    /// (`Err`), then writes what it holds.
     async fn run(
-        self,
-        channel: Channel,
-        mut consumer: lapin::Consumer,
-        consumer_tag: String,
-        shutdown: Shutdown,
+        &self,
+        session: Session,
+        consumer_tag: &str,
+        shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
+        let Session {
+            channel,
+            mut consumer,
+        } = session;
         let mut batch: Vec<(Delivery, EventRow)> = Vec::with_capacity(self.batch_size);
         let mut deadline: Option<tokio::time::Instant> = None;
         let stopped = shutdown.triggered();
@@ -521,15 +607,15 @@ impl Batcher {
                 },
             }
         };
-        if outcome.is_err() {
-            shutdown.trigger();
-        } else if let Err(error) = channel
-            .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-            .await
+        if outcome.is_ok()
+            && let Err(error) = channel
+                .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+                .await
         {
             tracing::warn!(%error, "cancelling the consumer failed");
         }
-        // Write what we hold; a failure returns it to the queue for the next start.
+        // Write what we hold; a failure returns it to the queue. Once the channel is lost its
+        // acks fail too and the broker redelivers the batch: the stats count each order once.
         self.flush(&mut batch).await;
         outcome
     }
@@ -584,7 +670,7 @@ impl Batcher {
             return;
         };
         let rows = batch.len() as u64;
-        match self.insert(batch).await {
+        match self.insert_through_outages(batch).await {
             Ok(()) => {
                 if let Err(error) = last.ack(BasicAckOptions { multiple: true }).await {
                     tracing::warn!(%error, "acking a batch failed; the broker will redeliver it");
@@ -615,6 +701,32 @@ impl Batcher {
         batch.clear();
     }
 
+    /// [`Batcher::insert`], tried again in place while ClickHouse cannot be reached (restarting,
+    /// failing over), for up to [`OUTAGE_PATIENCE`]. A batch returned to the queue counts towards
+    /// its messages' delivery limit, so an outage longer than a few back-offs would otherwise send
+    /// sound events to the dead-letter queue; held here, they are written once ClickHouse is back.
+    async fn insert_through_outages(&self, batch: &[(Delivery, EventRow)]) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.insert(batch).await {
+                Err(error)
+                    if is_clickhouse_outage(&error) && started.elapsed() < OUTAGE_PATIENCE =>
+                {
+                    tracing::warn!(
+                        rows = batch.len(),
+                        error = format!("{error:#}"),
+                        retry_in = ?backoff,
+                        "ClickHouse unreachable; holding the batch and trying again"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(OUTAGE_MAX_BACKOFF);
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn insert(&self, batch: &[(Delivery, EventRow)]) -> anyhow::Result<()> {
         let mut insert = self.clickhouse.insert::<EventRow>(TABLE).await?;
         for (_, row) in batch {
@@ -623,6 +735,23 @@ impl Batcher {
         insert.end().await?;
         Ok(())
     }
+}
+
+/// How long one batch is retried in place while ClickHouse cannot be reached, before it is
+/// returned to the queue like any other failure.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(30);
+/// Longest wait between two tries of one batch during an outage.
+const OUTAGE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Whether `error` says ClickHouse could not be reached (connection refused or reset, a
+/// timeout), rather than something about the rows.
+fn is_clickhouse_outage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<clickhouse::error::Error>(),
+            Some(clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut)
+        )
+    })
 }
 
 /// What `groundwork_service::run` serves and stops: the router with the edge limits from the

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use groundwork_config::ExposeSecret as _;
-use groundwork_connect::{RedisOptions, RedisPool};
+use groundwork_connect::{AmqpLink, AmqpLinkOptions, RedisOptions, RedisPool};
 use groundwork_flags::Flags;
 use groundwork_health::{
     CheckOptions, ConfigFreshnessCheck, Health, PostgresCheck, RabbitMqCheck, RedisCheck,
@@ -45,7 +45,7 @@ use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use groundwork_telemetry::pools;
 use lapin::options::ExchangeDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ExchangeKind};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -107,7 +107,7 @@ pub struct Gateway {
     telemetry: TelemetryLayer,
     settings: Arc<Settings>,
     db: PgPool,
-    amqp: Arc<Connection>,
+    amqp: AmqpLink,
     config_feed: Feed,
     flags_feed: Feed,
     outbox: Relay,
@@ -205,16 +205,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     )
     .await?;
 
-    let amqp = Arc::new(
-        groundwork_connect::amqp_connect(
-            settings.rabbitmq_url.expose_secret(),
-            &settings.rabbitmq_tls,
-            ConnectionProperties::default(),
-            CONNECT_TIMEOUT,
-        )
-        .await?,
-    );
-    let outbox = start_outbox(&settings, &db, &amqp).await?;
+    // Made again whenever it is lost, so readiness comes back without a restart once the broker
+    // is reachable; the outbox relay keeps a connection of its own the same way.
+    let mut link_options = AmqpLinkOptions::default();
+    link_options.connect_timeout = CONNECT_TIMEOUT;
+    let amqp = AmqpLink::connect(
+        settings.rabbitmq_url.expose_secret(),
+        &settings.rabbitmq_tls,
+        link_options,
+    )
+    .await?;
+    let outbox = start_outbox(&settings, &db, &amqp.current()).await?;
 
     let poll = FeedOptions::default().poll_interval;
     let health = Health::builder()
@@ -222,7 +223,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
         .check(RedisCheck::new(redis.clone()))
-        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .check(RabbitMqCheck::following(amqp.subscribe()))
         .check_with(
             ConfigFreshnessCheck::new(config_feed.statuses(), poll),
             CheckOptions::default().non_critical(),
@@ -304,17 +305,17 @@ fn observe(
     metrics: &HttpMetrics,
     db: &PgPool,
     redis: &RedisPool,
-    amqp: &Arc<Connection>,
+    amqp: &AmqpLink,
     [config_feed, flags_feed]: &[&Feed; 2],
     outbox: &Relay,
 ) {
-    let (db, redis, amqp) = (db.clone(), redis.clone(), Arc::clone(amqp));
+    let (db, redis, amqp) = (db.clone(), redis.clone(), amqp.subscribe());
     let (config, flags) = (config_feed.statuses(), flags_feed.statuses());
     let outbox = outbox.stats();
     metrics.on_render(move || {
         pools::record_pg_pool("postgres", &db);
         pools::record_redis_status("redis", redis.status());
-        pools::record_amqp_connection("rabbitmq", &amqp);
+        pools::record_amqp_connection("rabbitmq", &amqp.borrow());
         groundwork_live::record_feed_status("config", &config.borrow());
         groundwork_live::record_feed_status("flags", &flags.borrow());
         groundwork_outbox::record_relay_metrics("orders", &outbox.borrow());
@@ -350,7 +351,7 @@ impl Gateway {
         telemetry_layer: TelemetryLayer,
         metrics: HttpMetrics,
         health: Health,
-        amqp: Arc<Connection>,
+        amqp: AmqpLink,
         [config_feed, flags_feed]: [Feed; 2],
         outbox: Relay,
     ) -> Self {
@@ -409,11 +410,7 @@ impl Gateway {
         self.outbox.shutdown().await;
         self.config_feed.shutdown().await;
         self.flags_feed.shutdown().await;
-        if let Err(error) = self
-            .amqp
-            .close(200, "api-gateway shutting down".into())
-            .await
-        {
+        if let Err(error) = self.amqp.close("api-gateway shutting down").await {
             tracing::warn!(%error, "closing the RabbitMQ connection failed");
         }
         self.db.close().await;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
+use groundwork_connect::{AmqpLink, AmqpLinkOptions};
 use groundwork_health::{Health, PostgresCheck, RabbitMqCheck};
 use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries};
 use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
@@ -31,7 +32,7 @@ use lapin::options::{
     BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -207,7 +208,6 @@ pub struct WorkerStats {
 struct Context {
     queue: String,
     db: PgPool,
-    publisher: Channel,
     analytics_exchange: String,
     delivery_limit: u32,
     retry_backoff: Duration,
@@ -228,7 +228,7 @@ pub struct Worker {
     edge: EdgeSettings,
     stats: watch::Receiver<WorkerStats>,
     consumer: JoinHandle<anyhow::Result<()>>,
-    amqp: Arc<Connection>,
+    amqp: AmqpLink,
     db: PgPool,
 }
 
@@ -239,8 +239,9 @@ impl std::fmt::Debug for Worker {
 }
 
 /// Connects, declares the queues, and starts consuming. The consumer stops taking messages when
-/// `shutdown` fires and finishes the ones it holds; if the broker connection is lost it fires
-/// `shutdown` itself, so the process exits and its supervisor restarts it.
+/// `shutdown` fires and finishes the ones it holds. If the broker connection is lost, the worker
+/// connects again (with back-off), declares and consumes again: the messages it held are
+/// redelivered by the broker, and readiness fails until it is back.
 pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Worker> {
     // `ACCESS_LOG`, `HTTP_SERVER_DURATION_BUCKETS`, ...: checked before anything is connected.
     let telemetry = TelemetryLayer::from_settings(&settings.telemetry)?;
@@ -251,85 +252,61 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         .connect(settings.database_url.expose_secret())
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", settings.database_url))?;
-    let amqp = Arc::new(
-        groundwork_connect::amqp_connect(
-            settings.rabbitmq_url.expose_secret(),
-            &settings.rabbitmq_tls,
-            ConnectionProperties::default(),
-            Duration::from_secs(10),
-        )
-        .await?,
-    );
+    let amqp = AmqpLink::connect(
+        settings.rabbitmq_url.expose_secret(),
+        &settings.rabbitmq_tls,
+        AmqpLinkOptions::default(),
+    )
+    .await?;
 
-    let setup = amqp
-        .create_channel()
-        .await
-        .context("cannot open a RabbitMQ channel")?;
-    WorkQueue {
-        exchange: settings.orders_exchange.clone(),
-        routing_key: ORDER_CREATED.to_owned(),
-        queue: settings.queue.clone(),
-        dead_letter_exchange: settings.dead_letter_exchange.clone(),
-        dead_letter_queue: settings.dead_letter_queue.clone(),
-        delivery_limit: settings.delivery_limit,
-    }
-    .declare(&setup)
-    .await
-    .with_context(|| format!("cannot declare queue {}", settings.queue))?;
-    declare_exchange(&setup, &settings.analytics_exchange, ExchangeKind::Topic)
-        .await
-        .with_context(|| format!("cannot declare exchange {}", settings.analytics_exchange))?;
-
-    let publisher = amqp
-        .create_channel()
-        .await
-        .context("cannot open a RabbitMQ channel")?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("cannot enable publisher confirms")?;
-
-    setup
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await
-        .context("cannot set the prefetch limit")?;
-    let consumer_tag = format!("{}-{}", settings.service_name(), std::process::id());
-    let consumer = setup
-        .basic_consume(
-            settings.queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("cannot consume from {}", settings.queue))?;
+    let topology = Topology {
+        queue: WorkQueue {
+            exchange: settings.orders_exchange.clone(),
+            routing_key: ORDER_CREATED.to_owned(),
+            queue: settings.queue.clone(),
+            dead_letter_exchange: settings.dead_letter_exchange.clone(),
+            dead_letter_queue: settings.dead_letter_queue.clone(),
+            delivery_limit: settings.delivery_limit,
+        },
+        analytics_exchange: settings.analytics_exchange.clone(),
+        prefetch: settings.prefetch,
+        consumer_tag: format!("{}-{}", settings.service_name(), std::process::id()),
+    };
+    // The first session is opened here, so a queue declared with other arguments or a missing
+    // permission fails start-up instead of being retried for ever.
+    let session = Session::open(&amqp.current(), &topology).await?;
 
     let health = Health::builder()
         .service_id(settings.service_name().into_owned())
         .version(env!("CARGO_PKG_VERSION"))
         .check(PostgresCheck::new(db.clone()))
-        .check(RabbitMqCheck::new(Arc::clone(&amqp)))
+        .check(RabbitMqCheck::following(amqp.subscribe()))
         .build()
         .context("building the health checks")?;
 
     metrics.on_render({
-        let (db, amqp) = (db.clone(), Arc::clone(&amqp));
+        let (db, amqp) = (db.clone(), amqp.subscribe());
         move || {
             groundwork_telemetry::pools::record_pg_pool("postgres", &db);
-            groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp);
+            groundwork_telemetry::pools::record_amqp_connection("rabbitmq", &amqp.borrow());
         }
     });
     let (stats, stats_receiver) = watch::channel(WorkerStats::default());
     let context = Arc::new(Context {
         queue: settings.queue.clone(),
         db: db.clone(),
-        publisher,
         analytics_exchange: settings.analytics_exchange.clone(),
         delivery_limit: settings.delivery_limit,
         retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
         stats,
     });
-    let consumer = tokio::spawn(consume(context, setup, consumer, consumer_tag, shutdown));
+    let consumer = tokio::spawn(supervise(
+        context,
+        amqp.subscribe(),
+        topology,
+        session,
+        shutdown,
+    ));
     tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming");
     Ok(Worker {
         router: health.router().route("/metrics", metrics.handler()),
@@ -342,6 +319,121 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Wor
         amqp,
         db,
     })
+}
+
+/// What a session declares and consumes.
+struct Topology {
+    queue: WorkQueue,
+    analytics_exchange: String,
+    prefetch: u16,
+    consumer_tag: String,
+}
+
+/// The channels of one broker connection: the consumer's and the confirm-mode publisher's.
+struct Session {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    publisher: Channel,
+}
+
+impl Session {
+    /// Declares the queues and exchanges on `connection` (idempotent) and starts consuming.
+    async fn open(connection: &Connection, topology: &Topology) -> anyhow::Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("cannot open a RabbitMQ channel")?;
+        topology
+            .queue
+            .declare(&channel)
+            .await
+            .with_context(|| format!("cannot declare queue {}", topology.queue.queue))?;
+        declare_exchange(&channel, &topology.analytics_exchange, ExchangeKind::Topic)
+            .await
+            .with_context(|| format!("cannot declare exchange {}", topology.analytics_exchange))?;
+        let publisher = connection
+            .create_channel()
+            .await
+            .context("cannot open a RabbitMQ channel")?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("cannot enable publisher confirms")?;
+        channel
+            .basic_qos(topology.prefetch, BasicQosOptions::default())
+            .await
+            .context("cannot set the prefetch limit")?;
+        let consumer = channel
+            .basic_consume(
+                topology.queue.queue.as_str().into(),
+                topology.consumer_tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("cannot consume from {}", topology.queue.queue))?;
+        Ok(Self {
+            channel,
+            consumer,
+            publisher,
+        })
+    }
+}
+
+/// First wait before consuming again after the session was lost; doubled per failed attempt.
+const RESUME_MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to consume again.
+const RESUME_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Consumes session after session until `shutdown` fires: when a session ends because its
+/// channel or connection was lost, waits for the link's connection to be usable and opens a new
+/// one on it.
+async fn supervise(
+    context: Arc<Context>,
+    link: watch::Receiver<Arc<Connection>>,
+    topology: Topology,
+    first: Session,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut session = first;
+    loop {
+        match consume(
+            Arc::clone(&context),
+            session,
+            &topology.consumer_tag,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "consuming stopped; consuming again once the broker connection is back"
+            ),
+        }
+        let mut backoff = RESUME_MIN_BACKOFF;
+        session = loop {
+            tokio::select! {
+                () = shutdown.triggered() => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RESUME_MAX_BACKOFF);
+            let connection = Arc::clone(&link.borrow());
+            if !connection.status().connected() {
+                continue;
+            }
+            match Session::open(&connection, &topology).await {
+                Ok(session) => {
+                    tracing::info!(queue = %context.queue, "consuming again");
+                    break session;
+                }
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot consume again yet; retrying"
+                ),
+            }
+        };
+    }
 }
 
 impl Worker {
@@ -366,11 +458,7 @@ impl Worker {
     /// closes the connections. An error says the consumer stopped because the broker went away.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let consumed = self.consumer.await.context("the consumer task panicked");
-        if let Err(error) = self
-            .amqp
-            .close(200, "order-worker shutting down".into())
-            .await
-        {
+        if let Err(error) = self.amqp.close("order-worker shutting down").await {
             tracing::debug!(%error, "closing the RabbitMQ connection failed");
         }
         self.db.close().await;
@@ -378,13 +466,19 @@ impl Worker {
     }
 }
 
+/// Consumes one session until `shutdown` fires (`Ok`) or the channel or connection is lost
+/// (`Err`), then finishes the messages it holds.
 async fn consume(
     context: Arc<Context>,
-    channel: Channel,
-    mut consumer: lapin::Consumer,
-    consumer_tag: String,
-    shutdown: Shutdown,
+    session: Session,
+    consumer_tag: &str,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
+    let Session {
+        channel,
+        mut consumer,
+        publisher,
+    } = session;
     let mut in_flight = tokio::task::JoinSet::new();
     let stopped = shutdown.triggered();
     tokio::pin!(stopped);
@@ -400,7 +494,8 @@ async fn consume(
                         delivery.routing_key.as_str(),
                         delivery.properties.headers().as_ref(),
                     );
-                    in_flight.spawn(handle(Arc::clone(&context), delivery).instrument(span));
+                    let handled = handle(Arc::clone(&context), publisher.clone(), delivery);
+                    in_flight.spawn(handled.instrument(span));
                 }
                 Some(Err(error)) => {
                     break Err(anyhow::Error::new(error).context("the RabbitMQ consumer failed"));
@@ -409,11 +504,10 @@ async fn consume(
             },
         }
     };
-    if outcome.is_err() {
-        shutdown.trigger();
-    } else if let Err(error) = channel
-        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-        .await
+    if outcome.is_ok()
+        && let Err(error) = channel
+            .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+            .await
     {
         tracing::warn!(%error, "cancelling the consumer failed");
     }
@@ -423,7 +517,7 @@ async fn consume(
     outcome
 }
 
-async fn handle(context: Arc<Context>, delivery: Delivery) {
+async fn handle(context: Arc<Context>, publisher: Channel, delivery: Delivery) {
     let event: OrderCreated = match serde_json::from_slice(&delivery.data) {
         Ok(event) => event,
         Err(error) => {
@@ -433,7 +527,7 @@ async fn handle(context: Arc<Context>, delivery: Delivery) {
             return;
         }
     };
-    match process(&context, &event).await {
+    match process_through_outages(&context, &publisher, &event).await {
         Ok(Outcome::Processed) => {
             settle(&delivery, Settle::Ack).await;
             context.stats.send_modify(|stats| stats.processed += 1);
@@ -482,11 +576,73 @@ enum Outcome {
     AlreadyProcessed,
 }
 
+/// How long one message is retried in place while PostgreSQL cannot be reached, before it is
+/// returned to the queue like any other failure.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(30);
+/// Longest wait between two tries of one message during an outage.
+const OUTAGE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// [`process`], tried again in place while the failure is PostgreSQL being unreachable
+/// (restarting, failing over), for up to [`OUTAGE_PATIENCE`]. A message returned to the queue
+/// counts towards its delivery limit, so an outage longer than a few back-offs would otherwise
+/// send sound orders to the dead-letter queue; held here, it keeps its place and is processed
+/// once the database is back.
+async fn process_through_outages(
+    context: &Context,
+    publisher: &Channel,
+    event: &OrderCreated,
+) -> anyhow::Result<Outcome> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = context.retry_backoff.max(Duration::from_millis(50));
+    loop {
+        match process(context, publisher, event).await {
+            Err(error) if is_database_outage(&error) && started.elapsed() < OUTAGE_PATIENCE => {
+                tracing::warn!(
+                    order_id = event.order_id,
+                    error = format!("{error:#}"),
+                    retry_in = ?backoff,
+                    "PostgreSQL unreachable; holding the message and trying again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(OUTAGE_MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `error` says PostgreSQL could not be reached or went away (connection refused or
+/// reset, pool timeout, the server shutting down or starting up), rather than something about
+/// this message.
+fn is_database_outage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let Some(error) = cause.downcast_ref::<sqlx::Error>() else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+                // 08: connection exception; 57P01-57P03: shutdown, crash, cannot connect now.
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    })
+}
+
 /// Marks the order processed and publishes `order.processed` in one transaction: the status
 /// changes only if the broker confirmed the event, and only from `created`, so each order is
 /// processed once however often its message arrives. The row is locked first, so two deliveries
 /// of one order in flight at once are serialised and the second sees `processed`.
-async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outcome> {
+async fn process(
+    context: &Context,
+    publisher: &Channel,
+    event: &OrderCreated,
+) -> anyhow::Result<Outcome> {
     let mut tx = context
         .db
         .begin()
@@ -522,7 +678,7 @@ async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outc
         amount,
         processed_at,
     };
-    publish_order_processed(context, &processed).await?;
+    publish_order_processed(context, publisher, &processed).await?;
     tx.commit()
         .await
         .context("committing the processed order")?;
@@ -532,7 +688,11 @@ async fn process(context: &Context, event: &OrderCreated) -> anyhow::Result<Outc
 
 /// Publishes `order.processed`, carrying the trace context in its headers, and waits for the
 /// broker's confirm.
-async fn publish_order_processed(context: &Context, event: &OrderProcessed) -> anyhow::Result<()> {
+async fn publish_order_processed(
+    context: &Context,
+    publisher: &Channel,
+    event: &OrderProcessed,
+) -> anyhow::Result<()> {
     let mut headers = FieldTable::default();
     groundwork_telemetry::amqp::inject_current(&mut headers);
     let properties = BasicProperties::default()
@@ -541,8 +701,7 @@ async fn publish_order_processed(context: &Context, event: &OrderProcessed) -> a
         .with_delivery_mode(2)
         .with_message_id(event.order_id.to_string().into())
         .with_type(ORDER_PROCESSED.into());
-    let confirm = context
-        .publisher
+    let confirm = publisher
         .basic_publish(
             context.analytics_exchange.as_str().into(),
             ORDER_PROCESSED.into(),

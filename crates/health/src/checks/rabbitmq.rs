@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use groundwork_connect::TlsSettings;
 use lapin::{Connection, ConnectionProperties};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::check::{CheckResult, Component, ComponentType, HealthCheck};
 use crate::output::error_chain;
@@ -16,13 +16,16 @@ use crate::output::error_chain;
 ///
 /// [`RabbitMqCheck::new`] watches the application's own connection, which is what its
 /// publishers and consumers depend on; [`RabbitMqCheck::connect`] keeps a connection of the
-/// check's own and reconnects it when it is lost, for services that connect per use.
+/// check's own and reconnects it when it is lost, for services that connect per use;
+/// [`RabbitMqCheck::following`] checks whichever connection a reconnecting holder (such as
+/// `groundwork-connect`'s `AmqpLink`) has now.
 pub struct RabbitMqCheck {
     source: Source,
 }
 
 enum Source {
     Shared(Arc<Connection>),
+    Following(watch::Receiver<Arc<Connection>>),
     Own {
         uri: String,
         tls: Box<TlsSettings>,
@@ -38,6 +41,15 @@ impl RabbitMqCheck {
     pub fn new(connection: Arc<Connection>) -> Self {
         Self {
             source: Source::Shared(connection),
+        }
+    }
+
+    /// A check on the latest connection `current` holds, for a service that replaces its
+    /// connection when it is lost (`AmqpLink::subscribe` in `groundwork-connect`): it fails while
+    /// the latest connection is down and passes again once a new one is up.
+    pub fn following(current: watch::Receiver<Arc<Connection>>) -> Self {
+        Self {
+            source: Source::Following(current),
         }
     }
 
@@ -72,6 +84,7 @@ impl std::fmt::Debug for RabbitMqCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let source = match self.source {
             Source::Shared(_) => "shared connection",
+            Source::Following(_) => "followed connection",
             Source::Own { .. } => "own connection",
         };
         f.debug_struct("RabbitMqCheck")
@@ -88,6 +101,10 @@ impl HealthCheck for RabbitMqCheck {
     async fn check(&self) -> CheckResult {
         match &self.source {
             Source::Shared(connection) => check_connection(connection).await,
+            Source::Following(current) => {
+                let connection = Arc::clone(&current.borrow());
+                check_connection(&connection).await
+            }
             Source::Own {
                 uri,
                 tls,
