@@ -244,10 +244,7 @@ async fn send_orders(
                 gateway,
                 "POST /v1/orders",
                 Some(&body),
-                &[
-                    ("Idempotency-Key", &key),
-                    ("Content-Type", "application/json"),
-                ],
+                &[("Idempotency-Key", &key)],
             )
             .await;
             let (status, id) = match answer {
