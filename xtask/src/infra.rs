@@ -7,6 +7,9 @@
 //! PostgreSQL answers. Missing servers are installed with apt-get (as root) and pip unless
 //! `--no-install` is given. The URLs end up in `<target>/infra/env` (see [`crate::infra_env`]).
 //!
+//! A Redis Cluster and a Redis Sentinel set-up, several servers each, start only when asked
+//! (`--redis-cluster`, `--redis-sentinel`; see [`redis_deployments`]) and stay until `down`.
+//!
 //! Architecture invariant: `down` only stops processes named by PID files under `<target>/infra/`, so a
 //! server that `up` reused is never touched.
 
@@ -19,6 +22,7 @@ mod probe;
 pub(crate) mod process;
 mod rabbitmq;
 mod redis;
+mod redis_deployments;
 mod s3;
 mod service;
 mod start;
@@ -30,17 +34,27 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use self::lookup::{Lookup, Origin, Running, lookup, own_pid, remove_stale_pid_file};
+use self::redis_deployments::Deployment;
 use self::service::{Service, Spec, commands_log};
 use crate::infra_env;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum InfraCommand {
-    /// Reuse or start postgres, pgbouncer, redis, rabbitmq, clickhouse, s3 (moto) and the TLS endpoints; write
-    /// target/infra/env
+    /// Reuse or start postgres, pgbouncer, redis, rabbitmq, clickhouse, s3 (moto) and the TLS endpoints, and,
+    /// when asked, a Redis Cluster and a Sentinel set-up; write target/infra/env
     Up {
         /// Fail with the command to run instead of installing missing servers
         #[arg(long)]
         no_install: bool,
+        /// Also start a Redis Cluster (3 masters, 3 replicas, 127.0.0.1:57001-57006);
+        /// `REDIS_CLUSTER_URL` and `REDIS_CLUSTER_NODES` in target/infra/env
+        #[arg(long)]
+        redis_cluster: bool,
+        /// Also start a Redis Sentinel set-up (master 57201, replica 57202, sentinels
+        /// 57211-57213 watching `gwmaster`); `REDIS_SENTINEL_URL`, `REDIS_SENTINEL_NODES`
+        /// and `REDIS_SENTINEL_MASTER` in target/infra/env
+        #[arg(long)]
+        redis_sentinel: bool,
     },
     /// Stop the servers that `infra up` started; reused servers are left alone
     Down,
@@ -51,10 +65,16 @@ pub(crate) enum InfraCommand {
 pub(crate) fn run(command: &InfraCommand) -> Result<()> {
     let infra_dir = crate::target_dir()?.join("infra");
     match *command {
-        InfraCommand::Up { no_install } => up(
+        InfraCommand::Up {
+            no_install,
+            redis_cluster,
+            redis_sentinel,
+        } => up(
             &infra_dir,
             UpOptions {
                 install: !no_install,
+                redis_cluster,
+                redis_sentinel,
             },
         ),
         InfraCommand::Down => down(&infra_dir),
@@ -69,6 +89,19 @@ pub(crate) fn run(command: &InfraCommand) -> Result<()> {
 struct UpOptions {
     /// Install missing servers rather than fail.
     install: bool,
+    /// Start the Redis Cluster unless it runs already.
+    redis_cluster: bool,
+    /// Start the Redis Sentinel set-up unless it runs already.
+    redis_sentinel: bool,
+}
+
+impl UpOptions {
+    fn asks_for(self, deployment: Deployment) -> bool {
+        match deployment {
+            Deployment::Cluster => self.redis_cluster,
+            Deployment::Sentinel => self.redis_sentinel,
+        }
+    }
 }
 
 fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
@@ -113,17 +146,28 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
     }
     running.sort_by_key(|found| found.service);
 
+    let deployments = redis_deployments::up(infra_dir, |deployment| options.asks_for(deployment))?;
+
     let env_file = infra_env::path(infra_dir);
     tls::ensure_certificates(infra_dir)?;
     tls::verify_endpoints(infra_dir, &running)?;
     let ca_cert = tls::ca_cert(infra_dir).display().to_string();
+    let deployment_vars: Vec<(&str, String)> = deployments
+        .iter()
+        .flat_map(|(found, _)| found.deployment.env_vars())
+        .collect();
     let vars = running
         .iter()
         .map(|found| (found.service.spec().env_var, found.url.as_str()))
-        .chain([(tls::CA_ENV_VAR, ca_cert.as_str())]);
+        .chain([(tls::CA_ENV_VAR, ca_cert.as_str())])
+        .chain(
+            deployment_vars
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
     infra_env::write_atomically(&env_file, &infra_env::render(vars)?)?;
 
-    let rows: Vec<[String; 4]> = running
+    let mut rows: Vec<[String; 4]> = running
         .iter()
         .map(|found| {
             let (origin, pid) = match found.origin {
@@ -142,6 +186,15 @@ fn up(infra_dir: &Path, options: UpOptions) -> Result<()> {
             ]
         })
         .collect();
+    rows.extend(deployments.iter().map(|(found, origin)| {
+        let pids: Vec<String> = found.pids.iter().map(u32::to_string).collect();
+        [
+            found.deployment.name().to_owned(),
+            found.deployment.describe(),
+            (*origin).to_owned(),
+            pids.join(","),
+        ]
+    }));
     println!();
     crate::table::print(["SERVICE", "URL", "ORIGIN", "PID"], &rows);
     println!(
@@ -183,6 +236,13 @@ fn down(infra_dir: &Path) -> Result<()> {
             Err(error) => failures.push(format!("{}: {error:#}", spec.name)),
         }
     }
+    for deployment in Deployment::ALL {
+        match redis_deployments::stop(deployment, infra_dir) {
+            Ok(0) => println!("{}: not started by infra up", deployment.name()),
+            Ok(count) => println!("{}: stopped {count} servers", deployment.name()),
+            Err(error) => failures.push(format!("{}: {error:#}", deployment.name())),
+        }
+    }
     // The file described what `up` arranged; after `down` some of its URLs would point at nothing.
     let env_file = infra_env::path(infra_dir);
     if env_file.exists() {
@@ -196,7 +256,7 @@ fn down(infra_dir: &Path) -> Result<()> {
 }
 
 fn status(infra_dir: &Path) {
-    let rows = Service::ALL.map(|service| {
+    let mut rows: Vec<[String; 4]> = Vec::from(Service::ALL.map(|service| {
         let spec = service.spec();
         let own = own_pid(spec, &infra_dir.join(spec.name));
         let (url, answers) = match lookup(service, infra_dir) {
@@ -223,6 +283,9 @@ fn status(infra_dir: &Path) {
         };
         let own = own.map_or_else(|| "no".to_owned(), |pid| format!("yes, pid {pid}"));
         [spec.name.to_owned(), url, answers, own]
-    });
+    }));
+    rows.extend(
+        Deployment::ALL.map(|deployment| redis_deployments::status_row(deployment, infra_dir)),
+    );
     crate::table::print(["SERVICE", "URL", "ANSWERS", "STARTED BY INFRA UP"], &rows);
 }

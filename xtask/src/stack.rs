@@ -155,6 +155,8 @@ pub(crate) fn up(options: &UpOptions) -> Result<()> {
 
     crate::infra::run(&crate::infra::InfraCommand::Up {
         no_install: options.no_install,
+        redis_cluster: false,
+        redis_sentinel: false,
     })?;
     let infra = InfraEnv::read()?;
     let database_url = postgres::prepare_postgres(&infra)?;
