@@ -86,6 +86,24 @@ impl TestCa {
         )
     }
 
+    /// A certificate for `names` good for both ends of a connection (server and client
+    /// authentication): what servers that connect to each other with their own certificate
+    /// need, such as a Redis Cluster's nodes with `tls-cluster yes`, whose cluster bus always
+    /// verifies the connecting node's certificate as a client certificate.
+    pub fn peer(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {
+        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
+        let common_name = names.first().cloned().unwrap_or_default();
+        let mut params = Self::params(
+            names,
+            &common_name,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        self.sign_params(&params)
+    }
+
     /// A server certificate for `names` whose validity ended in 2021: what a client sees when a
     /// server's certificate was not renewed.
     pub fn expired_server(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {

@@ -135,6 +135,11 @@ impl InfraEnv {
     /// directory) that has one. A missing file is not an error: the defaults apply.
     pub fn discover() -> Result<Self, TestkitError> {
         let names = Service::ALL.iter().map(|service| service.env_var()).chain([
+            "REDIS_CLUSTER_URL",
+            "REDIS_CLUSTER_NODES",
+            "REDIS_SENTINEL_URL",
+            "REDIS_SENTINEL_NODES",
+            "REDIS_SENTINEL_MASTER",
             INFRA_ENV_VAR,
             "CARGO_TARGET_DIR",
             "CARGO_MANIFEST_DIR",

@@ -62,6 +62,8 @@ pub use postgres::TestDatabase;
 #[cfg(feature = "redis")]
 pub use redis::TestRedis;
 #[cfg(feature = "redis")]
-pub use redis_servers::{SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel, TestRedisServer};
+pub use redis_servers::{
+    RedisServerTls, SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel, TestRedisServer,
+};
 #[cfg(feature = "s3")]
 pub use s3::TestBucket;

@@ -1,5 +1,7 @@
-//! `redis_topology_pool` against private deployments started from `redis-server` for each test: a
-//! 3-master Redis Cluster and a Sentinel set-up (one master, one replica, three sentinels).
+//! `redis_topology_pool` against a 3-master Redis Cluster and a Sentinel set-up (one master, one
+//! replica, three sentinels): the ones `cargo xtask infra up --redis-cluster --redis-sentinel`
+//! started when present (keys under the test's own prefix), private ones for tests that kill a
+//! master or need TLS.
 
 use std::time::Duration;
 
@@ -8,7 +10,9 @@ use groundwork_connect::{
     ConnectError, RedisOptions, RedisPool, RedisTopology, RedisTopologySettings, TlsSettings,
     redis_topology_pool,
 };
-use groundwork_testkit::{SENTINEL_MASTER, TestRedisCluster, TestRedisSentinel};
+use groundwork_testkit::{
+    RedisServerTls, SENTINEL_MASTER, TestCa, TestRedisCluster, TestRedisSentinel,
+};
 
 /// How long a failover may take end to end: the sentinels notice after 1 s and elect within a
 /// few more.
@@ -36,7 +40,7 @@ async fn set_get(pool: &RedisPool, key: &str, value: &str) -> anyhow::Result<Str
 #[tokio::test]
 async fn a_cluster_pool_reads_and_writes_keys_of_every_master_from_one_seed() -> anyhow::Result<()>
 {
-    let cluster = TestRedisCluster::start().await?;
+    let cluster = TestRedisCluster::create().await?;
     let pool = redis_topology_pool(
         &cluster.url(),
         &TlsSettings::default(),
@@ -46,29 +50,27 @@ async fn a_cluster_pool_reads_and_writes_keys_of_every_master_from_one_seed() ->
     .await?;
     assert_eq!(pool.topology(), RedisTopology::Cluster);
     for i in 0..200 {
-        let key = format!("key-{i}");
+        let key = cluster.key(&format!("key-{i}"));
         assert_eq!(set_get(&pool, &key, &i.to_string()).await?, i.to_string());
     }
     // Every master holds some of them: the keys really were spread over the slots.
     for master in cluster.master_urls() {
-        let mut connection = redis::Client::open(master.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut connection).await?;
+        let keys = cluster.count_keys_on(&master).await?;
         assert!(keys > 20, "{master} holds {keys} of 200 keys");
     }
     // Several keys in one command must share a slot: a hash tag does that.
+    let (a, b) = (cluster.key("{tenant-1}:a"), cluster.key("{tenant-1}:b"));
     let mut connection = pool.get().await?;
     let () = redis::cmd("MSET")
-        .arg("{tenant-1}:a")
+        .arg(&a)
         .arg("1")
-        .arg("{tenant-1}:b")
+        .arg(&b)
         .arg("2")
         .query_async(&mut connection)
         .await?;
     let both: Vec<String> = redis::cmd("MGET")
-        .arg("{tenant-1}:a")
-        .arg("{tenant-1}:b")
+        .arg(&a)
+        .arg(&b)
         .query_async(&mut connection)
         .await?;
     assert_eq!(both, ["1", "2"]);
@@ -78,7 +80,7 @@ async fn a_cluster_pool_reads_and_writes_keys_of_every_master_from_one_seed() ->
 #[tokio::test]
 async fn a_cluster_pool_starts_from_any_listed_node_when_the_first_is_wrong() -> anyhow::Result<()>
 {
-    let cluster = TestRedisCluster::start().await?;
+    let cluster = TestRedisCluster::create().await?;
     // A URL naming a port nothing listens on; `nodes` names the real nodes.
     let unused = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -90,7 +92,144 @@ async fn a_cluster_pool_starts_from_any_listed_node_when_the_first_is_wrong() ->
         &options(),
     )
     .await?;
-    assert_eq!(set_get(&pool, "seeded", "yes").await?, "yes");
+    assert_eq!(set_get(&pool, &cluster.key("seeded"), "yes").await?, "yes");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sentinel_pool_reads_and_writes_through_the_master_the_sentinels_name()
+-> anyhow::Result<()> {
+    let setup = TestRedisSentinel::create().await?;
+    let pool = redis_topology_pool(
+        &setup.url(),
+        &TlsSettings::default(),
+        &RedisTopologySettings::new(RedisTopology::Sentinel)
+            .with_nodes(setup.nodes())
+            .with_sentinel_master(setup.master_name()),
+        &options(),
+    )
+    .await?;
+    assert_eq!(
+        set_get(&pool, &setup.key("through"), "master").await?,
+        "master"
+    );
+    let mut connection = pool.get().await?;
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut connection).await?;
+    assert!(
+        matches!(role.first(), Some(redis::Value::BulkString(role)) if role.as_slice() == b"master"),
+        "{role:?}"
+    );
+    Ok(())
+}
+
+/// A CA, the servers' certificate for 127.0.0.1 signed by it, and client settings trusting it.
+fn test_tls() -> anyhow::Result<(RedisServerTls, TlsSettings)> {
+    let ca = TestCa::new("redis topologies test CA")?;
+    // Cluster nodes present it to each other as a client certificate too.
+    let server = ca.peer(&["127.0.0.1", "localhost"])?;
+    let tls = RedisServerTls::new(ca.certificate_pem(), server.certificate_pem, server.key_pem);
+    let trusting = TlsSettings {
+        ca_cert: Some(ca.certificate_pem().to_owned()),
+        ..TlsSettings::default()
+    };
+    Ok((tls, trusting))
+}
+
+/// Settings trusting a CA that signed nothing the servers present.
+fn another_ca() -> anyhow::Result<TlsSettings> {
+    let other = TestCa::new("another CA")?;
+    Ok(TlsSettings {
+        ca_cert: Some(other.certificate_pem().to_owned()),
+        ..TlsSettings::default()
+    })
+}
+
+/// A cluster on TLS ports only, with `tls-cluster yes`: the seed is `rediss://`, and the client
+/// reaches every master over TLS with the CA from the settings; another CA is refused.
+#[tokio::test]
+async fn a_cluster_over_tls_reaches_every_master_with_the_ca_and_refuses_another()
+-> anyhow::Result<()> {
+    let (server_tls, trusting) = test_tls()?;
+    let cluster = TestRedisCluster::start_tls(&server_tls).await?;
+    assert!(cluster.url().starts_with("rediss://"), "{}", cluster.url());
+    let pool = redis_topology_pool(
+        &cluster.url(),
+        &trusting,
+        &RedisTopologySettings::new(RedisTopology::Cluster),
+        &options(),
+    )
+    .await?;
+    for i in 0..60 {
+        let key = cluster.key(&format!("tls-{i}"));
+        assert_eq!(set_get(&pool, &key, &i.to_string()).await?, i.to_string());
+    }
+    for master in cluster.master_urls() {
+        let keys = cluster.count_keys_on(&master).await?;
+        assert!(keys > 0, "{master} holds none of the 60 keys");
+    }
+
+    let refused = redis_topology_pool(
+        &cluster.url(),
+        &another_ca()?,
+        &RedisTopologySettings::new(RedisTopology::Cluster),
+        &options(),
+    )
+    .await;
+    let Err(error) = refused else {
+        anyhow::bail!("a cluster pool trusting another CA connected");
+    };
+    assert!(error.is_tls(), "{error}");
+    Ok(())
+}
+
+/// Sentinels and data servers on TLS ports only: the client asks the sentinels over TLS and
+/// reaches the master over TLS, and follows a failover; another CA is refused.
+#[tokio::test]
+async fn a_sentinel_set_up_over_tls_gives_the_master_over_tls_and_survives_a_failover()
+-> anyhow::Result<()> {
+    let (server_tls, trusting) = test_tls()?;
+    let mut setup = TestRedisSentinel::start_tls(&server_tls).await?;
+    assert!(setup.url().starts_with("rediss://"), "{}", setup.url());
+    let settings = RedisTopologySettings::new(RedisTopology::Sentinel)
+        .with_nodes(setup.nodes())
+        .with_sentinel_master(SENTINEL_MASTER);
+    let pool = redis_topology_pool(&setup.url(), &trusting, &settings, &options()).await?;
+    assert_eq!(set_get(&pool, "before", "kept").await?, "kept");
+
+    let refused = redis_topology_pool(&setup.url(), &another_ca()?, &settings, &options()).await;
+    let Err(error) = refused else {
+        anyhow::bail!("a sentinel pool trusting another CA connected");
+    };
+    assert!(error.is_tls(), "{error}");
+
+    let mut connection = pool.get().await?;
+    let replicas: u64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut connection)
+        .await?;
+    assert_eq!(replicas, 1, "the replica follows the master over TLS");
+    drop(connection);
+    let old = setup.kill_master()?;
+    let new = setup.wait_for_new_master(old).await?;
+    let deadline = tokio::time::Instant::now() + FAILOVER_LIMIT;
+    loop {
+        if let Ok(value) = set_get(&pool, "after", "x").await {
+            assert_eq!(value, "x");
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no write over TLS reached the new master on {new} within {FAILOVER_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut connection = pool.get().await?;
+    let kept: String = redis::cmd("GET")
+        .arg("before")
+        .query_async(&mut connection)
+        .await?;
+    assert_eq!(kept, "kept");
     Ok(())
 }
 
