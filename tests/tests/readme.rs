@@ -61,6 +61,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "cargo xtask infra down",
         "would stop the servers every other test uses",
     ),
+    (
+        "cargo xtask infra up --redis-cluster --redis-sentinel",
+        "starts eleven servers on fixed ports; the Redis topology tests use them through \
+         `TestRedisCluster::create` and `TestRedisSentinel::create` when they run",
+    ),
 ];
 
 /// Commands run here, in README order, each with the check of its effect.

@@ -42,7 +42,7 @@ pub use error::{BackupError, BoxError};
 pub use keys::{Identity, Recipient};
 pub use manifest::{
     BackupId, BackupKind, BackupManifest, Compression, Encryption, MANIFEST_FORMAT, PhysicalBackup,
-    StoredObject,
+    RedisClusterMaster, StoredObject,
 };
 pub use metrics::render_metrics;
 #[cfg(feature = "postgres")]
@@ -64,8 +64,9 @@ pub use postgres::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{
-    RedisBackupOptions, RedisRestoreOptions, RedisRestoreReport, RedisTlsFiles, backup_redis,
-    backup_redis_cluster, restore_redis_file,
+    RedisBackupOptions, RedisClusterRestoreReport, RedisClusterRestoredMaster, RedisRestoreOptions,
+    RedisRestoreReport, RedisTlsFiles, backup_redis, backup_redis_cluster,
+    restore_redis_cluster_files, restore_redis_file,
 };
 #[cfg(feature = "postgres")]
 pub use spool::{WalSpoolOptions, WalSpoolReport, push_wal_spooled};

@@ -182,6 +182,21 @@ pub struct BackupManifest {
     /// For a physical base backup: where its WAL starts and stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical: Option<PhysicalBackup>,
+    /// For a Redis Cluster backup: which object holds which master's slots, in the order of
+    /// `objects`. A restore gives each master's data to a node serving the same slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cluster: Option<Vec<RedisClusterMaster>>,
+}
+
+/// One master of a backed-up Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisClusterMaster {
+    /// The master's `host:port` when it was backed up.
+    pub address: String,
+    /// Its RDB object in the backup (`dump-<host>-<port>.rdb.zst`).
+    pub object: String,
+    /// The slot ranges it served, inclusive: `[[0, 5460]]`.
+    pub slots: Vec<[u16; 2]>,
 }
 
 /// What a physical base backup needs from the WAL archive to be restored.
@@ -239,6 +254,7 @@ impl BackupManifest {
             encryption: crate::pipeline::encryption_of(completed.pipeline),
             row_counts: completed.row_counts,
             physical: None,
+            redis_cluster: None,
         }
     }
 
@@ -356,6 +372,7 @@ mod tests {
             encryption: None,
             row_counts: std::collections::BTreeMap::new(),
             physical: None,
+            redis_cluster: None,
         }
     }
 

@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::manifest::{
-    BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
-    backup_object, rfc3339,
+    BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, RedisClusterMaster,
+    STARTED_FILE, StartedMarker, StoredObject, backup_object, rfc3339,
 };
 use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
 use crate::process::{ChildGuard, last_secret, program_version, take_secrets};
@@ -75,6 +75,28 @@ pub struct RedisRestoreOptions {
 pub struct RedisRestoreReport {
     /// The backup restored.
     pub id: BackupId,
+    /// The RDB file written.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// What a Redis Cluster restore wrote: one RDB file per master of the backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisClusterRestoreReport {
+    /// The backup restored.
+    pub id: BackupId,
+    /// Each master's file, with the slots a node loading it must serve, in the backup's order.
+    pub masters: Vec<RedisClusterRestoredMaster>,
+}
+
+/// One master's RDB file of a [`RedisClusterRestoreReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisClusterRestoredMaster {
+    /// The master's `host:port` when it was backed up.
+    pub address: String,
+    /// The slot ranges it served, inclusive.
+    pub slots: Vec<[u16; 2]>,
     /// The RDB file written.
     pub path: PathBuf,
     /// Its size.
@@ -193,11 +215,19 @@ pub async fn backup_redis(
     backup_nodes(storage, vec![(target, None)], options).await
 }
 
+/// A master of a Redis Cluster being backed up: `host:port` and its slot ranges.
+struct ClusterNode {
+    label: String,
+    slots: Vec<[u16; 2]>,
+}
+
 /// Backs up the Redis Cluster that the node at `redis_url` belongs to: one RDB snapshot per
 /// master (`dump-<host>-<port>.rdb.zst`, each master holding its share of the slots), under one
 /// backup id and one manifest. The masters are those `CLUSTER NODES` lists as masters that are
 /// not failing, asked of `redis_url`'s node; the URL's user, password and TLS files apply to
-/// each. `row_counts` hold the keys per master and database (`<host>:<port>/db0`).
+/// each. `row_counts` hold the keys per master and database (`<host>:<port>/db0`), and
+/// `redis_cluster` each master's object and slot ranges, which
+/// [`restore_redis_cluster_files`] needs.
 ///
 /// The snapshots are taken one after the other, so they are not one point in time across
 /// masters; keys that must stay consistent with each other belong in one slot (a hash tag).
@@ -222,14 +252,22 @@ pub async fn backup_redis_cluster(
     }
     let targets = masters
         .into_iter()
-        .map(|(host, port)| Ok((seed.at(&host, port)?, Some(format!("{host}:{port}")))))
+        .map(|(host, port, slots)| {
+            Ok((
+                seed.at(&host, port)?,
+                Some(ClusterNode {
+                    label: format!("{host}:{port}"),
+                    slots,
+                }),
+            ))
+        })
         .collect::<Result<Vec<_>, BackupError>>()?;
     backup_nodes(storage, targets, options).await
 }
 
-/// The `host:port` of every master in a `CLUSTER NODES` listing that is not failing and serves
-/// slots, in the listing's order.
-fn cluster_masters(listing: &str) -> Vec<(String, u16)> {
+/// The `host:port` and slot ranges of every master in a `CLUSTER NODES` listing that is not
+/// failing and serves slots, in the listing's order.
+fn cluster_masters(listing: &str) -> Vec<(String, u16, Vec<[u16; 2]>)> {
     listing
         .lines()
         .filter_map(|line| {
@@ -238,20 +276,55 @@ fn cluster_masters(listing: &str) -> Vec<(String, u16)> {
             if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
                 return None;
             }
-            // Fields 9 and on are the slot ranges; a master without slots holds no data.
+            // Fields 9 and on are the slot ranges (`0-5460`, `7`); a master without slots holds
+            // no data. `[slot->-node]` entries are migrations in progress, not served slots.
             fields.get(8)?;
+            let slots = fields[8..]
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .filter_map(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    Some([first.parse().ok()?, last.parse().ok()?])
+                })
+                .collect();
             let address = fields.get(1)?.split('@').next()?;
             let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
+            Some((host.to_owned(), port.parse().ok()?, slots))
         })
         .collect()
 }
 
-/// Backs up each node's RDB into one backup: `label` is `None` for a lone server (object
-/// `dump.rdb.zst`, row counts `db0`, ...) and `host:port` for a cluster's master.
+/// The object holding a node's RDB: `dump.<suffix>` for a lone server,
+/// `dump-<host>-<port>.<suffix>` for a cluster's master.
+fn object_name(node: Option<&ClusterNode>, suffix: &str) -> String {
+    match node {
+        Some(node) => format!("dump-{}.{suffix}", node.label.replace(':', "-")),
+        None => format!("dump.{suffix}"),
+    }
+}
+
+/// The manifest's `redis_cluster` for `nodes`: `None` for a lone server.
+fn cluster_layout(
+    nodes: &[(RedisTarget, Option<ClusterNode>)],
+    suffix: &str,
+) -> Option<Vec<RedisClusterMaster>> {
+    let layout: Vec<RedisClusterMaster> = nodes
+        .iter()
+        .filter_map(|(_, node)| node.as_ref())
+        .map(|node| RedisClusterMaster {
+            address: node.label.clone(),
+            object: object_name(Some(node), suffix),
+            slots: node.slots.clone(),
+        })
+        .collect();
+    (!layout.is_empty()).then_some(layout)
+}
+
+/// Backs up each node's RDB into one backup: the node is `None` for a lone server (object
+/// `dump.rdb.zst`, row counts `db0`, ...) and a cluster's master otherwise.
 async fn backup_nodes(
     storage: &Storage,
-    nodes: Vec<(RedisTarget, Option<String>)>,
+    nodes: Vec<(RedisTarget, Option<ClusterNode>)>,
     options: &RedisBackupOptions,
 ) -> Result<BackupManifest, BackupError> {
     options.pipeline.validate(storage)?;
@@ -290,7 +363,7 @@ async fn backup_nodes(
         }
         for (db, keys) in parse_keyspace(&keyspace_info) {
             let name = match label {
-                Some(label) => format!("{label}/{db}"),
+                Some(node) => format!("{}/{db}", node.label),
                 None => db,
             };
             key_counts.insert(name, keys);
@@ -313,10 +386,7 @@ async fn backup_nodes(
     };
     let mut objects = Vec::new();
     for (target, label) in &nodes {
-        let object_name = match label {
-            Some(label) => format!("dump-{}.{suffix}", label.replace(':', "-")),
-            None => format!("dump.{suffix}"),
-        };
+        let object_name = object_name(label.as_ref(), suffix);
         let data_path = backup_object(BackupKind::Redis, &source, &id, &object_name);
         let mut command = target.command(&options.redis_cli);
         command.args(["--rdb", "-"]).stdout(Stdio::piped());
@@ -332,7 +402,7 @@ async fn backup_nodes(
             }
         }
     }
-    let manifest = BackupManifest::completed(Completed {
+    let mut manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::Redis,
         source: source.clone(),
@@ -344,6 +414,7 @@ async fn backup_nodes(
         pipeline: &options.pipeline,
         row_counts: key_counts,
     });
+    manifest.redis_cluster = cluster_layout(&nodes, suffix);
     storage
         .put_json(
             &backup_object(BackupKind::Redis, &source, &id, MANIFEST_FILE),
@@ -480,12 +551,12 @@ pub async fn restore_redis_file(
             ),
         ));
     }
-    if manifest.objects.len() > 1 {
+    if manifest.objects.len() > 1 || manifest.redis_cluster.is_some() {
         return Err(BackupError::InvalidManifest {
             object: manifest.id.to_string(),
             reason: format!(
-                "it holds {} RDB files, one per master of a Redis Cluster; restoring a cluster \
-                 backup is not supported yet",
+                "it holds {} RDB files, one per master of a Redis Cluster; restore it with \
+                 restore_redis_cluster_files, one file per master",
                 manifest.objects.len()
             ),
         });
@@ -496,6 +567,90 @@ pub async fn restore_redis_file(
             reason: "it lists no data object".into(),
         });
     };
+    let bytes = download_rdb(storage, manifest, object, path, options).await?;
+    Ok(RedisRestoreReport {
+        id: manifest.id.clone(),
+        path: path.to_owned(),
+        bytes,
+    })
+}
+
+/// Restores a Redis Cluster backup ([`backup_redis_cluster`]) into `dir`: one RDB file per
+/// master, `dump-<host>-<port>.rdb` after the master's address at backup time, each with the
+/// slot ranges that master served.
+///
+/// A cluster is restored onto a fresh set of masters, one per file, with the same slot layout:
+/// start each new master with cluster mode on, an empty `nodes.conf` and its file as
+/// `dir`/`dbfilename`; at start it loads the keys and takes the slots they live in. Give it the
+/// rest of its ranges with `CLUSTER ADDSLOTSRANGE`, join the masters with `CLUSTER MEET`, wait
+/// for `cluster_state:ok`, then add replicas (`CLUSTER REPLICATE`). A backup made before slot
+/// ranges were recorded (no `redis_cluster` in its manifest) is refused.
+pub async fn restore_redis_cluster_files(
+    storage: &Storage,
+    manifest: &BackupManifest,
+    dir: &Path,
+    options: &RedisRestoreOptions,
+) -> Result<RedisClusterRestoreReport, BackupError> {
+    if manifest.kind != BackupKind::Redis {
+        return Err(BackupError::config(
+            "backup",
+            format!(
+                "{} is a {} backup, not a redis one",
+                manifest.id, manifest.kind
+            ),
+        ));
+    }
+    let Some(layout) = &manifest.redis_cluster else {
+        return Err(BackupError::InvalidManifest {
+            object: manifest.id.to_string(),
+            reason: "it records no Redis Cluster slot layout (a backup of one server, or one \
+                     made before layouts were recorded); restore one server with \
+                     restore_redis_file"
+                .into(),
+        });
+    };
+    std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+        action: "create",
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut masters = Vec::new();
+    for master in layout {
+        let object = manifest
+            .objects
+            .iter()
+            .find(|object| object.name == master.object)
+            .cloned()
+            .ok_or_else(|| BackupError::InvalidManifest {
+                object: manifest.id.to_string(),
+                reason: format!(
+                    "the master {} names the object {}, which it does not list",
+                    master.address, master.object
+                ),
+            })?;
+        let path = dir.join(format!("dump-{}.rdb", master.address.replace(':', "-")));
+        let bytes = download_rdb(storage, manifest, object, &path, options).await?;
+        masters.push(RedisClusterRestoredMaster {
+            address: master.address.clone(),
+            slots: master.slots.clone(),
+            path,
+            bytes,
+        });
+    }
+    Ok(RedisClusterRestoreReport {
+        id: manifest.id.clone(),
+        masters,
+    })
+}
+
+/// Downloads `object` of `manifest` to `path` through a temporary file beside it; its size.
+async fn download_rdb(
+    storage: &Storage,
+    manifest: &BackupManifest,
+    object: StoredObject,
+    path: &Path,
+    options: &RedisRestoreOptions,
+) -> Result<u64, BackupError> {
     let spec = DownloadSpec {
         backup: manifest.id.to_string(),
         path: backup_object(
@@ -548,11 +703,7 @@ pub async fn restore_redis_file(
         path: path.display().to_string(),
         source: err.error,
     })?;
-    Ok(RedisRestoreReport {
-        id: manifest.id.clone(),
-        path: path.to_owned(),
-        bytes,
-    })
+    Ok(bytes)
 }
 
 /// Gives the staging file `file` the owner and mode of the file at `path` it will replace, so
@@ -603,8 +754,8 @@ e 127.0.0.1:7004@17004 master - 0 0 0 connected
         assert_eq!(
             cluster_masters(listing),
             vec![
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001)
+                ("127.0.0.1".to_owned(), 7000, vec![[0, 5460]]),
+                ("127.0.0.1".to_owned(), 7001, vec![[5461, 10922]])
             ]
         );
     }

@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use common::{local_store, secret};
 use groundwork_backup::{
     BackupKind, Identity, PipelineOptions, RedisBackupOptions, RedisRestoreOptions, RedisTlsFiles,
-    backup_redis, backup_redis_cluster, latest, restore_redis_file,
+    backup_redis, backup_redis_cluster, latest, restore_redis_cluster_files, restore_redis_file,
 };
 use groundwork_testkit::{TestRedis, TestRedisCluster};
 
@@ -378,5 +379,129 @@ async fn a_cluster_backup_holds_one_rdb_per_master_under_one_manifest() -> Resul
         bail!("a cluster backup was restored into one file");
     };
     assert!(error.to_string().contains("one per master"), "{error}");
+    Ok(())
+}
+
+/// Runs `commands` (one per line) through one `redis-cli -c` against the cluster at `url`,
+/// which follows each key's redirection to its master; the replies, one per line, without the
+/// notes `redis-cli` prints when it follows a redirection.
+fn redis_cli_cluster(url: &str, commands: &str) -> Result<Vec<String>> {
+    let mut child = Command::new("redis-cli")
+        .args(["-c", "-u", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("redis-cli has no stdin")?
+        .write_all(commands.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("redis-cli -c: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .filter(|line| !line.starts_with("-> Redirected"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A cluster backup restored onto fresh masters with the same slot layout serves every key it
+/// held: each master's RDB goes to a file of its own, a new master loads it and serves the
+/// master's slot ranges, and the keys, spread over all slots, read back through the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backup_restored_onto_fresh_masters_with_the_same_slots_serves_every_key()
+-> Result<()> {
+    const KEYS: usize = 300;
+    let cluster = TestRedisCluster::start().await?;
+    let writes = (0..KEYS)
+        .map(|i| format!("SET restore-{i} value-{i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let replies = redis_cli_cluster(&cluster.url(), &writes)?;
+    assert_eq!(
+        replies.iter().filter(|reply| *reply == "OK").count(),
+        KEYS,
+        "{replies:?}"
+    );
+
+    let store = local_store()?;
+    let options = RedisBackupOptions {
+        source_name: "cluster-restore".into(),
+        ..RedisBackupOptions::default()
+    };
+    let manifest = backup_redis_cluster(&store.storage, &secret(&cluster.url()), &options).await?;
+    let layout = manifest
+        .redis_cluster
+        .clone()
+        .context("a cluster backup records its slot layout")?;
+    assert_eq!(layout.len(), 3, "{layout:?}");
+    let served: u32 = layout
+        .iter()
+        .flat_map(|master| &master.slots)
+        .map(|[first, last]| u32::from(last - first) + 1)
+        .sum();
+    assert_eq!(
+        served, 16384,
+        "the masters' ranges cover every slot: {layout:?}"
+    );
+    drop(cluster);
+
+    let restore_dir = tempfile::tempdir()?;
+    let report = restore_redis_cluster_files(
+        &store.storage,
+        &manifest,
+        restore_dir.path(),
+        &RedisRestoreOptions::default(),
+    )
+    .await?;
+    assert_eq!(report.masters.len(), 3);
+    for master in &report.masters {
+        assert!(master.path.is_file(), "{}", master.path.display());
+        assert!(master.bytes > 0, "{} is empty", master.path.display());
+    }
+    let restored = TestRedisCluster::start_from_rdb_files(
+        report
+            .masters
+            .iter()
+            .map(|master| (master.path.clone(), master.slots.clone()))
+            .collect(),
+    )
+    .await?;
+    let reads = (0..KEYS)
+        .map(|i| format!("GET restore-{i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let values = redis_cli_cluster(&restored.url(), &reads)?;
+    let expected: Vec<String> = (0..KEYS).map(|i| format!("value-{i}")).collect();
+    assert_eq!(values, expected);
+    // Each new master holds exactly what its old one did.
+    for (master, url) in report.masters.iter().zip(restored.master_urls()) {
+        let keys: i64 = redis_cli(&url, &["DBSIZE"])?.parse()?;
+        assert_eq!(
+            Some(&keys),
+            manifest.row_counts.get(&format!("{}/db0", master.address)),
+            "{url} restored from {}",
+            master.address
+        );
+    }
+
+    // A one-server restore of a cluster backup is refused, naming the way that works.
+    let refused = restore_redis_file(
+        &store.storage,
+        &manifest,
+        &restore_dir.path().join("dump.rdb"),
+        &RedisRestoreOptions::default(),
+    )
+    .await;
+    let Err(error) = refused else {
+        bail!("a cluster backup was restored into one file");
+    };
+    assert!(
+        error.to_string().contains("restore_redis_cluster_files"),
+        "{error}"
+    );
     Ok(())
 }
