@@ -3,7 +3,7 @@
 //!
 //! The files come from `xtask/templates/new-service/` (see [`template`] for the language),
 //! compiled into xtask with `include_str!`. Everything is rendered and checked before the first
-//! file is written, so bad input writes nothing. `tests/tests/new_service.rs` builds generated
+//! file is written, so bad input writes nothing. `tests/tests/it/new_service.rs` builds generated
 //! services against the real servers: that test keeps the template in step with the crates.
 
 mod manifest;

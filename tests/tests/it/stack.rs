@@ -118,6 +118,7 @@ async fn check_metrics_pages(services: &[&Service]) -> Result<()> {
 #[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_traced_through_three_processes_and_survives_a_killed_worker() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     let bin = tokio::task::spawn_blocking(build_services).await??;
     let workdir = tempfile::tempdir()?;
     let db = TestDatabase::create().await?;

@@ -182,6 +182,7 @@ fn check_layout(dir: &Path, migrations: bool) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_stops_on_sigterm()
 -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     let out = tempfile::tempdir()?;
     let dir = out.path().join("gw-generated");
     generate("gw-generated", &dir, EVERYTHING)?;
@@ -291,6 +292,7 @@ async fn a_generated_service_serves_reads_config_and_flags_logs_trace_ids_and_st
 
 #[test]
 fn a_service_with_nothing_but_the_basics_has_no_database_or_broker_client() -> Result<()> {
+    let _heavy = crate::HEAVY.blocking_lock();
     let out = tempfile::tempdir()?;
     let dir = out.path().join("gw-basic");
     generate("gw-basic", &dir, "")?;

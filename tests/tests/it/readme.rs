@@ -22,32 +22,32 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "cargo xtask up",
-        "binds the fixed ports 8080-8082 and follows the logs until Ctrl-C; tests/tests/stack.rs \
+        "binds the fixed ports 8080-8082 and follows the logs until Ctrl-C; tests/tests/it/stack.rs \
          runs the same three services on free ports",
     ),
     ("cargo test --workspace", "the run this test is part of"),
     (
         "cargo xtask new-service orders --with postgres,live,flags",
-        "writes ../orders beside the clone; tests/tests/new_service.rs runs `cargo xtask \
+        "writes ../orders beside the clone; tests/tests/it/new_service.rs runs `cargo xtask \
          new-service` into a temporary directory, builds the service and starts it",
     ),
     (
         "curl -s localhost:8080/v1/matching/weights",
-        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/stack.rs reads the endpoint",
+        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/it/stack.rs reads the endpoint",
     ),
     (
         "curl -s 'localhost:8080/v1/features?tenant=tenant-1'",
-        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/stack.rs reads the endpoint",
+        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/it/stack.rs reads the endpoint",
     ),
     (
         "curl -s -X POST localhost:8080/v1/orders -H 'Idempotency-Key: demo-1' -H 'traceparent: \
          00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' -d '{\"tenant\":\"tenant-1\",\"amount\":120.5}'",
-        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/stack.rs posts an order with \
+        "needs `cargo xtask up`'s gateway on port 8080; tests/tests/it/stack.rs posts an order with \
          a traceparent",
     ),
     (
         "curl -s localhost:8082/v1/stats",
-        "needs `cargo xtask up`'s ingest on port 8082; tests/tests/stack.rs reads the endpoint",
+        "needs `cargo xtask up`'s ingest on port 8082; tests/tests/it/stack.rs reads the endpoint",
     ),
     (
         "curl -s localhost:8080/metrics",
@@ -162,6 +162,7 @@ fn run(line: &str, database_url: &str, storage: &Path) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_quick_start_commands_work_as_printed() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
     let mut lines = commands_of_section(&readme, "Quick start")?;
     lines.extend(commands_of_section(&readme, "Local infrastructure")?);
@@ -197,7 +198,7 @@ async fn the_readme_quick_start_commands_work_as_printed() -> Result<()> {
             .await
             .with_context(|| format!("applying {file}"))?;
     }
-    sqlx::raw_sql(include_str!("../../examples/demo/seed.sql"))
+    sqlx::raw_sql(include_str!("../../../examples/demo/seed.sql"))
         .execute(db.pool())
         .await?;
     let storage = tempfile::tempdir()?;
