@@ -8,6 +8,10 @@
 //! when they were binaries of their own, while the light tests run beside them. No test here
 //! holds other process-global state (no global subscriber or allocator, no environment
 //! variables set), so none needs a binary of its own.
+//!
+//! `tests/drill.rs` stays a binary of its own: the fault drill stops servers and kills services
+//! while it counts failed requests and times recoveries, figures the load of other tests would
+//! change.
 
 mod config_to_servers;
 mod invariants;
