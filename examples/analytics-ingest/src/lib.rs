@@ -26,16 +26,12 @@ use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_connect::{AmqpLink, AmqpLinkOptions};
 use groundwork_health::{ClickHouseCheck, Health, RabbitMqCheck};
-use groundwork_service::amqp::WorkQueue;
+use groundwork_service::amqp::{WorkQueue, run_sessions};
 use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
 use groundwork_telemetry::TelemetrySettings;
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::{Channel, Connection};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -471,36 +467,14 @@ struct Session {
 impl Session {
     /// Declares the queues (idempotent) on `connection` and starts consuming.
     async fn open(connection: &Connection, topology: &Topology) -> anyhow::Result<Self> {
-        let channel = connection
-            .create_channel()
-            .await
-            .context("cannot open a RabbitMQ channel")?;
-        topology
+        let (channel, consumer) = topology
             .queue
-            .declare(&channel)
-            .await
-            .with_context(|| format!("cannot declare queue {}", topology.queue.queue))?;
-        channel
-            .basic_qos(topology.prefetch, BasicQosOptions::default())
-            .await
-            .context("cannot set the prefetch limit")?;
-        let consumer = channel
-            .basic_consume(
-                topology.queue.queue.as_str().into(),
-                topology.consumer_tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+            .open_consumer(connection, topology.prefetch, &topology.consumer_tag)
             .await
             .with_context(|| format!("cannot consume from {}", topology.queue.queue))?;
         Ok(Self { channel, consumer })
     }
 }
-
-/// First wait before consuming again after the session was lost; doubled per failed attempt.
-const RESUME_MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between attempts to consume again.
-const RESUME_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs the batcher session after session until `shutdown` fires: when a session ends because
 /// its channel or connection was lost, waits for the link's connection to be usable and opens a
@@ -512,41 +486,19 @@ async fn supervise(
     first: Session,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut session = first;
-    loop {
-        match batcher
-            .run(session, &topology.consumer_tag, &shutdown)
-            .await
-        {
-            Ok(()) => return Ok(()),
-            Err(error) => tracing::warn!(
-                error = format!("{error:#}"),
-                "consuming stopped; consuming again once the broker connection is back"
-            ),
-        }
-        let mut backoff = RESUME_MIN_BACKOFF;
-        session = loop {
-            tokio::select! {
-                () = shutdown.triggered() => return Ok(()),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(RESUME_MAX_BACKOFF);
-            let connection = Arc::clone(&link.borrow());
-            if !connection.status().connected() {
-                continue;
-            }
-            match Session::open(&connection, &topology).await {
-                Ok(session) => {
-                    tracing::info!(queue = %batcher.queue, "consuming again");
-                    break session;
-                }
-                Err(error) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot consume again yet; retrying"
-                ),
-            }
-        };
-    }
+    run_sessions(
+        &link,
+        &shutdown,
+        &batcher.queue,
+        first,
+        |session| batcher.run(session, &topology.consumer_tag, &shutdown),
+        |connection| {
+            let topology = &topology;
+            async move { Session::open(&connection, topology).await }
+        },
+    )
+    .await;
+    Ok(())
 }
 
 struct Batcher {

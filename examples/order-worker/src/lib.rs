@@ -22,14 +22,14 @@ use futures_lite::StreamExt as _;
 use groundwork_config::{ExposeSecret as _, SecretUrl};
 use groundwork_connect::{AmqpLink, AmqpLinkOptions};
 use groundwork_health::{Health, PostgresCheck, RabbitMqCheck};
-use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries};
+use groundwork_service::amqp::{WorkQueue, declare_exchange, previous_deliveries, run_sessions};
 use groundwork_service::{EdgeMetrics, EdgeSettings, ServeOptions, Shutdown};
 use groundwork_telemetry::TelemetrySettings;
 use groundwork_telemetry::http::{HttpMetrics, TelemetryLayer};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
@@ -339,15 +339,11 @@ struct Session {
 impl Session {
     /// Declares the queues and exchanges on `connection` (idempotent) and starts consuming.
     async fn open(connection: &Connection, topology: &Topology) -> anyhow::Result<Self> {
-        let channel = connection
-            .create_channel()
-            .await
-            .context("cannot open a RabbitMQ channel")?;
-        topology
+        let (channel, consumer) = topology
             .queue
-            .declare(&channel)
+            .open_consumer(connection, topology.prefetch, &topology.consumer_tag)
             .await
-            .with_context(|| format!("cannot declare queue {}", topology.queue.queue))?;
+            .with_context(|| format!("cannot consume from {}", topology.queue.queue))?;
         declare_exchange(&channel, &topology.analytics_exchange, ExchangeKind::Topic)
             .await
             .with_context(|| format!("cannot declare exchange {}", topology.analytics_exchange))?;
@@ -359,19 +355,6 @@ impl Session {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .context("cannot enable publisher confirms")?;
-        channel
-            .basic_qos(topology.prefetch, BasicQosOptions::default())
-            .await
-            .context("cannot set the prefetch limit")?;
-        let consumer = channel
-            .basic_consume(
-                topology.queue.queue.as_str().into(),
-                topology.consumer_tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("cannot consume from {}", topology.queue.queue))?;
         Ok(Self {
             channel,
             consumer,
@@ -379,11 +362,6 @@ impl Session {
         })
     }
 }
-
-/// First wait before consuming again after the session was lost; doubled per failed attempt.
-const RESUME_MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between attempts to consume again.
-const RESUME_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Consumes session after session until `shutdown` fires: when a session ends because its
 /// channel or connection was lost, waits for the link's connection to be usable and opens a new
@@ -395,45 +373,26 @@ async fn supervise(
     first: Session,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut session = first;
-    loop {
-        match consume(
-            Arc::clone(&context),
-            session,
-            &topology.consumer_tag,
-            &shutdown,
-        )
-        .await
-        {
-            Ok(()) => return Ok(()),
-            Err(error) => tracing::warn!(
-                error = format!("{error:#}"),
-                "consuming stopped; consuming again once the broker connection is back"
-            ),
-        }
-        let mut backoff = RESUME_MIN_BACKOFF;
-        session = loop {
-            tokio::select! {
-                () = shutdown.triggered() => return Ok(()),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(RESUME_MAX_BACKOFF);
-            let connection = Arc::clone(&link.borrow());
-            if !connection.status().connected() {
-                continue;
-            }
-            match Session::open(&connection, &topology).await {
-                Ok(session) => {
-                    tracing::info!(queue = %context.queue, "consuming again");
-                    break session;
-                }
-                Err(error) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot consume again yet; retrying"
-                ),
-            }
-        };
-    }
+    run_sessions(
+        &link,
+        &shutdown,
+        &context.queue,
+        first,
+        |session| {
+            consume(
+                Arc::clone(&context),
+                session,
+                &topology.consumer_tag,
+                &shutdown,
+            )
+        },
+        |connection| {
+            let topology = &topology;
+            async move { Session::open(&connection, topology).await }
+        },
+    )
+    .await;
+    Ok(())
 }
 
 impl Worker {
