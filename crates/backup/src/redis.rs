@@ -542,15 +542,7 @@ pub async fn restore_redis_file(
     path: &Path,
     options: &RedisRestoreOptions,
 ) -> Result<RedisRestoreReport, BackupError> {
-    if manifest.kind != BackupKind::Redis {
-        return Err(BackupError::config(
-            "backup",
-            format!(
-                "{} is a {} backup, not a redis one",
-                manifest.id, manifest.kind
-            ),
-        ));
-    }
+    require_redis(manifest)?;
     if manifest.objects.len() > 1 || manifest.redis_cluster.is_some() {
         return Err(BackupError::InvalidManifest {
             object: manifest.id.to_string(),
@@ -575,6 +567,20 @@ pub async fn restore_redis_file(
     })
 }
 
+/// Refuses a manifest of another kind of backup, naming it and its kind.
+fn require_redis(manifest: &BackupManifest) -> Result<(), BackupError> {
+    if manifest.kind == BackupKind::Redis {
+        return Ok(());
+    }
+    Err(BackupError::config(
+        "backup",
+        format!(
+            "{} is a {} backup, not a redis one",
+            manifest.id, manifest.kind
+        ),
+    ))
+}
+
 /// Restores a Redis Cluster backup ([`backup_redis_cluster`]) into `dir`: one RDB file per
 /// master, `dump-<host>-<port>.rdb` after the master's address at backup time, each with the
 /// slot ranges that master served.
@@ -591,15 +597,7 @@ pub async fn restore_redis_cluster_files(
     dir: &Path,
     options: &RedisRestoreOptions,
 ) -> Result<RedisClusterRestoreReport, BackupError> {
-    if manifest.kind != BackupKind::Redis {
-        return Err(BackupError::config(
-            "backup",
-            format!(
-                "{} is a {} backup, not a redis one",
-                manifest.id, manifest.kind
-            ),
-        ));
-    }
+    require_redis(manifest)?;
     let Some(layout) = &manifest.redis_cluster else {
         return Err(BackupError::InvalidManifest {
             object: manifest.id.to_string(),
