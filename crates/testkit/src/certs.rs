@@ -77,13 +77,7 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses, as subjectAltNames).
     pub fn server(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {
-        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
-        let common_name = names.first().cloned().unwrap_or_default();
-        self.sign(
-            names,
-            &common_name,
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        )
+        self.sign_params(&Self::server_params(names)?)
     }
 
     /// A certificate for `names` good for both ends of a connection (server and client
@@ -91,13 +85,7 @@ impl TestCa {
     /// need, such as a Redis Cluster's nodes with `tls-cluster yes`, whose cluster bus always
     /// verifies the connecting node's certificate as a client certificate.
     pub fn peer(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {
-        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
-        let common_name = names.first().cloned().unwrap_or_default();
-        let mut params = Self::params(
-            names,
-            &common_name,
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        )?;
+        let mut params = Self::server_params(names)?;
         params
             .extended_key_usages
             .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
@@ -107,13 +95,7 @@ impl TestCa {
     /// A server certificate for `names` whose validity ended in 2021: what a client sees when a
     /// server's certificate was not renewed.
     pub fn expired_server(&self, names: &[&str]) -> Result<TestCertificate, TestkitError> {
-        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
-        let common_name = names.first().cloned().unwrap_or_default();
-        let mut params = Self::params(
-            names,
-            &common_name,
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        )?;
+        let mut params = Self::server_params(names)?;
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         self.sign_params(&params)
@@ -136,6 +118,17 @@ impl TestCa {
         usage: rcgen::ExtendedKeyUsagePurpose,
     ) -> Result<TestCertificate, TestkitError> {
         self.sign_params(&Self::params(names, common_name, usage)?)
+    }
+
+    /// A server certificate's parameters for `names`, the first of them as its common name.
+    fn server_params(names: &[&str]) -> Result<rcgen::CertificateParams, TestkitError> {
+        let names: Vec<String> = names.iter().map(|&name| name.to_owned()).collect();
+        let common_name = names.first().cloned().unwrap_or_default();
+        Self::params(
+            names,
+            &common_name,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
     }
 
     fn params(

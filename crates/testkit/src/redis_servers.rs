@@ -173,18 +173,14 @@ impl TestRedisCluster {
     /// `master_urls()` are `rediss://`.
     pub async fn start_tls(tls: &RedisServerTls) -> Result<Self, TestkitError> {
         let tls = tls.clone();
-        tokio::task::spawn_blocking(move || Self::start_blocking(Some(&tls)))
-            .await
-            .map_err(|e| servers_error("start", "cluster", Path::new("-"), e.to_string()))?
+        on_blocking_thread("cluster", move || Self::start_blocking(Some(&tls))).await
     }
 
     /// Starts 6 servers with cluster mode on and joins them: the first three are masters
     /// sharing the 16384 slots, the others their replicas. Returns once every node reports
     /// `cluster_state:ok`.
     pub async fn start() -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(|| Self::start_blocking(None))
-            .await
-            .map_err(|e| servers_error("start", "cluster", Path::new("-"), e.to_string()))?
+        on_blocking_thread("cluster", || Self::start_blocking(None)).await
     }
 
     fn start_blocking(tls: Option<&RedisServerTls>) -> Result<Self, TestkitError> {
@@ -260,9 +256,10 @@ impl TestRedisCluster {
     pub async fn start_from_rdb_files(
         masters: Vec<(PathBuf, Vec<[u16; 2]>)>,
     ) -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(move || Self::start_from_rdb_files_blocking(&masters))
-            .await
-            .map_err(|e| servers_error("start", "cluster", Path::new("-"), e.to_string()))?
+        on_blocking_thread("cluster", move || {
+            Self::start_from_rdb_files_blocking(&masters)
+        })
+        .await
     }
 
     fn start_from_rdb_files_blocking(
@@ -458,9 +455,7 @@ impl TestRedisSentinel {
     /// Starts the master, its replica and the sentinels; returns once the replica is in sync and
     /// every sentinel knows the replica and the two other sentinels, so a failover can happen.
     pub async fn start() -> Result<Self, TestkitError> {
-        tokio::task::spawn_blocking(|| Self::start_blocking(None))
-            .await
-            .map_err(|e| servers_error("start", "sentinel set-up", Path::new("-"), e.to_string()))?
+        on_blocking_thread("sentinel set-up", || Self::start_blocking(None)).await
     }
 
     /// Like [`TestRedisSentinel::start`], with the master, the replica and the sentinels on TLS
@@ -468,9 +463,7 @@ impl TestRedisSentinel {
     /// (`tls-replication yes`); `url()` is `rediss://`.
     pub async fn start_tls(tls: &RedisServerTls) -> Result<Self, TestkitError> {
         let tls = tls.clone();
-        tokio::task::spawn_blocking(move || Self::start_blocking(Some(&tls)))
-            .await
-            .map_err(|e| servers_error("start", "sentinel set-up", Path::new("-"), e.to_string()))?
+        on_blocking_thread("sentinel set-up", move || Self::start_blocking(Some(&tls))).await
     }
 
     /// The set-up `cargo xtask infra up --redis-sentinel` started, when `REDIS_SENTINEL_URL`
@@ -1196,6 +1189,16 @@ impl Drop for Servers {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs a blocking start-up on Tokio's blocking threads.
+async fn on_blocking_thread<T: Send + 'static>(
+    what: &'static str,
+    start: impl FnOnce() -> Result<T, TestkitError> + Send + 'static,
+) -> Result<T, TestkitError> {
+    tokio::task::spawn_blocking(start)
+        .await
+        .map_err(|e| servers_error("start", what, Path::new("-"), e.to_string()))?
 }
 
 fn servers_error(
