@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::TestkitError;
+use crate::{TestkitError, clickhouse_config};
 
 /// The packaged configuration the server's is copied from.
 const PACKAGED_CONFIG_DIR: &str = "/etc/clickhouse-server";
@@ -197,64 +197,26 @@ fn stop(dir: &Path, signal: &str) -> Result<(), TestkitError> {
 }
 
 /// The packaged `config.xml` with paths under `dir`, the HTTP, native and interserver ports set
-/// to `ports`, and IPv4 loopback as the only listen address (`::1` is missing in some
-/// containers, and 18.16 fails to start when it cannot bind it). The same rewrite as
-/// `cargo xtask infra`'s, which the test kit cannot depend on.
+/// to `ports`, and IPv4 loopback as the only listen address.
 fn rewrite_config(config: &str, dir: &Path, ports: [u16; 3]) -> Result<String, String> {
-    let shown = dir.display();
-    let mut config = config
-        .replace("/var/lib/clickhouse/", &format!("{shown}/data/"))
-        .replace("/var/log/clickhouse-server/", &format!("{shown}/log/"));
-    for (tag, port) in ["http_port", "tcp_port", "interserver_http_port"]
-        .into_iter()
-        .zip(ports)
-    {
-        config = set_element_text(&config, tag, &port.to_string());
-    }
-    // Newer releases open these too; no free port is needed for what the test does not use.
-    for tag in [
-        "mysql_port",
-        "postgresql_port",
-        "https_port",
-        "tcp_port_secure",
-    ] {
-        config = config
-            .lines()
-            .filter(|line| !line.contains(&format!("<{tag}>")))
-            .flat_map(|line| [line, "\n"])
-            .collect();
-    }
-    let mut rewritten: String = config
-        .lines()
-        .filter(|line| !line.contains("<listen_host>"))
-        .flat_map(|line| [line, "\n"])
-        .collect();
-    let Some(http_port) = rewritten.find("<http_port>") else {
-        return Err(format!(
-            "{PACKAGED_CONFIG_DIR}/config.xml has no <http_port> element"
-        ));
-    };
-    rewritten.insert_str(http_port, "<listen_host>127.0.0.1</listen_host>\n    ");
-    Ok(rewritten)
-}
-
-/// `xml` with the text of every `<tag>...</tag>` element replaced by `text`.
-fn set_element_text(xml: &str, tag: &str, text: &str) -> String {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut result = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let content_start = start + open.len();
-        let Some(content_len) = rest[content_start..].find(&close) else {
-            break;
-        };
-        result.push_str(&rest[..content_start]);
-        result.push_str(text);
-        rest = &rest[content_start + content_len..];
-    }
-    result.push_str(rest);
-    result
+    let [http, tcp, interserver] = ports;
+    clickhouse_config::rewrite(
+        config,
+        dir,
+        &[
+            ("http_port", http),
+            ("tcp_port", tcp),
+            ("interserver_http_port", interserver),
+        ],
+        // Newer releases open these too; no free port is needed for what the test does not use.
+        &[
+            "mysql_port",
+            "postgresql_port",
+            "https_port",
+            "tcp_port_secure",
+        ],
+    )
+    .ok_or_else(|| format!("{PACKAGED_CONFIG_DIR}/config.xml has no <http_port> element"))
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -299,5 +261,49 @@ fn server_error(action: &'static str, dir: &Path, detail: String) -> TestkitErro
         action,
         dir: dir.to_owned(),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::rewrite_config;
+
+    #[test]
+    fn packaged_config_gets_our_ports_and_loses_the_ports_a_test_does_not_use() {
+        let packaged = r"<clickhouse>
+    <log>/var/log/clickhouse-server/clickhouse-server.log</log>
+    <listen_host>::1</listen_host>
+    <http_port>8123</http_port>
+    <tcp_port>9000</tcp_port>
+    <mysql_port>9004</mysql_port>
+    <postgresql_port>9005</postgresql_port>
+    <interserver_http_port>9009</interserver_http_port>
+    <path>/var/lib/clickhouse/</path>
+</clickhouse>
+";
+        let rewritten = rewrite_config(packaged, Path::new("/t/ch"), [30001, 30002, 30003]);
+        assert_eq!(
+            rewritten.as_deref(),
+            Ok(r"<clickhouse>
+    <log>/t/ch/log/clickhouse-server.log</log>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>30001</http_port>
+    <tcp_port>30002</tcp_port>
+    <interserver_http_port>30003</interserver_http_port>
+    <path>/t/ch/data/</path>
+</clickhouse>
+")
+        );
+    }
+
+    #[test]
+    fn config_without_http_port_is_refused_with_the_file_named() {
+        let refused = rewrite_config("<clickhouse></clickhouse>", Path::new("/t"), [1, 2, 3]);
+        assert_eq!(
+            refused,
+            Err("/etc/clickhouse-server/config.xml has no <http_port> element".to_owned())
+        );
     }
 }

@@ -23,6 +23,8 @@ mod certs;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 #[cfg(feature = "clickhouse")]
+mod clickhouse_config;
+#[cfg(feature = "clickhouse")]
 mod clickhouse_server;
 #[cfg(feature = "postgres")]
 mod cluster;

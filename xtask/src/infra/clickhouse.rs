@@ -5,10 +5,15 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::probe::Probe;
 use super::{Spec, commands_log, process};
+
+// The rewrite the test kit's throwaway server makes too; included by path because xtask does not
+// depend on the test kit (it is built first on a fresh clone).
+#[path = "../../../crates/testkit/src/clickhouse_config.rs"]
+mod clickhouse_config;
 
 pub(super) const SPEC: Spec = Spec {
     name: "clickhouse",
@@ -88,46 +93,9 @@ pub(super) fn start(dir: &Path) -> Result<()> {
 }
 
 /// The packaged `config.xml` with paths under `dir`, our ports, and IPv4 loopback as the only listen
-/// address: `::1` is missing in some containers, and 18.16 fails to start when it cannot bind it.
+/// address.
 fn rewrite_config(config: &str, dir: &Path) -> Result<String> {
-    let dir = dir.display();
-    let mut config = config
-        .replace("/var/lib/clickhouse/", &format!("{dir}/data/"))
-        .replace("/var/log/clickhouse-server/", &format!("{dir}/log/"));
-    for (tag, port) in PORTS {
-        config = set_element_text(&config, tag, &port.to_string());
-    }
-    // Dropping every line that mentions listen_host (commented or not) and adding ours is simpler
-    // than telling comments apart.
-    let mut rewritten: String = config
-        .lines()
-        .filter(|line| !line.contains("<listen_host>"))
-        .flat_map(|line| [line, "\n"])
-        .collect();
-    let Some(http_port) = rewritten.find("<http_port>") else {
-        bail!("no <http_port> element");
-    };
-    rewritten.insert_str(http_port, "<listen_host>127.0.0.1</listen_host>\n    ");
-    Ok(rewritten)
-}
-
-/// `xml` with the text of every `<tag>...</tag>` element replaced by `text`.
-fn set_element_text(xml: &str, tag: &str, text: &str) -> String {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut result = String::with_capacity(xml.len());
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let content_start = start + open.len();
-        let Some(content_len) = rest[content_start..].find(&close) else {
-            break;
-        };
-        result.push_str(&rest[..content_start]);
-        result.push_str(text);
-        rest = &rest[content_start + content_len..];
-    }
-    result.push_str(rest);
-    result
+    clickhouse_config::rewrite(config, dir, &PORTS, &[]).context("no <http_port> element")
 }
 
 #[cfg(test)]

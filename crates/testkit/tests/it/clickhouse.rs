@@ -127,3 +127,29 @@ async fn concurrent_databases_are_distinct_and_isolated() -> anyhow::Result<()> 
     assert_eq!(in_second, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_private_server_answers_on_its_own_port_and_comes_back_after_a_stop() -> anyhow::Result<()>
+{
+    let server = groundwork_testkit::TestClickHouseServer::start().await?;
+    assert_ne!(server.url(), InfraEnv::discover()?.url(Service::ClickHouse));
+    let client = Client::default()
+        .with_url(server.url())
+        .with_validation(false);
+    let one: u8 = client.query("SELECT toUInt8(1)").fetch_one().await?;
+    assert_eq!(one, 1);
+
+    server.stop().await?;
+    assert!(
+        client
+            .query("SELECT toUInt8(1)")
+            .fetch_one::<u8>()
+            .await
+            .is_err(),
+        "a stopped server still answers"
+    );
+    server.resume().await?;
+    let one: u8 = client.query("SELECT toUInt8(1)").fetch_one().await?;
+    assert_eq!(one, 1);
+    Ok(())
+}
