@@ -112,7 +112,7 @@ pub enum TestkitError {
     Canary { url: String, reason: String },
 
     /// A directory a program wrote differs from the one it was made from
-    /// ([`same_files`](crate::same_files)).
+    /// ([`same_files`](crate::same_files), [`writes_same_files`](crate::writes_same_files)).
     #[error("{} differs from {}: {detail}", written.display(), expected.display())]
     DifferentFiles {
         written: PathBuf,

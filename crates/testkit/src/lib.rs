@@ -41,7 +41,7 @@ pub use canary::{
     CapturedOutput, Plant, SECRET_QUERY_PARAMETERS, http_get, outputs_showing, plant_canary,
 };
 pub use error::TestkitError;
-pub use files::same_files;
+pub use files::{same_files, writes_same_files};
 pub use http::http_request;
 pub use infra_env::{INFRA_ENV_VAR, InfraEnv, Service, UrlOrigin};
 pub use tls::{TEST_CA_ENV_VAR, TestTls};

@@ -350,13 +350,11 @@ async fn readers_never_see_a_partial_set() -> Result<()> {
 
 #[test]
 fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
-    let out = tempfile::tempdir()?;
-    let dir = out.path().join("migrations");
-    store::write_migrations(&dir)?;
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    // Every file of migrations/ is embedded, as it is.
-    groundwork_testkit::same_files(&dir, &source)?;
-    Ok(())
+    Ok(groundwork_testkit::writes_same_files(
+        store::write_migrations,
+        &source,
+    )?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

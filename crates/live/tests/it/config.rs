@@ -96,13 +96,11 @@ async fn migrations_apply_and_revert_cleanly() -> Result<()> {
 
 #[test]
 fn written_migrations_equal_the_crates_migrations_directory() -> Result<()> {
-    let out = tempfile::tempdir()?;
-    let dir = out.path().join("migrations");
-    config::write_migrations(&dir)?;
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    // Every file of migrations/ is embedded, as it is.
-    groundwork_testkit::same_files(&dir, &source)?;
-    Ok(())
+    Ok(groundwork_testkit::writes_same_files(
+        config::write_migrations,
+        &source,
+    )?)
 }
 
 #[tokio::test]
