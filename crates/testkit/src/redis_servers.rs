@@ -234,12 +234,7 @@ impl TestRedisCluster {
                 ),
             ));
         }
-        for port in &ports {
-            servers.wait_until(*port, "reports cluster_state:ok", |connection| {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(connection)?;
-                Ok(info.lines().any(|line| line.trim() == "cluster_state:ok"))
-            })?;
-        }
+        servers.wait_until_cluster_ok(&ports)?;
         Ok(Self {
             masters: ports[..3].to_vec(),
             deployment: Deployment::Private(servers),
@@ -321,12 +316,7 @@ impl TestRedisCluster {
                 .query::<()>(&mut first)
                 .map_err(|e| servers.error("join", format!("port {port}: {e}")))?;
         }
-        for port in &ports {
-            servers.wait_until(*port, "reports cluster_state:ok", |connection| {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(connection)?;
-                Ok(info.lines().any(|line| line.trim() == "cluster_state:ok"))
-            })?;
-        }
+        servers.wait_until_cluster_ok(&ports)?;
         Ok(Self {
             masters: ports,
             deployment: Deployment::Private(servers),
@@ -1129,6 +1119,17 @@ impl Servers {
             .kill()
             .and_then(|()| child.wait().map(drop))
             .map_err(|e| self.error("stop", format!("the server on port {port}: {e}")))
+    }
+
+    /// Waits until every node of `ports` reports `cluster_state:ok`: all slots served.
+    fn wait_until_cluster_ok(&mut self, ports: &[u16]) -> Result<(), TestkitError> {
+        for port in ports {
+            self.wait_until(*port, "reports cluster_state:ok", |connection| {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(connection)?;
+                Ok(info.lines().any(|line| line.trim() == "cluster_state:ok"))
+            })?;
+        }
+        Ok(())
     }
 
     /// Polls the server on `port` until `ready` says yes, for at most [`READY_TIMEOUT`]. The error
