@@ -22,7 +22,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// `200` with `value` as JSON.
+/// `status` with `value` as JSON.
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),

@@ -63,25 +63,36 @@ fn code_lines(path: &Path) -> Result<Vec<(usize, String)>> {
         .collect())
 }
 
-#[test]
-fn no_library_but_config_and_the_test_kit_reads_environment_variables() -> Result<()> {
+/// Fails, naming every offending line as `file:line: text` under `what`, when a code line of
+/// `files` is one that `offends`.
+fn no_line_in(
+    files: impl IntoIterator<Item = PathBuf>,
+    offends: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<()> {
     let mut offenders = Vec::new();
-    for (name, file) in library_sources()? {
-        if name == "config" || name == "testkit" {
-            continue;
-        }
+    for file in files {
         for (line_number, line) in code_lines(&file)? {
-            if line.contains("env::var") || line.contains("env::vars") {
+            if offends(&line) {
                 offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
             }
         }
     }
-    assert!(
-        offenders.is_empty(),
-        "library code reading the environment (only groundwork-config may):\n{}",
-        offenders.join("\n")
-    );
+    assert!(offenders.is_empty(), "{what}:\n{}", offenders.join("\n"));
     Ok(())
+}
+
+#[test]
+fn no_library_but_config_and_the_test_kit_reads_environment_variables() -> Result<()> {
+    let files = library_sources()?
+        .into_iter()
+        .filter(|(name, _)| name != "config" && name != "testkit")
+        .map(|(_, file)| file);
+    no_line_in(
+        files,
+        |line| line.contains("env::var") || line.contains("env::vars"),
+        "library code reading the environment (only groundwork-config may)",
+    )
 }
 
 /// Source of every package with code of its own: `src/` of the crates, examples and xtask,
@@ -118,23 +129,11 @@ fn groundwork_config_holds_the_only_url_redactor() -> Result<()> {
         "fn redact(",
     ];
     let redactor = workspace_root().join("crates/config/src/redact.rs");
-    let mut offenders = Vec::new();
-    for file in all_sources()? {
-        if file == redactor {
-            continue;
-        }
-        for (line_number, line) in code_lines(&file)? {
-            if signs.iter().any(|sign| line.contains(sign)) {
-                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
-            }
-        }
-    }
-    assert!(
-        offenders.is_empty(),
-        "URL redaction outside groundwork-config (call groundwork_config::redact_url):\n{}",
-        offenders.join("\n")
-    );
-    Ok(())
+    no_line_in(
+        all_sources()?.into_iter().filter(|file| *file != redactor),
+        |line| signs.iter().any(|sign| line.contains(sign)),
+        "URL redaction outside groundwork-config (call groundwork_config::redact_url)",
+    )
 }
 
 #[test]
@@ -147,23 +146,13 @@ fn groundwork_config_holds_the_only_env_file_reader() -> Result<()> {
         "strip_prefix(\"export \")",
     ];
     let config = workspace_root().join("crates/config/src");
-    let mut offenders = Vec::new();
-    for file in all_sources()? {
-        if file.starts_with(&config) {
-            continue;
-        }
-        for (line_number, line) in code_lines(&file)? {
-            if signs.iter().any(|sign| line.contains(sign)) {
-                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
-            }
-        }
-    }
-    assert!(
-        offenders.is_empty(),
-        "an env-file reader outside groundwork-config (call groundwork_config::parse_env_file):\n{}",
-        offenders.join("\n")
-    );
-    Ok(())
+    no_line_in(
+        all_sources()?
+            .into_iter()
+            .filter(|file| !file.starts_with(&config)),
+        |line| signs.iter().any(|sign| line.contains(sign)),
+        "an env-file reader outside groundwork-config (call groundwork_config::parse_env_file)",
+    )
 }
 
 /// The public modules of the library crates, as `crate: path`; every other module is private, so
@@ -221,23 +210,15 @@ fn only_the_documented_modules_are_public() -> Result<()> {
 
 #[test]
 fn only_the_health_crate_among_libraries_chooses_route_paths() -> Result<()> {
-    let mut offenders = Vec::new();
-    for (name, file) in library_sources()? {
-        if name == "health" {
-            continue;
-        }
-        for (line_number, line) in code_lines(&file)? {
-            if line.contains(".route(\"/") || line.contains(".nest(\"/") {
-                offenders.push(format!("{}:{line_number}: {}", file.display(), line.trim()));
-            }
-        }
-    }
-    assert!(
-        offenders.is_empty(),
-        "library code choosing HTTP paths (services and groundwork-health do):\n{}",
-        offenders.join("\n")
-    );
-    Ok(())
+    let files = library_sources()?
+        .into_iter()
+        .filter(|(name, _)| name != "health")
+        .map(|(_, file)| file);
+    no_line_in(
+        files,
+        |line| line.contains(".route(\"/") || line.contains(".nest(\"/"),
+        "library code choosing HTTP paths (services and groundwork-health do)",
+    )
 }
 
 #[test]

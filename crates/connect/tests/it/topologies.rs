@@ -37,6 +37,24 @@ async fn set_get(pool: &RedisPool, key: &str, value: &str) -> anyhow::Result<Str
         .await?)
 }
 
+async fn get(pool: &RedisPool, key: &str) -> anyhow::Result<String> {
+    let mut connection = pool.get().await?;
+    Ok(redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut connection)
+        .await?)
+}
+
+/// How many replicas acknowledged the writes before: `WAIT 1 5000` on a connection of `pool`.
+async fn replicas_in_sync(pool: &RedisPool) -> anyhow::Result<u64> {
+    let mut connection = pool.get().await?;
+    Ok(redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut connection)
+        .await?)
+}
+
 #[tokio::test]
 async fn a_cluster_pool_reads_and_writes_keys_of_every_master_from_one_seed() -> anyhow::Result<()>
 {
@@ -202,14 +220,11 @@ async fn a_sentinel_set_up_over_tls_gives_the_master_over_tls_and_survives_a_fai
     };
     assert!(error.is_tls(), "{error}");
 
-    let mut connection = pool.get().await?;
-    let replicas: u64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query_async(&mut connection)
-        .await?;
-    assert_eq!(replicas, 1, "the replica follows the master over TLS");
-    drop(connection);
+    assert_eq!(
+        replicas_in_sync(&pool).await?,
+        1,
+        "the replica follows the master over TLS"
+    );
     let old = setup.kill_master()?;
     let new = setup.wait_for_new_master(old).await?;
     let deadline = tokio::time::Instant::now() + FAILOVER_LIMIT;
@@ -224,12 +239,7 @@ async fn a_sentinel_set_up_over_tls_gives_the_master_over_tls_and_survives_a_fai
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut connection = pool.get().await?;
-    let kept: String = redis::cmd("GET")
-        .arg("before")
-        .query_async(&mut connection)
-        .await?;
-    assert_eq!(kept, "kept");
+    assert_eq!(get(&pool, "before").await?, "kept");
     Ok(())
 }
 
@@ -250,14 +260,7 @@ async fn a_sentinel_pool_follows_a_failover_without_a_restart() -> anyhow::Resul
     assert_eq!(pool.topology(), RedisTopology::Sentinel);
     assert_eq!(set_get(&pool, "before", "kept").await?, "kept");
     // The replica has the key before the master dies.
-    let mut connection = pool.get().await?;
-    let replicas: u64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query_async(&mut connection)
-        .await?;
-    assert_eq!(replicas, 1);
-    drop(connection);
+    assert_eq!(replicas_in_sync(&pool).await?, 1);
 
     let old = setup.kill_master()?;
     let deadline = tokio::time::Instant::now() + FAILOVER_LIMIT;
@@ -285,12 +288,7 @@ async fn a_sentinel_pool_follows_a_failover_without_a_restart() -> anyhow::Resul
         failed > 0,
         "the first write after the kill cannot reach the dead master"
     );
-    let mut connection = pool.get().await?;
-    let kept: String = redis::cmd("GET")
-        .arg("before")
-        .query_async(&mut connection)
-        .await?;
-    assert_eq!(kept, "kept");
+    assert_eq!(get(&pool, "before").await?, "kept");
     Ok(())
 }
 

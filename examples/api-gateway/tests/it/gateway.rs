@@ -722,29 +722,22 @@ async fn an_order_goes_through_redis_and_rabbitmq_over_tls() -> Result<()> {
         ],
     )
     .await?;
-    let reply = gateway
-        .post_order(
+    let order = || {
+        gateway.post_order(
             &[
                 ("Content-Type", "application/json"),
                 ("Idempotency-Key", "tls-order-1"),
             ],
             r#"{"tenant":"tenant-tls","amount":42}"#,
         )
-        .await?;
+    };
+    let reply = order().await?;
     assert_eq!(reply.status, 201, "{}", reply.body);
     let published = gateway.published().await?;
     assert_eq!(published.len(), 1, "{published:?}");
     assert_eq!(published[0].tenant, "tenant-tls");
     // The idempotency key went to the TLS Redis: a repeat replays the first answer.
-    let again = gateway
-        .post_order(
-            &[
-                ("Content-Type", "application/json"),
-                ("Idempotency-Key", "tls-order-1"),
-            ],
-            r#"{"tenant":"tenant-tls","amount":42}"#,
-        )
-        .await?;
+    let again = order().await?;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.body, reply.body);
     assert_eq!(gateway.published().await?.len(), 0, "no second event");
