@@ -269,22 +269,25 @@ impl VersionedTable {
         // The values come from one JSON parameter ($1): `jsonb_populate_record` types each
         // column as the table declares it; JSON columns are taken as given.
         let names: Vec<&str> = row.keys().map(String::as_str).collect();
-        let value_of = |name: &str| {
-            if self.json_columns.contains(&name) {
-                format!("$1::jsonb -> '{name}'")
-            } else {
-                format!("given.{name}")
-            }
-        };
-        let source = format!(
-            "SELECT {} FROM jsonb_populate_record(NULL::{}, $1::jsonb) AS given",
-            names
+        // A `SELECT` of `columns` from the parameter.
+        let select_given = |columns: &[&str]| {
+            let values: Vec<String> = columns
                 .iter()
-                .map(|name| value_of(name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.table
-        );
+                .map(|&name| {
+                    if self.json_columns.contains(&name) {
+                        format!("$1::jsonb -> '{name}'")
+                    } else {
+                        format!("given.{name}")
+                    }
+                })
+                .collect();
+            format!(
+                "SELECT {} FROM jsonb_populate_record(NULL::{}, $1::jsonb) AS given",
+                values.join(", "),
+                self.table
+            )
+        };
+        let source = select_given(&names);
         let keys = self.key.join(", ");
         let changed: Vec<&str> = names
             .iter()
@@ -310,15 +313,7 @@ impl VersionedTable {
             ),
             Statement::Update { at_revision } => {
                 let changed_list = changed.join(", ");
-                let changed_source = format!(
-                    "SELECT {} FROM jsonb_populate_record(NULL::{}, $1::jsonb) AS given",
-                    changed
-                        .iter()
-                        .map(|name| value_of(name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.table
-                );
+                let changed_source = select_given(&changed);
                 let revision = if at_revision {
                     format!(" AND revision = ${}", 2 + self.key.len())
                 } else {
