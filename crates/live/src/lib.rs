@@ -8,6 +8,7 @@ mod migration_files;
 mod name;
 mod relay;
 mod snapshot;
+mod stoppable;
 pub mod versioned;
 
 pub use fanout::{Transport, TransportError};

@@ -8,10 +8,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgListener};
 use sqlx::{Connection as _, PgPool};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::fanout::{self, Message, Publisher, Transport};
 use crate::feed::{DEFAULT_NAMESPACE, jittered};
+use crate::stoppable::StoppableTask;
 
 /// How a relay runs; [`RelayOptions::new`] has the defaults.
 #[derive(Debug, Clone)]
@@ -128,8 +128,7 @@ pub enum RelayRole {
 #[derive(Debug)]
 pub struct Relay {
     role: watch::Receiver<RelayRole>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: StoppableTask,
 }
 
 impl Relay {
@@ -158,8 +157,7 @@ impl Relay {
         let task = tokio::spawn(run(pool, options, role_tx, stop_rx));
         Ok(Self {
             role: role_rx,
-            stop: Some(stop_tx),
-            task: Some(task),
+            task: StoppableTask::new(stop_tx, task),
         })
     }
 
@@ -174,21 +172,8 @@ impl Relay {
     }
 
     /// Stops the relay and waits for it to release its connections.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.task.stop().await;
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::fanout::{self, Transport};
 use crate::snapshot;
+use crate::stoppable::StoppableTask;
 
 pub use status::FeedStatus;
 pub(crate) use status::StatusCell;
@@ -142,8 +143,7 @@ pub enum FeedError {
 pub struct Feed {
     status: watch::Receiver<FeedStatus>,
     generation: watch::Receiver<u64>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: StoppableTask,
 }
 
 impl Feed {
@@ -164,21 +164,8 @@ impl Feed {
     }
 
     /// Stops the feed and waits for its task to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.shutdown.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.task.stop().await;
     }
 }
 
@@ -307,8 +294,7 @@ impl Feed {
         Self {
             status,
             generation,
-            shutdown: Some(stop),
-            task: Some(task),
+            task: StoppableTask::new(stop, task),
         }
     }
 }
