@@ -1,8 +1,9 @@
 //! Sets of flags: an immutable [`FlagSet`] snapshot and the live [`Flags`] handle.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
@@ -327,9 +328,14 @@ pub struct Flags {
     inner: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     current: ArcSwap<FlagSet>,
+    /// The address of the set in `current`, written after it under `replacing`: what a thread's
+    /// cached set (see [`CACHED`]) is checked against, with one plain load.
+    current_ptr: AtomicPtr<FlagSet>,
+    /// Held while `current` and `current_ptr` change, so concurrent replacements cannot leave
+    /// `current_ptr` at an older set than `current`.
+    replacing: Mutex<()>,
     /// Unknown names already reported, so each is logged once rather than on every request.
     reported_unknown: Mutex<HashSet<Box<str>>>,
     /// Every usage counter by flag and outcome, handed from set to set so counts survive reloads.
@@ -337,6 +343,31 @@ struct Shared {
     /// Evaluations of names no flag has.
     unknown: AtomicU64,
     listeners: Mutex<Vec<Listener>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let set = Arc::new(FlagSet::default());
+        Self {
+            current_ptr: AtomicPtr::new(Arc::as_ptr(&set).cast_mut()),
+            current: ArcSwap::new(set),
+            replacing: Mutex::default(),
+            reported_unknown: Mutex::default(),
+            counters: Mutex::default(),
+            unknown: AtomicU64::default(),
+            listeners: Mutex::default(),
+        }
+    }
+}
+
+thread_local! {
+    /// The set this thread last evaluated a flag in, through any [`Flags`] handle. It is used
+    /// while it is still its handle's current set (its address equals the handle's
+    /// `current_ptr`; holding it keeps that address from being reused), so an evaluation reads
+    /// the current set with one plain load instead of arc-swap's two atomic read-modify-writes
+    /// (taking and returning a debt slot). A thread keeps its last set alive until it evaluates
+    /// again or exits.
+    static CACHED: RefCell<Option<Arc<FlagSet>>> = const { RefCell::new(None) };
 }
 
 impl std::fmt::Debug for Flags {
@@ -411,8 +442,32 @@ impl Flags {
     /// Evaluates flag `name` for `tenant_id` (no other attribute), with the reason.
     #[inline]
     pub fn evaluate(&self, name: &str, tenant_id: &str) -> Evaluation {
-        if let Some(entry) = self.inner.current.load().entry(name) {
-            return entry.evaluate(tenant_id);
+        let found = CACHED
+            .try_with(|cached| {
+                // Busy only if evaluating re-entered itself (a tracing subscriber evaluating a
+                // flag); that evaluation takes the path below.
+                let mut cached = cached.try_borrow_mut().ok()?;
+                let current = self.inner.current_ptr.load(Ordering::Acquire);
+                if !cached
+                    .as_ref()
+                    .is_some_and(|set| std::ptr::eq(Arc::as_ptr(set), current))
+                {
+                    *cached = Some(self.inner.current.load_full());
+                }
+                let set = cached.as_deref()?;
+                Some(set.entry(name).map(|entry| entry.evaluate(tenant_id)))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                self.inner
+                    .current
+                    .load()
+                    .entry(name)
+                    .map(|entry| entry.evaluate(tenant_id))
+            });
+        if let Some(evaluation) = found {
+            return evaluation;
         }
         self.report_unknown(name);
         Evaluation {
@@ -495,7 +550,18 @@ impl Flags {
     pub fn replace(&self, mut set: FlagSet) {
         self.adopt_counters(&mut set);
         let set = Arc::new(set);
-        let old = self.inner.current.swap(Arc::clone(&set));
+        let old = {
+            let _replacing = self
+                .inner
+                .replacing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let old = self.inner.current.swap(Arc::clone(&set));
+            self.inner
+                .current_ptr
+                .store(Arc::as_ptr(&set).cast_mut(), Ordering::Release);
+            old
+        };
         let listeners: Vec<Listener> = self
             .inner
             .listeners
@@ -616,6 +682,40 @@ mod tests {
             let expected = if usage.variant == "on" { on } else { 4 - on };
             assert_eq!(usage.count, expected, "{usage:?}");
         }
+    }
+
+    /// The set a thread keeps from its last evaluation is used only while it is its handle's
+    /// current one: two handles evaluated in turn on one thread, and replacements made by another
+    /// thread, each answer from their own current set.
+    #[test]
+    fn evaluations_follow_the_current_set_of_each_handle() {
+        let on = |enabled| {
+            FlagSet::new([Flag {
+                enabled,
+                ..Flag::new("admin.v2")
+            }])
+        };
+        let (a, b) = (Flags::new(on(true)), Flags::new(on(false)));
+        for round in 0..4 {
+            let enabled = round % 2 == 0;
+            assert_eq!(
+                a.is_enabled("admin.v2", "tenant-1"),
+                enabled,
+                "a, round {round}"
+            );
+            assert_eq!(
+                b.is_enabled("admin.v2", "tenant-1"),
+                !enabled,
+                "b, round {round}"
+            );
+            let (next_a, next_b) = (on(!enabled), on(enabled));
+            std::thread::scope(|scope| {
+                scope.spawn(|| a.replace(next_a));
+                scope.spawn(|| b.replace(next_b));
+            });
+        }
+        assert!(!Flags::default().is_enabled("admin.v2", "tenant-1"));
+        assert!(a.is_enabled("admin.v2", "tenant-1"));
     }
 
     #[test]
