@@ -12,3 +12,14 @@ pub(crate) async fn migrated() -> Result<TestDatabase> {
         .context("applying the flags migrations")?;
     Ok(db)
 }
+
+/// Runs the `groundwork-flags` binary against `database_url` with `--by ops` and `args`.
+#[cfg(feature = "cli")]
+pub(crate) fn flags_cli(database_url: &str, args: &[&str]) -> Result<std::process::Output> {
+    std::process::Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
+        .env("DATABASE_URL", database_url)
+        .args(["--by", "ops"])
+        .args(args)
+        .output()
+        .context("running groundwork-flags")
+}

@@ -9,4 +9,5 @@ mod openfeature;
 mod sources;
 mod store;
 mod variants;
+mod variants_admin;
 mod variants_store;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::common::migrated;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use groundwork_flags::admin::FlagAdmin;
 use groundwork_flags::{Flag, store};
 use groundwork_live::FeedOptions;
@@ -124,14 +124,7 @@ async fn the_cli_refuses_an_empty_tenant_and_a_name_with_a_carriage_return() -> 
     FlagAdmin::new(db.pool().clone())
         .create(&Flag::new("admin.v2"), "test")
         .await?;
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
-            .env("DATABASE_URL", db.url())
-            .args(["--by", "ops"])
-            .args(args)
-            .output()
-            .context("running groundwork-flags")
-    };
+    let run = |args: &[&str]| crate::common::flags_cli(db.url(), args);
     for (args, expected) in [
         (
             &["whitelist", "admin.v2", "tenant-1", ""][..],

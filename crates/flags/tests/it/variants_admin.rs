@@ -5,18 +5,10 @@
 
 #![cfg(feature = "postgres")]
 
+use crate::common::migrated;
 use anyhow::{Context as _, Result};
 use groundwork_flags::admin::{AdminError, Expect, FlagAdmin, FlagUpdate};
-use groundwork_flags::{Context, Flag, Operator, Payload, Rule, Variant, load_file, store};
-use groundwork_testkit::TestDatabase;
-
-async fn migrated() -> Result<TestDatabase> {
-    let db = TestDatabase::create().await?;
-    store::migrate(db.pool())
-        .await
-        .context("applying the flags migrations")?;
-    Ok(db)
-}
+use groundwork_flags::{Context, Flag, Operator, Payload, Rule, Variant, load_file};
 
 fn refusal<T: std::fmt::Debug>(result: Result<T, AdminError>) -> String {
     match result {
@@ -108,14 +100,7 @@ async fn the_cli_sets_variants_and_rules_and_refuses_bad_ones() -> Result<()> {
             "test",
         )
         .await?;
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_groundwork-flags"))
-            .env("DATABASE_URL", db.url())
-            .args(["--by", "ops"])
-            .args(args)
-            .output()
-            .context("running groundwork-flags")
-    };
+    let run = |args: &[&str]| crate::common::flags_cli(db.url(), args);
     let refused: [(&[&str], &str); 4] = [
         (
             &["variants", "checkout.button", "blue=50", "green=40"],
