@@ -60,7 +60,7 @@ pub use pipeline::{
 #[cfg(feature = "postgres")]
 pub use postgres::{
     PostgresBackupOptions, PostgresRestoreOptions, RestoreReport, TableCheck, VerifyReport,
-    backup_postgres, restore_postgres, verify_postgres,
+    backup_postgres, backup_postgres_with_session, restore_postgres, verify_postgres,
 };
 #[cfg(feature = "redis")]
 pub use redis::{

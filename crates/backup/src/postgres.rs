@@ -266,12 +266,35 @@ pub(crate) async fn connect(url: &SecretString) -> Result<PgConnection, BackupEr
 ///
 /// Row counts are taken in an exported snapshot that `pg_dump` then dumps from, so they
 /// describe exactly the data in the dump.
-// One linear sequence (versions, snapshot, marker, dump with counts, manifest) whose order is
-// what makes a backup complete only when everything is stored; kept together to show it.
-#[allow(clippy::too_many_lines)]
 pub async fn backup_postgres(
     storage: &Storage,
     database_url: &SecretString,
+    options: &PostgresBackupOptions,
+) -> Result<BackupManifest, BackupError> {
+    backup_postgres_in(storage, database_url, None, options).await
+}
+
+/// [`backup_postgres`] on a session the caller has already opened to the same database (say,
+/// the connect that showed a command-line tool the server reachable), which then reads the
+/// server version, exports the snapshot and counts rows instead of a second connection.
+///
+/// The session must be idle (no open transaction); it is closed when the backup ends.
+pub async fn backup_postgres_with_session(
+    storage: &Storage,
+    database_url: &SecretString,
+    session: PgConnection,
+    options: &PostgresBackupOptions,
+) -> Result<BackupManifest, BackupError> {
+    backup_postgres_in(storage, database_url, Some(session), options).await
+}
+
+// One linear sequence (versions, snapshot, marker, dump with counts, manifest) whose order is
+// what makes a backup complete only when everything is stored; kept together to show it.
+#[allow(clippy::too_many_lines)]
+async fn backup_postgres_in(
+    storage: &Storage,
+    database_url: &SecretString,
+    session: Option<PgConnection>,
     options: &PostgresBackupOptions,
 ) -> Result<BackupManifest, BackupError> {
     let params = ConnParams::parse(database_url.expose_secret())?;
@@ -294,7 +317,10 @@ pub async fn backup_postgres(
     let clock = Instant::now();
     let id = BackupId::at(started);
     let session = async {
-        let mut conn = connect(database_url).await?;
+        let mut conn = match session {
+            Some(conn) => conn,
+            None => connect(database_url).await?,
+        };
         let server_version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .fetch_one(&mut conn)
             .await

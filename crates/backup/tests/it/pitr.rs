@@ -1,6 +1,6 @@
 //! Point-in-time recovery drills on a private archiving cluster: a crash restored to the end of
-//! the archive with the loss measured, a restore to a time in the middle, a damaged and a
-//! missing segment, on local storage and on S3.
+//! the archive with the loss measured, a restore to a time and to a WAL location in the middle,
+//! a damaged and a missing segment, on local storage and on S3.
 #![cfg(all(feature = "postgres", feature = "cli"))]
 
 use crate::common;
@@ -244,6 +244,13 @@ async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_ticks(pool.clone(), stop_rx));
     tokio::time::sleep(Duration::from_secs(4 * ARCHIVE_TIMEOUT)).await;
+    // A WAL location in the middle: every commit visible to this statement's snapshot was
+    // written before it.
+    let middle_lsn =
+        sqlx::query("SELECT pg_current_wal_insert_lsn()::text, coalesce(max(id), 0) FROM ticks")
+            .fetch_one(&pool)
+            .await?;
+    let (target_lsn, visible_before_lsn): (String, i64) = (middle_lsn.get(0), middle_lsn.get(1));
     // A time in the middle, strictly between two commits.
     let commits: Vec<(i64, String)> = sqlx::query(
         "SELECT id, to_char(pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC', \
@@ -292,6 +299,20 @@ async fn drills(archive: impl FnOnce(&Path) -> Result<Archive>) -> Result<()> {
     drop(restored);
     let expected: Vec<i64> = commits[..middle].iter().map(|c| c.0).collect();
     assert_eq!(ids, expected, "restored to {target_time}");
+
+    // --to-lsn L: a prefix of the history holding every commit visible before L.
+    let lsn_dir = drill.work.path().join("lsn");
+    let output = pitr_restore(&drill, &lsn_dir, &["--to-lsn", &target_lsn])?;
+    succeeded(&output, "pitr-restore --to-lsn")?;
+    let (restored, ids) = restored_ids(lsn_dir).await?;
+    drop(restored);
+    assert!(
+        ids.contains(&visible_before_lsn) && ids.len() < ids_latest.len(),
+        "restored to {target_lsn}: {} rows, {visible_before_lsn} committed before it, {} at the end",
+        ids.len(),
+        ids_latest.len()
+    );
+    assert_eq!(ids, ids_latest[..ids.len()], "restored to {target_lsn}");
 
     // --verify: a throwaway server recovers the same point and counts the rows.
     let verified_dir = drill.work.path().join("verified");

@@ -10,6 +10,7 @@ use groundwork_backup::{
 use groundwork_cli::OutputArgs;
 use indicatif::HumanBytes;
 use secrecy::SecretString;
+use sqlx::postgres::PgConnection;
 
 use crate::args::{PipelineArgs, WalPushArgs};
 use crate::progress::ProgressReporter;
@@ -18,8 +19,8 @@ use crate::{Outcome, log, to_json};
 
 /// What to back up, with its options built around the pipeline's.
 pub(crate) enum Job {
-    /// `pg_dump` of one database.
-    Postgres(PostgresBackupOptions),
+    /// `pg_dump` of one database, on the session that showed the server reachable.
+    Postgres(PostgresBackupOptions, PgConnection),
     /// `pg_basebackup` of a cluster.
     Base(BaseBackupOptions),
     /// Redis's RDB snapshot.
@@ -31,7 +32,7 @@ pub(crate) enum Job {
 impl Job {
     fn label(&self) -> &'static str {
         match self {
-            Self::Postgres(_) => "backup",
+            Self::Postgres(..) => "backup",
             Self::Base(_) => "base backup",
             Self::Redis(_) => "redis backup",
             Self::ClickHouse(_) => "clickhouse export",
@@ -56,12 +57,14 @@ pub(crate) async fn run_backup(
     );
     let reporter = ProgressReporter::start(progress, None, output.progress_bar());
     let url = SecretString::from(url.to_owned());
-    let result = match &job {
-        Job::Postgres(options) => groundwork_backup::backup_postgres(storage, &url, options).await,
-        Job::Base(options) => groundwork_backup::basebackup_postgres(storage, &url, options).await,
-        Job::Redis(options) => groundwork_backup::backup_redis(storage, &url, options).await,
+    let result = match job {
+        Job::Postgres(options, session) => {
+            groundwork_backup::backup_postgres_with_session(storage, &url, session, &options).await
+        }
+        Job::Base(options) => groundwork_backup::basebackup_postgres(storage, &url, &options).await,
+        Job::Redis(options) => groundwork_backup::backup_redis(storage, &url, &options).await,
         Job::ClickHouse(options) => {
-            groundwork_backup::backup_clickhouse(storage, &url, options).await
+            groundwork_backup::backup_clickhouse(storage, &url, &options).await
         }
     };
     reporter.stop();
