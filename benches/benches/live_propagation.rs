@@ -17,6 +17,15 @@
 //! `LIVE_PROPAGATION=fanout` only the fan-out table is measured (its LISTEN row in 200 updates,
 //! as the fan-out rows, instead of the 300 rounds and the floors). `LIVE_PROPAGATION_PING=off`
 //! builds the clients' pools with `test_before_acquire(false)`.
+//!
+//! `LIVE_PROPAGATION=breakdown` splits the 500-instance figure into its parts, in one run on a
+//! cluster allowed 1,200 connections: (a) the transport alone — UPDATE issued → the relay's
+//! message received by 500 bare subscribers, each on its own NATS or Redis connection, loading
+//! nothing; (b) the load floor — 500 separate pools of one connection each run the feed's single
+//! key query at the same instant, through PgBouncer and, for comparison, straight to
+//! PostgreSQL, with no transport; (c) the full path — 500 `LiveConfig` clients as in the fan-out
+//! table; and the LISTEN path with 500 clients measured the same way.
+//! `LIVE_PROPAGATION_PGBOUNCER_POOL` sets PgBouncer's `default_pool_size` (20).
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +43,9 @@ const KEY: &str = "order.expiry.minutes";
 /// Updates measured per fan-out row with 50 clients (and for the LISTEN row with
 /// `LIVE_PROPAGATION=fanout`); 500 clients get `FANOUT_ROUNDS / 5`.
 const FANOUT_ROUNDS: usize = 200;
+/// Instances in the breakdown, and the updates (or query rounds) measured for each of its rows.
+const BREAKDOWN_CLIENTS: usize = 500;
+const BREAKDOWN_ROUNDS: usize = 40;
 
 fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
     match result {
@@ -149,19 +161,27 @@ async fn start_clients_with(
 }
 
 async fn run() {
-    // A private cluster: 50 clients hold about 100 connections, the shared server's whole budget.
-    let cluster = or_exit(
-        TestCluster::start().await,
-        "cannot start a PostgreSQL cluster",
-    );
+    let mode = std::env::var("LIVE_PROPAGATION").unwrap_or_default();
+    // A private cluster: 50 clients hold about 100 connections, the shared server's whole budget;
+    // 500 LISTEN clients of the breakdown hold 1,000.
+    let started = if mode == "breakdown" {
+        TestCluster::start_with_conf("max_connections = 1200").await
+    } else {
+        TestCluster::start().await
+    };
+    let cluster = or_exit(started, "cannot start a PostgreSQL cluster");
     let url = cluster.url();
     let pool = or_exit(
         PgPoolOptions::new().max_connections(4).connect(&url).await,
         "pool",
     );
     seed(&pool).await;
+    if mode == "breakdown" {
+        breakdown(&cluster, &pool).await;
+        return;
+    }
     let (clients, feeds) = start_clients(&url).await;
-    if std::env::var("LIVE_PROPAGATION").is_ok_and(|only| only == "fanout") {
+    if mode == "fanout" {
         // Only the fan-out table, with the LISTEN row measured as its other rows are.
         let mut value = 0_i64;
         let samples = measure(&pool, &clients, FANOUT_ROUNDS, &mut value).await;
@@ -295,6 +315,14 @@ async fn measure(
     samples
 }
 
+/// PgBouncer's `default_pool_size`: `LIVE_PROPAGATION_PGBOUNCER_POOL`, 20 by default.
+fn pgbouncer_pool_size() -> u32 {
+    std::env::var("LIVE_PROPAGATION_PGBOUNCER_POOL")
+        .ok()
+        .and_then(|size| size.parse().ok())
+        .unwrap_or(20)
+}
+
 /// A PgBouncer in transaction pooling mode in front of the cluster, on a free port; killed and
 /// removed by `stop`.
 struct PrivatePgBouncer {
@@ -331,9 +359,10 @@ impl PrivatePgBouncer {
                     "[databases]\n* = host=127.0.0.1 port={backend_port}\n[pgbouncer]\n\
                      listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                      auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
-                     max_client_conn = 2000\ndefault_pool_size = 20\n\
+                     max_client_conn = 2000\ndefault_pool_size = {}\n\
                      ignore_startup_parameters = extra_float_digits,options\n",
-                    users.display()
+                    users.display(),
+                    pgbouncer_pool_size(),
                 ),
             ),
             "pgbouncer config",
@@ -456,6 +485,311 @@ async fn fan_out(
     for row in rows {
         println!("{row}");
     }
+}
+
+/// The feed's query for one key (`config::watch`'s load of a changed key), as its text.
+const KEY_QUERY: &str = "SELECT key, value, revision, description, updated_by FROM platform_config \
+     WHERE env = E'production' AND key = E'order.expiry.minutes'";
+
+/// The breakdown of the 500-instance figure: transport alone, load floor, full path, and LISTEN.
+async fn breakdown(cluster: &TestCluster, pool: &PgPool) {
+    let mut value = 0_i64;
+    println!(
+        "live_propagation breakdown: {BREAKDOWN_CLIENTS} instances, {BREAKDOWN_ROUNDS} updates (or query rounds) each; PgBouncer default_pool_size {}; clients' pools {}",
+        pgbouncer_pool_size(),
+        if test_before_acquire() {
+            "ping before acquire"
+        } else {
+            "without the ping"
+        }
+    );
+    println!("| measurement | path | instances | p50 | p99 | PostgreSQL client connections |");
+    println!("|---|---|---|---|---|---|");
+    let emit = |row: String| {
+        use std::io::Write as _;
+        println!("{row}");
+        let _ = std::io::stdout().flush();
+    };
+    let row = |what: &str, path: &str, samples: &[Duration], connections: i64| {
+        format!(
+            "| {what} | {path} | {BREAKDOWN_CLIENTS} | {:.2} ms | {:.2} ms | {connections} |",
+            ms(percentile(samples, 50.0)),
+            ms(percentile(samples, 99.0)),
+        )
+    };
+
+    // (b) The load floor, straight to PostgreSQL and through PgBouncer.
+    let samples = load_floor(&cluster.url()).await;
+    emit(row(
+        "(b) load floor: 500 pools run the key query at once",
+        "straight to PostgreSQL",
+        &samples.0,
+        samples.1,
+    ));
+    let pgbouncer = PrivatePgBouncer::start(cluster.port());
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pgbouncer.port);
+    let samples = load_floor(&url).await;
+    emit(row(
+        "(b) load floor: 500 pools run the key query at once",
+        "through PgBouncer (transaction)",
+        &samples.0,
+        samples.1,
+    ));
+
+    let redis_url = or_exit(InfraEnv::discover(), "infra env").url(Service::Redis);
+    for (name, transport) in [
+        (
+            "NATS",
+            Transport::Nats {
+                url: "nats://127.0.0.1:4222".to_owned(),
+            },
+        ),
+        ("Redis", Transport::Redis { url: redis_url }),
+    ] {
+        let namespace = format!("gwbench.b{}", std::process::id());
+        let relay = start_relay(pool, &transport, &namespace).await;
+
+        // (a) The transport alone: bare subscribers, no load.
+        let samples = transport_only(pool, &transport, &namespace, &mut value).await;
+        let connections = client_connections(pool).await;
+        emit(row(
+            "(a) transport: UPDATE → relay's message received by every subscriber",
+            &format!("{name} relay"),
+            &samples,
+            connections,
+        ));
+
+        // (c) The full path.
+        let options = FeedOptions::default()
+            .poll_interval(Duration::from_hours(1))
+            .transport(transport.clone())
+            .namespace(namespace.as_str());
+        let (clients, feeds) = start_clients_with(&url, BREAKDOWN_CLIENTS, 1, &options).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let samples = measure(pool, &clients, BREAKDOWN_ROUNDS, &mut value).await;
+        let connections = client_connections(pool).await;
+        emit(row(
+            "(c) full path: UPDATE → visible in every client",
+            &format!("{name} relay, clients through PgBouncer (transaction)"),
+            &samples,
+            connections,
+        ));
+        for feed in feeds {
+            feed.shutdown().await;
+        }
+        drop(clients);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        relay.shutdown().await;
+    }
+    pgbouncer.stop();
+
+    // LISTEN: each client its own listener and pool, straight to PostgreSQL; last, as it needs
+    // 1,000 connections. A pool of two, as the 50 LISTEN clients': the listener takes its
+    // connection from the pool and keeps it, so a pool of one would leave none for the loads.
+    let options = FeedOptions::default().poll_interval(Duration::from_hours(1));
+    let (clients, feeds) = start_clients_with(&cluster.url(), BREAKDOWN_CLIENTS, 2, &options).await;
+    let measured = tokio::time::timeout(
+        Duration::from_secs(120),
+        measure(pool, &clients, BREAKDOWN_ROUNDS, &mut value),
+    )
+    .await;
+    let connections = client_connections(pool).await;
+    match measured {
+        Ok(samples) => emit(row(
+            "(c) full path: UPDATE → visible in every client",
+            "LISTEN (a connection per client)",
+            &samples,
+            connections,
+        )),
+        Err(_) => emit(format!(
+            "| (c) full path | LISTEN (a connection per client) | {BREAKDOWN_CLIENTS} | not every client saw the updates within 120 s | | {connections} |"
+        )),
+    }
+    for feed in feeds {
+        feed.shutdown().await;
+    }
+    drop(clients);
+}
+
+/// Starts a relay on `transport` and waits until it leads.
+async fn start_relay(pool: &PgPool, transport: &Transport, namespace: &str) -> Relay {
+    let relay = or_exit(
+        Relay::start(
+            pool.clone(),
+            RelayOptions::new(transport.clone()).namespace(namespace),
+        ),
+        "relay",
+    );
+    let mut roles = relay.roles();
+    or_exit(
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            roles.wait_for(|role| *role == RelayRole::Leader),
+        )
+        .await,
+        "the relay never led",
+    )
+    .ok();
+    relay
+}
+
+/// 500 pools of one connection each, as the clients' (the same ping setting), run the key query
+/// all at once, `BREAKDOWN_ROUNDS` times: the time from the start of a round until each query's
+/// rows are in, and the PostgreSQL client connections meanwhile.
+async fn load_floor(url: &str) -> (Vec<Duration>, i64) {
+    let mut pools = Vec::with_capacity(BREAKDOWN_CLIENTS);
+    for _ in 0..BREAKDOWN_CLIENTS {
+        let client_pool = or_exit(
+            PgPoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(test_before_acquire())
+                .connect(url)
+                .await,
+            "floor pool",
+        );
+        pools.push(client_pool);
+    }
+    let mut samples = Vec::with_capacity(BREAKDOWN_CLIENTS * BREAKDOWN_ROUNDS);
+    let mut connections = 0;
+    for round in 0..BREAKDOWN_ROUNDS {
+        let (go, _) = tokio::sync::watch::channel(());
+        let tasks: Vec<_> = pools
+            .iter()
+            .map(|client_pool| {
+                let client_pool = client_pool.clone();
+                let mut go = go.subscribe();
+                tokio::spawn(async move {
+                    or_exit(go.changed().await, "the start signal");
+                    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(KEY_QUERY))
+                        .fetch_all(&client_pool)
+                        .await;
+                    let at = Instant::now();
+                    or_exit(rows, "key query");
+                    at
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        go.send_replace(());
+        for task in tasks {
+            let at = or_exit(task.await, "a query task");
+            samples.push(at.saturating_duration_since(start));
+        }
+        if round == 0 {
+            connections = count_connections(url).await;
+        }
+        // The next round starts from idle, as the next change would.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for client_pool in pools {
+        client_pool.close().await;
+    }
+    samples.sort_unstable();
+    (samples, connections)
+}
+
+/// PostgreSQL's client backends, through a connection of its own to `url`'s server, less itself.
+async fn count_connections(url: &str) -> i64 {
+    let pool = or_exit(
+        PgPoolOptions::new().max_connections(1).connect(url).await,
+        "counting pool",
+    );
+    let total: i64 = or_exit(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        ))
+        .fetch_one(&pool)
+        .await
+        .and_then(|row| sqlx::Row::try_get(&row, 0)),
+        "counting connections",
+    );
+    pool.close().await;
+    total - 1
+}
+
+/// 500 bare subscribers to the relay's subject, each on its own connection: for each of
+/// `BREAKDOWN_ROUNDS` updates, the time from issuing it until each subscriber has the relay's
+/// message naming the change (parsed as JSON, as a feed does), with no load.
+async fn transport_only(
+    pool: &PgPool,
+    transport: &Transport,
+    namespace: &str,
+    value: &mut i64,
+) -> Vec<Duration> {
+    use futures_util::StreamExt as _;
+
+    let subject = format!("{namespace}.{}", config::CHANNEL);
+    let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let mut tasks = Vec::with_capacity(BREAKDOWN_CLIENTS);
+    for _ in 0..BREAKDOWN_CLIENTS {
+        let mut messages: futures_util::stream::BoxStream<'static, Vec<u8>> = match transport {
+            Transport::Nats { url } => {
+                let client = or_exit(async_nats::connect(url.as_str()).await, "NATS connect");
+                let subscriber = or_exit(client.subscribe(subject.clone()).await, "subscribe");
+                subscriber
+                    .map(move |message| {
+                        let _ = &client;
+                        message.payload.to_vec()
+                    })
+                    .boxed()
+            }
+            Transport::Redis { url } => {
+                let mut pubsub = or_exit(
+                    async {
+                        deadpool_redis::redis::Client::open(url.as_str())?
+                            .get_async_pubsub()
+                            .await
+                    }
+                    .await,
+                    "Redis connect",
+                );
+                or_exit(pubsub.subscribe(&subject).await, "subscribe");
+                pubsub
+                    .into_on_message()
+                    .map(|message| message.get_payload_bytes().to_vec())
+                    .boxed()
+            }
+            _ => {
+                eprintln!("live_propagation: no bare subscriber for {transport:?}");
+                std::process::exit(1);
+            }
+        };
+        let heard_tx = heard_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(body) = messages.next().await {
+                let message: serde_json::Value =
+                    or_exit(serde_json::from_slice(&body), "relay message");
+                // Heartbeats carry no payload.
+                if message.get("payload").is_some() && heard_tx.send(Instant::now()).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(heard_tx);
+    // Every subscription is in place once the relay's heartbeats reach the subscribers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut samples = Vec::with_capacity(BREAKDOWN_CLIENTS * BREAKDOWN_ROUNDS);
+    for _ in 0..BREAKDOWN_ROUNDS {
+        *value += 1;
+        let start = Instant::now();
+        update(pool, *value).await;
+        for _ in 0..BREAKDOWN_CLIENTS {
+            let at = or_exit(
+                tokio::time::timeout(Duration::from_secs(10), heard.recv())
+                    .await
+                    .map_err(|_| "10 s without a message".to_owned())
+                    .and_then(|at| at.ok_or_else(|| "subscribers gone".to_owned())),
+                "transport",
+            );
+            samples.push(at.saturating_duration_since(start));
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    samples.sort_unstable();
+    samples
 }
 
 fn main() {

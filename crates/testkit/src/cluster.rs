@@ -111,8 +111,8 @@ impl TestCluster {
     /// archive_command = '/path/to/groundwork-backup --env-file /path/env postgres wal-push %p'
     /// ```
     ///
-    /// A setting named in `conf` wins over the test defaults (`fsync = off`, `synchronous_commit
-    /// = off`). [`TestCluster::dir`] is a private directory owned by the server's user, for
+    /// A setting named in `conf` wins over the test defaults (`max_connections = 250`, `fsync =
+    /// off`, `synchronous_commit = off`). [`TestCluster::dir`] is a private directory owned by the server's user, for
     /// files the server's commands need.
     pub async fn start_with_conf(conf: &str) -> Result<Self, TestkitError> {
         let conf = conf.to_owned();
@@ -362,10 +362,14 @@ struct StartSpec {
 fn pg_ctl_start(cluster: &StartSpec) -> Result<(), TestkitError> {
     let (dir, bin, port) = (&cluster.dir, &cluster.bin, cluster.port);
     let mut options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=250",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1",
         dir.join("sock").display()
     );
-    for (name, value) in [("fsync", "off"), ("synchronous_commit", "off")] {
+    for (name, value) in [
+        ("max_connections", "250"),
+        ("fsync", "off"),
+        ("synchronous_commit", "off"),
+    ] {
         if !cluster.configured.iter().any(|set| set == name) {
             options = format!("{options} -c {name}={value}");
         }
