@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -97,8 +97,14 @@ impl<T: KeyedTable> Worker<T> {
 }
 
 async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    // The pool is the application's; the listener must outlive a pool closed for maintenance.
+    // A connection of its own, with the application pool's settings: `PgListener` keeps the
+    // connection it takes from a pool, which would leave one less for the application's queries
+    // and the feed's loads (none, with a pool of one).
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
+    // The listener must outlive a pool closed for maintenance.
     listener.ignore_pool_close_event(true);
     listener.listen(channel).await?;
     Ok(listener)

@@ -256,6 +256,52 @@ async fn an_operators_plain_sql_update_reaches_the_service() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_feed_leaves_the_application_pool_its_connections() -> Result<()> {
+    let db = migrated().await?;
+    insert(db.pool(), "production", "order.expiry.minutes", &json!(30)).await?;
+    // The application's pool has one connection; the feed's listener must not take it.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(db.url())
+        .await?;
+    let (config, feed) = config::watch(pool.clone(), "production", options()).await?;
+    let expiry = config.setting("order.expiry.minutes", 15_u32);
+    // Wait until the listener is up (so that the update below is notified).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+        )
+        .fetch_one(db.pool())
+        .await?;
+        if listening == 1 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the feed is not listening after 10 s ({listening} listeners)");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The application's own query still gets the pool's connection.
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
+    assert_eq!(one, 1);
+    sqlx::query(
+        "UPDATE platform_config SET value = '45' WHERE env = 'production' AND key = 'order.expiry.minutes'",
+    )
+    .execute(db.pool())
+    .await?;
+    until(
+        &config,
+        "the update is loaded through the pool of one",
+        || *expiry.get() == 45,
+    )
+    .await?;
+    feed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn only_the_services_environment_is_served() -> Result<()> {
     let db = migrated().await?;
     insert(db.pool(), "production", "order.expiry.minutes", &json!(30)).await?;
