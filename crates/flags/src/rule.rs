@@ -532,29 +532,48 @@ pub(crate) struct Semver<'a> {
 }
 
 impl<'a> Semver<'a> {
+    /// Parses `text` in one pass over the version core: `MAJOR[.MINOR[.PATCH]]`, an optional
+    /// leading `v`, an optional `-pre.release` and an ignored `+build`.
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
         let text = text.strip_prefix('v').unwrap_or(text);
-        let text = text
-            .split_once('+')
-            .map_or(text, |(version, _build)| version);
-        let (core_text, pre) = text.split_once('-').unwrap_or((text, ""));
-        if text.contains('-') && (pre.is_empty() || pre.split('.').any(str::is_empty)) {
-            return None;
-        }
         let mut core = [0_u64; 3];
-        let mut parts = core_text.split('.');
-        for (i, slot) in core.iter_mut().enumerate() {
-            match parts.next() {
-                Some(part) if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) => {
-                    *slot = part.parse().ok()?;
+        let mut part = 0;
+        let mut digits = 0;
+        let mut end = text.len();
+        for (at, byte) in text.bytes().enumerate() {
+            match byte {
+                b'0'..=b'9' => {
+                    let slot = core.get_mut(part)?;
+                    *slot = slot.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+                    digits += 1;
                 }
-                None if i > 0 => break,
+                b'.' if digits > 0 && part < 2 => {
+                    part += 1;
+                    digits = 0;
+                }
+                b'-' | b'+' => {
+                    end = at;
+                    break;
+                }
                 _ => return None,
             }
         }
-        if parts.next().is_some() {
+        if digits == 0 {
             return None;
         }
+        let pre = match text.get(end..).and_then(|rest| rest.strip_prefix('-')) {
+            Some(pre_and_build) => {
+                let pre = pre_and_build
+                    .split_once('+')
+                    .map_or(pre_and_build, |(pre, _build)| pre);
+                if pre.is_empty() || pre.split('.').any(str::is_empty) {
+                    return None;
+                }
+                pre
+            }
+            // Nothing after the core, or a build (after `+`), which precedence ignores.
+            None => "",
+        };
         Some(Self { core, pre })
     }
 }
@@ -638,6 +657,81 @@ mod tests {
         }
         assert_eq!(v("2.1").cmp(&v("2.1.0")), Ordering::Equal);
         assert_eq!(v("2.1.0+a").cmp(&v("2.1.0+b")), Ordering::Equal);
+    }
+
+    /// The parse before the one-pass version, kept to check that both agree.
+    fn parse_by_splitting(text: &str) -> Option<Semver<'_>> {
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let text = text
+            .split_once('+')
+            .map_or(text, |(version, _build)| version);
+        let (core_text, pre) = text.split_once('-').unwrap_or((text, ""));
+        if text.contains('-') && (pre.is_empty() || pre.split('.').any(str::is_empty)) {
+            return None;
+        }
+        let mut core = [0_u64; 3];
+        let mut parts = core_text.split('.');
+        for (i, slot) in core.iter_mut().enumerate() {
+            match parts.next() {
+                Some(part) if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) => {
+                    *slot = part.parse().ok()?;
+                }
+                None if i > 0 => break,
+                _ => return None,
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Semver { core, pre })
+    }
+
+    #[test]
+    fn one_pass_parse_agrees_with_splitting() {
+        let pieces = [
+            "",
+            "v",
+            "0",
+            "1",
+            "12",
+            ".",
+            "-",
+            "+",
+            "a",
+            "x.1",
+            "18446744073709551616",
+        ];
+        let mut checked = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        let text = format!("{a}{b}{c}{d}");
+                        let (ours, theirs) = (Semver::parse(&text), parse_by_splitting(&text));
+                        assert_eq!(
+                            ours.map(|v| (v.core, v.pre)),
+                            theirs.map(|v| (v.core, v.pre)),
+                            "{text:?}"
+                        );
+                        checked += usize::from(ours.is_some());
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000, "{checked} parsed");
+        for text in [
+            "1.2.3-rc.1+b-2",
+            "v2.0.0+build.5",
+            "1.0.0-alpha-1",
+            "1.2.3-+",
+            "1.2.3+",
+        ] {
+            assert_eq!(
+                Semver::parse(text).map(|v| (v.core, v.pre)),
+                parse_by_splitting(text).map(|v| (v.core, v.pre)),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
