@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgListener};
+use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 use tokio::sync::{mpsc, watch};
 
@@ -312,7 +312,12 @@ enum Relayed {
 
 async fn listen(pool: PgPool, channels: Vec<String>, notices: mpsc::Sender<Relayed>) {
     let connected = async {
-        let mut listener = PgListener::connect_with(&pool).await?;
+        // A connection of its own: `PgListener` keeps the connection it takes from a pool, which
+        // would leave the service's pool one short for as long as the relay leads.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let mut listener = PgListener::connect_with(&own).await?;
         listener.ignore_pool_close_event(true);
         listener
             .listen_all(channels.iter().map(String::as_str))
