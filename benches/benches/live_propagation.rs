@@ -190,10 +190,7 @@ async fn run() {
         let mut value = 0_i64;
         let samples = measure(&pool, &clients, FANOUT_ROUNDS, &mut value).await;
         let listen_connections = client_connections(&pool).await;
-        for feed in feeds {
-            feed.shutdown().await;
-        }
-        drop(clients);
+        stop_clients(clients, feeds).await;
         let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
         fan_out(&cluster, &pool, value, ms(p50), ms(p99), listen_connections).await;
         return;
@@ -273,10 +270,7 @@ async fn run() {
     );
 
     let listen_connections = client_connections(&pool).await;
-    for feed in feeds {
-        feed.shutdown().await;
-    }
-    drop(clients);
+    stop_clients(clients, feeds).await;
     fan_out(&cluster, &pool, value, ms(p50), ms(p99), listen_connections).await;
 }
 
@@ -424,47 +418,16 @@ async fn fan_out(
     listen_p99: f64,
     listen_connections: i64,
 ) {
-    let redis_url = or_exit(InfraEnv::discover(), "infra env").url(Service::Redis);
     let pgbouncer = PrivatePgBouncer::start(cluster.port());
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pgbouncer.port);
     let mut rows = vec![format!(
         "| LISTEN (a connection per client) | {CLIENTS} | {listen_p50:.2} ms | {listen_p99:.2} ms | {listen_connections} |"
     )];
-    for (name, transport) in [
-        (
-            "NATS",
-            Transport::Nats {
-                url: "nats://127.0.0.1:4222".to_owned(),
-            },
-        ),
-        ("Redis", Transport::Redis { url: redis_url }),
-    ] {
+    for (name, transport) in transports() {
         let namespace = format!("gwbench.p{}", std::process::id());
-        let relay = or_exit(
-            Relay::start(
-                pool.clone(),
-                RelayOptions::new(transport.clone()).namespace(namespace.as_str()),
-            ),
-            "relay",
-        );
-        let mut roles = relay.roles();
-        or_exit(
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                roles.wait_for(|role| *role == RelayRole::Leader),
-            )
-            .await,
-            "the relay never led",
-        )
-        .ok();
+        let relay = start_relay(pool, &transport, &namespace).await;
         for (count, rounds) in [(CLIENTS, FANOUT_ROUNDS), (500, FANOUT_ROUNDS / 5)] {
-            let options = FeedOptions::default()
-                .poll_interval(Duration::from_hours(1))
-                .transport(transport.clone())
-                .namespace(namespace.as_str());
-            let (clients, feeds) = start_clients_with(&url, count, 1, &options).await;
-            // Every client has heard the relay (its first message makes it resync once more).
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (clients, feeds) = start_subscribers(&url, count, &transport, &namespace).await;
             let samples = measure(pool, &clients, rounds, &mut value).await;
             let connections = client_connections(pool).await;
             rows.push(format!(
@@ -472,10 +435,7 @@ async fn fan_out(
                 ms(percentile(&samples, 50.0)),
                 ms(percentile(&samples, 99.0)),
             ));
-            for feed in feeds {
-                feed.shutdown().await;
-            }
-            drop(clients);
+            stop_clients(clients, feeds).await;
             // Let PgBouncer's client connections go before the next count.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -540,16 +500,7 @@ async fn breakdown(cluster: &TestCluster, pool: &PgPool) {
         samples.1,
     ));
 
-    let redis_url = or_exit(InfraEnv::discover(), "infra env").url(Service::Redis);
-    for (name, transport) in [
-        (
-            "NATS",
-            Transport::Nats {
-                url: "nats://127.0.0.1:4222".to_owned(),
-            },
-        ),
-        ("Redis", Transport::Redis { url: redis_url }),
-    ] {
+    for (name, transport) in transports() {
         let namespace = format!("gwbench.b{}", std::process::id());
         let relay = start_relay(pool, &transport, &namespace).await;
 
@@ -564,12 +515,8 @@ async fn breakdown(cluster: &TestCluster, pool: &PgPool) {
         ));
 
         // (c) The full path.
-        let options = FeedOptions::default()
-            .poll_interval(Duration::from_hours(1))
-            .transport(transport.clone())
-            .namespace(namespace.as_str());
-        let (clients, feeds) = start_clients_with(&url, BREAKDOWN_CLIENTS, 1, &options).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (clients, feeds) =
+            start_subscribers(&url, BREAKDOWN_CLIENTS, &transport, &namespace).await;
         let samples = measure(pool, &clients, BREAKDOWN_ROUNDS, &mut value).await;
         let connections = client_connections(pool).await;
         emit(row(
@@ -578,10 +525,7 @@ async fn breakdown(cluster: &TestCluster, pool: &PgPool) {
             &samples,
             connections,
         ));
-        for feed in feeds {
-            feed.shutdown().await;
-        }
-        drop(clients);
+        stop_clients(clients, feeds).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         relay.shutdown().await;
     }
@@ -617,6 +561,43 @@ async fn listen_path(cluster: &TestCluster, pool: &PgPool, value: &mut i64) {
             "| (c) full path | LISTEN (a connection per client) | {BREAKDOWN_CLIENTS} | not every client saw the updates within 120 s | | {connections} |"
         ),
     }
+    stop_clients(clients, feeds).await;
+}
+
+/// The fan-out transports measured, by name: the machine's NATS and the infra's Redis.
+fn transports() -> [(&'static str, Transport); 2] {
+    let redis_url = or_exit(InfraEnv::discover(), "infra env").url(Service::Redis);
+    [
+        (
+            "NATS",
+            Transport::Nats {
+                url: "nats://127.0.0.1:4222".to_owned(),
+            },
+        ),
+        ("Redis", Transport::Redis { url: redis_url }),
+    ]
+}
+
+/// Starts `count` clients through `url` (pools of one connection) that learn of changes on
+/// `transport`, and waits until every one has heard the relay (its first message makes a client
+/// resync once more).
+async fn start_subscribers(
+    url: &str,
+    count: usize,
+    transport: &Transport,
+    namespace: &str,
+) -> (Vec<LiveConfig>, Vec<Feed>) {
+    let options = FeedOptions::default()
+        .poll_interval(Duration::from_hours(1))
+        .transport(transport.clone())
+        .namespace(namespace);
+    let started = start_clients_with(url, count, 1, &options).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    started
+}
+
+/// Stops the clients' feeds and drops the clients.
+async fn stop_clients(clients: Vec<LiveConfig>, feeds: Vec<Feed>) {
     for feed in feeds {
         feed.shutdown().await;
     }
