@@ -215,7 +215,8 @@ pub(crate) fn process_runs(pid: u32, name: &str) -> bool {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether `pid` is a live process (not a zombie), whatever it runs.
+pub(super) fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // A zombie has exited and only waits for its parent to collect it; count it as gone.
         Ok(stat) => stat

@@ -67,7 +67,11 @@ pub(super) fn wait_until_answers(spec: &Spec, dir: &Path) -> Result<()> {
             return Ok(());
         }
         match process::read_pid(&dir.join(spec.pid_file)) {
-            Some(pid) if !process::process_runs(pid, spec.process_name) => bail!(
+            // Liveness alone: the PID is this start's (a stale file was removed before it), and
+            // right after `spawn` the kernel may still be finishing the exec, when
+            // /proc/PID/cmdline reads empty and a check of the command line would call a starting
+            // server dead.
+            Some(pid) if !process::process_alive(pid) => bail!(
                 "{} (pid {pid}) exited while starting; see {}",
                 spec.name,
                 log_hint(spec, dir)
