@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgListener, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection as _, PgPool};
 use tokio::sync::{mpsc, watch};
 
 use crate::fanout::{self, Message, Publisher, Transport};
-use crate::feed::{DEFAULT_NAMESPACE, jittered};
+use crate::feed::{DEFAULT_NAMESPACE, jittered, own_listener};
 use crate::stoppable::StoppableTask;
 
 /// How a relay runs; [`RelayOptions::new`] has the defaults.
@@ -312,13 +312,8 @@ enum Relayed {
 
 async fn listen(pool: PgPool, channels: Vec<String>, notices: mpsc::Sender<Relayed>) {
     let connected = async {
-        // A connection of its own: `PgListener` keeps the connection it takes from a pool, which
-        // would leave the service's pool one short for as long as the relay leads.
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with((*pool.connect_options()).clone());
-        let mut listener = PgListener::connect_with(&own).await?;
-        listener.ignore_pool_close_event(true);
+        // Not one of the service's connections: it stays taken for as long as the relay leads.
+        let mut listener = own_listener(&pool).await?;
         listener
             .listen_all(channels.iter().map(String::as_str))
             .await?;

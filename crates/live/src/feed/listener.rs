@@ -97,15 +97,22 @@ impl<T: KeyedTable> Worker<T> {
 }
 
 async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    // A connection of its own, with the application pool's settings: `PgListener` keeps the
-    // connection it takes from a pool, which would leave one less for the application's queries
-    // and the feed's loads (none, with a pool of one).
+    let mut listener = own_listener(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// A `PgListener` on a connection of its own, made with `pool`'s connect options as sqlx's
+/// `PgListener::connect` makes one from a URL. `PgListener::connect_with(pool)` would keep one of
+/// the application's connections for as long as it listens, leaving one less for its queries
+/// and the feed's loads (none, with a pool of one). It outlives a pool closed for maintenance.
+pub(crate) async fn own_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let own = PgPoolOptions::new()
         .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await?;
-    // The listener must outlive a pool closed for maintenance.
     listener.ignore_pool_close_event(true);
-    listener.listen(channel).await?;
     Ok(listener)
 }

@@ -22,6 +22,7 @@ use crate::fanout::{self, Transport};
 use crate::snapshot;
 use crate::stoppable::StoppableTask;
 
+pub(crate) use listener::own_listener;
 pub use status::FeedStatus;
 pub(crate) use status::StatusCell;
 use table::Whole;
