@@ -10,6 +10,7 @@ mod catalog;
 #[cfg(feature = "clickhouse")]
 mod clickhouse;
 mod error;
+mod hexpack;
 mod keys;
 mod local;
 mod manifest;

@@ -137,6 +137,11 @@ pub struct StoredObject {
     pub sha256: String,
     /// The multipart part size used for the upload.
     pub part_size: u64,
+    /// What was done to the data before compression: `None` for nothing, `pg-bytea-hex-1` for
+    /// a PostgreSQL dump whose `bytea` hex text was packed into bytes. A reader that does not
+    /// know the name refuses the object instead of restoring packed bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<String>,
 }
 
 /// The manifest: written last, it makes a backup complete.

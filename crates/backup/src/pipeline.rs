@@ -47,6 +47,8 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// (`pg_restore`) cannot see the end of the data before the checksum has been checked: a
 /// damaged backup never completes a restore.
 const HOLDBACK: usize = 1024 * 1024;
+/// Read size of a packed stream's unpacking.
+const UNPACK_BUFFER: usize = 128 * 1024;
 /// Read size of the source pump.
 #[cfg(any(feature = "postgres", feature = "redis"))]
 const PUMP_BUFFER: usize = 256 * 1024;
@@ -138,6 +140,25 @@ fn add(progress: Option<&Arc<Progress>>, pick: fn(&Progress) -> &AtomicU64, n: u
     }
 }
 
+/// What is done to the data before compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// Nothing: the stored object is plain zstd (then age).
+    None,
+    /// The hex text of `bytea` values in a `pg_dump` archive is packed into bytes first
+    /// ([`crate::hexpack`]); the manifest entry names the packing.
+    ByteaHex,
+}
+
+impl Packing {
+    fn name(self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::ByteaHex => Some(crate::hexpack::NAME.to_owned()),
+        }
+    }
+}
+
 /// Uploads what `produce` writes, compressed and encrypted, as the object `path`.
 ///
 /// `produce` runs on a blocking thread. The upload is completed only if it returns `Ok`;
@@ -146,6 +167,17 @@ pub(crate) async fn upload<T: Send + 'static>(
     storage: &Storage,
     path: &Path,
     options: &PipelineOptions,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T, BackupError> + Send + 'static,
+) -> Result<(T, StoredObject), BackupError> {
+    upload_packed(storage, path, options, Packing::None, produce).await
+}
+
+/// [`upload`], with the data packed as `packing` says before compression.
+pub(crate) async fn upload_packed<T: Send + 'static>(
+    storage: &Storage,
+    path: &Path,
+    options: &PipelineOptions,
+    packing: Packing,
     produce: impl FnOnce(&mut dyn Write) -> Result<T, BackupError> + Send + 'static,
 ) -> Result<(T, StoredObject), BackupError> {
     options.validate(storage)?;
@@ -189,7 +221,13 @@ pub(crate) async fn upload<T: Send + 'static>(
     let progress = options.progress.clone();
     let part_size = options.part_size;
     let encode = tokio::task::spawn_blocking(move || {
-        encode_into(sink, (level, workers), &recipients, progress, produce)
+        encode_into(
+            sink,
+            (level, workers, packing),
+            &recipients,
+            progress,
+            produce,
+        )
     });
 
     let encoded = encode.await.map_err(|err| BackupError::Pipeline {
@@ -215,6 +253,7 @@ pub(crate) async fn upload<T: Send + 'static>(
                     stored_bytes: stored,
                     sha256,
                     part_size: part_size as u64,
+                    packing: packing.name(),
                 },
             ))
         }
@@ -238,10 +277,11 @@ const FAST_LEVEL: i32 = 1;
 
 /// The encoder runs in three stages on three threads, so that reading the source, compressing
 /// and encrypting + hashing overlap: `produce` writes into chunks of [`CHUNK`] bytes, one thread
-/// compresses them ([`ChunkCompressor`]), one encrypts, hashes and cuts parts.
+/// packs ([`Packing`]) and compresses them ([`ChunkCompressor`]), one encrypts, hashes and cuts
+/// parts.
 fn encode_into<T>(
     sink: PartSink,
-    (level, workers): (i32, u32),
+    (level, workers, packing): (i32, u32, Packing),
     recipients: &[Recipient],
     progress: Option<Arc<Progress>>,
     produce: impl FnOnce(&mut dyn Write) -> Result<T, BackupError>,
@@ -277,8 +317,18 @@ fn encode_into<T>(
         });
         let compressing = scope.spawn(move || -> io::Result<()> {
             let broken = || io::Error::new(io::ErrorKind::BrokenPipe, "the encryption stopped");
+            let mut hex_packer =
+                (packing == Packing::ByteaHex).then(crate::hexpack::Packer::default);
+            let mut packed_chunk = Vec::new();
             for chunk in chunk_rx {
-                for frame in compressor.compress(&chunk)? {
+                let data = match hex_packer.as_mut() {
+                    Some(packer) => {
+                        packer.pack(&chunk, &mut packed_chunk);
+                        &packed_chunk
+                    }
+                    None => &chunk,
+                };
+                for frame in compressor.compress(data)? {
                     frame_tx.send(frame).map_err(|_| broken())?;
                 }
             }
@@ -801,8 +851,20 @@ fn decode_from<T>(
     } else {
         Box::new(reader)
     };
-    let decoder = zstd::stream::read::Decoder::new(plain)
+    let zstd = zstd::stream::read::Decoder::new(plain)
         .map_err(|err| decode_err(format!("starting zstd: {err}")))?;
+    let decoder: Box<dyn Read> = match spec.object.packing.as_deref() {
+        None => Box::new(zstd),
+        Some(crate::hexpack::NAME) => Box::new(crate::hexpack::Unpacker::new(
+            BufReader::with_capacity(UNPACK_BUFFER, zstd),
+        )),
+        Some(other) => {
+            return Err(decode_err(format!(
+                "it is packed as {other:?}, which this version of groundwork-backup does not \
+                 know (a newer one wrote it)"
+            )));
+        }
+    };
     let mut counting = CountingReader {
         inner: decoder,
         progress,

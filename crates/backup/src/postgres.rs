@@ -18,7 +18,7 @@ use crate::manifest::{
     BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
     backup_object, rfc3339,
 };
-use crate::pipeline::{self, DownloadSpec, PipelineOptions, Progress};
+use crate::pipeline::{self, DownloadSpec, Packing, PipelineOptions, Progress};
 use crate::process::{ChildGuard, last_secret, program_version, take_secrets};
 use crate::storage::Storage;
 use crate::storage::percent_decode;
@@ -60,6 +60,11 @@ pub struct PostgresBackupOptions {
     pub source_name: Option<String>,
     /// The `pg_dump` program.
     pub pg_dump: PathBuf,
+    /// Pack the hex text of `bytea` values into bytes before compression (default): on random
+    /// or already compressed `bytea` this halves the data for far less CPU than compressing the
+    /// text. Off, the stored object is plain zstd (then age), as tools other than Groundwork
+    /// read it; on, its manifest entry says `"packing": "pg-bytea-hex-1"`.
+    pub pack_bytea_hex: bool,
 }
 
 impl Default for PostgresBackupOptions {
@@ -69,6 +74,7 @@ impl Default for PostgresBackupOptions {
             row_counts: true,
             source_name: None,
             pg_dump: PathBuf::from("pg_dump"),
+            pack_bytea_hex: true,
         }
     }
 }
@@ -364,9 +370,18 @@ async fn backup_postgres_in(
     }
     params.apply(&mut command);
 
-    let upload = pipeline::upload(storage, &data_path, &options.pipeline, move |sink| {
-        run_dump(&mut command, sink)
-    });
+    let packing = if options.pack_bytea_hex {
+        Packing::ByteaHex
+    } else {
+        Packing::None
+    };
+    let upload = pipeline::upload_packed(
+        storage,
+        &data_path,
+        &options.pipeline,
+        packing,
+        move |sink| run_dump(&mut command, sink),
+    );
     // Rows are counted in the same snapshot while pg_dump reads it, instead of before.
     let counts = async {
         if snapshot.is_some() {

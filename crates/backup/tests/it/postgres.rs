@@ -227,6 +227,73 @@ async fn encrypted_backup_on_s3_uses_equal_parts_restores_and_verifies() -> Resu
     Ok(())
 }
 
+/// The bytes plain zstd decodes `path` to (an unencrypted object).
+fn plain_zstd(path: &std::path::Path) -> Result<Vec<u8>> {
+    Ok(zstd::stream::decode_all(std::fs::File::open(path)?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytea_hex_is_packed_by_default_and_plain_zstd_on_request() -> Result<()> {
+    // 3000 values of 4 KiB random bytes: `pg_dump` writes 24 MiB of hex text.
+    let source = incompressible_database().await?;
+    let store = local_store()?;
+    let packed = backup_postgres(
+        &store.storage,
+        &secret(source.url()),
+        &PostgresBackupOptions::default(),
+    )
+    .await?;
+    assert_eq!(packed.objects[0].packing.as_deref(), Some("pg-bytea-hex-1"));
+    // Half the hex text, and no more: the packed bytes are stored as they are.
+    assert!(
+        packed.stored_bytes * 100 < packed.raw_bytes * 51,
+        "{} of {}",
+        packed.stored_bytes,
+        packed.raw_bytes
+    );
+    let packed_path = first_object(&store, &source, &packed);
+    // Plain zstd yields the packed stream, not the archive: shorter, and no `PGDMP` header.
+    let packed_stream = plain_zstd(&packed_path)?;
+    assert!((packed_stream.len() as u64) < packed.raw_bytes * 51 / 100);
+    assert!(!packed_stream.starts_with(b"PGDMP"));
+
+    let target = TestDatabase::create().await?;
+    let report = restore(&store, &packed, &target, &PostgresRestoreOptions::default()).await?;
+    assert_eq!(report.raw_bytes, packed.raw_bytes);
+    assert_eq!(plain_dump(source.url())?, plain_dump(target.url())?);
+    let verified = verify(&store, &packed, &source).await?;
+    assert!(verified.ok, "{verified:?}");
+
+    // Unpacked on request: any zstd decoder reads the archive itself.
+    let unpacked_options = PostgresBackupOptions {
+        pack_bytea_hex: false,
+        ..PostgresBackupOptions::default()
+    };
+    let plain = backup_postgres(&store.storage, &secret(source.url()), &unpacked_options).await?;
+    assert_eq!(plain.objects[0].packing, None);
+    let archive = plain_zstd(&first_object(&store, &source, &plain))?;
+    assert!(archive.starts_with(b"PGDMP"));
+    assert_eq!(archive.len() as u64, plain.raw_bytes);
+    let target = TestDatabase::create().await?;
+    restore(&store, &plain, &target, &PostgresRestoreOptions::default()).await?;
+    assert_eq!(plain_dump(source.url())?, plain_dump(target.url())?);
+
+    // A packing this version does not know is refused by name, before anything is restored.
+    let mut unknown = packed.clone();
+    unknown.objects[0].packing = Some("pg-bytea-hex-9".into());
+    let target = TestDatabase::create().await?;
+    let message = refused_restore(&store, &unknown, &target)
+        .await
+        .map(|err| err.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("\"pg-bytea-hex-9\"") && message.contains("does not know"),
+        "{message}"
+    );
+    assert_eq!(relation_count(&target).await?, 0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_stored_byte_is_refused_with_a_checksum_error_naming_the_object() -> Result<()> {
     let identity = Identity::generate();

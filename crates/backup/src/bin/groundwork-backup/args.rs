@@ -230,6 +230,10 @@ pub(crate) struct PgBackupArgs {
     /// The `pg_dump` program.
     #[arg(long, default_value = "pg_dump")]
     pub(crate) pg_dump: PathBuf,
+    /// Store the dump as plain zstd (then age), without packing the hex text of `bytea` values
+    /// into bytes first: slower on incompressible `bytea`, readable by `age -d | zstd -d`.
+    #[arg(long)]
+    pub(crate) no_bytea_packing: bool,
 }
 
 #[derive(Debug, Subcommand)]

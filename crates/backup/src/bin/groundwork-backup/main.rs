@@ -179,6 +179,7 @@ async fn postgres(
                         row_counts: !args.no_row_counts,
                         source_name: args.source.clone(),
                         pg_dump: args.pg_dump.clone(),
+                        pack_bytea_hex: !args.no_bytea_packing,
                     },
                     session,
                 ))

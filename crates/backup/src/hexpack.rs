@@ -1,0 +1,500 @@
+//! Packing of the hex text `pg_dump` writes for `bytea`, before compression.
+//!
+//! `pg_dump` writes table data in `COPY`'s text format, where a `bytea` value is hex text after
+//! an escaped `\x`: `\\x0a1b…`, two characters for every byte. zstd shrinks hex text of random
+//! bytes back to about half, but only by entropy-coding every character, which costs more CPU
+//! than the dump itself on incompressible data (random bytes, attachments, already compressed
+//! documents). Packing each long run of lowercase hex after `\\x` back into its bytes halves
+//! that text for a fraction of the cost, and leaves the compressor data it recognises as
+//! incompressible and stores as it is. Text without such runs passes through unchanged.
+//!
+//! The packed stream ([`NAME`]) is a sequence of records, each a literal part and a hex part:
+//!
+//! ```text
+//! u32 LE  literal length L
+//! L bytes copied as they are
+//! u32 LE  hex length N, in characters
+//! ⌈N/2⌉ bytes, two characters each (the first in the high nibble); an odd N leaves the last
+//!         byte's low nibble 0
+//! ```
+//!
+//! Unpacking writes the hex part as lowercase characters, so that the stream round-trips exactly:
+//! only lowercase runs are packed. A run crossing the end of the input piece given to
+//! [`Packer::pack`] continues in the next piece's first record.
+
+use std::io::{self, BufRead, Read};
+
+use memchr::memmem;
+
+/// The name of this packing in a stored object's manifest entry (`"prefilter"`).
+pub(crate) const NAME: &str = "pg-bytea-hex-1";
+
+/// A run of fewer hex characters stays literal: its two length fields would cost about what
+/// packing it saves.
+const MIN_RUN: usize = 64;
+
+/// What precedes a `bytea` value's hex text in `COPY`'s text format: a backslash, escaped, and `x`.
+const PREFIX: &[u8] = b"\\\\x";
+
+/// Packs pieces of a stream one after the other, each into a complete sequence of records.
+#[derive(Debug)]
+pub(crate) struct Packer {
+    finder: memmem::Finder<'static>,
+    /// Whether the last piece ended inside a hex run (or right after its prefix).
+    in_run: bool,
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Self {
+            finder: memmem::Finder::new(PREFIX),
+            in_run: false,
+        }
+    }
+}
+
+impl Packer {
+    /// Replaces `out` with the records of `piece`.
+    pub(crate) fn pack(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(piece.len() + 8);
+        let mut literal_start = 0;
+        let mut search_from = 0;
+        let mut continuing = std::mem::take(&mut self.in_run);
+        loop {
+            let run_start = if continuing {
+                continuing = false;
+                search_from
+            } else {
+                match self.finder.find(&piece[search_from..]) {
+                    Some(at) => search_from + at + PREFIX.len(),
+                    None => break,
+                }
+            };
+            let record = out.len();
+            push_len(out, run_start - literal_start);
+            out.extend_from_slice(&piece[literal_start..run_start]);
+            let hex_len_at = out.len();
+            push_len(out, 0);
+            let run = pack_hex(&piece[run_start..], out);
+            let run_end = run_start + run;
+            if run_end == piece.len() {
+                // The run (maybe still empty) can go on in the next piece.
+                set_len(out, hex_len_at, run);
+                self.in_run = true;
+                return;
+            }
+            if run < MIN_RUN {
+                out.truncate(record);
+            } else {
+                set_len(out, hex_len_at, run);
+                literal_start = run_end;
+            }
+            search_from = run_end;
+        }
+        push_len(out, piece.len() - literal_start);
+        out.extend_from_slice(&piece[literal_start..]);
+        push_len(out, 0);
+    }
+}
+
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    // A piece is at most a pipeline chunk (1 MiB), far below u32::MAX.
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn set_len(out: &mut [u8], at: usize, len: usize) {
+    out[at..at + 4].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// The value of each lowercase hex character; 0xFF for every other byte.
+const NIBBLE: [u8; 256] = {
+    let mut table = [0xFF_u8; 256];
+    let mut i = 0_u8;
+    while i < 16 {
+        let character = if i < 10 { b'0' + i } else { b'a' + i - 10 };
+        table[character as usize] = i;
+        i += 1;
+    }
+    table
+};
+
+/// The two lowercase hex characters of each byte.
+const HEX: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0_u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
+
+/// Every byte of a u64 set to `byte`.
+const fn lanes(byte: u8) -> u64 {
+    byte as u64 * 0x0101_0101_0101_0101
+}
+
+const HIGH: u64 = lanes(0x80);
+
+/// Whether all 8 bytes of `x` are lowercase hex characters, in plain integer arithmetic.
+fn all_hex(x: u64) -> bool {
+    // Below 0x80 no lane carries into the next: the high bit of `x + lanes(k)` says b >= 0x80 - k.
+    let digit = x.wrapping_add(lanes(0x50)) & !x.wrapping_add(lanes(0x46)); // 0x30..=0x39
+    let letter = x.wrapping_add(lanes(0x1F)) & !x.wrapping_add(lanes(0x19)); // 0x61..=0x66
+    x & HIGH == 0 && (digit | letter) & HIGH == HIGH
+}
+
+/// The 4 bytes that 8 lowercase hex characters stand for (read little-endian: the first
+/// character in the lowest byte), eight characters at a time without a table lookup each.
+fn pack8(x: u64) -> [u8; 4] {
+    // A digit's value is its low nibble; a letter's (bit 6 set) is its low nibble plus 9.
+    let nibbles = (x & lanes(0x0F)) + ((x >> 6) & lanes(0x01)) * 9;
+    // Each 16-bit lane's low byte becomes (first << 4) | second; then the four bytes close up.
+    let mut packed = ((nibbles << 4) | (nibbles >> 8)) & 0x00FF_00FF_00FF_00FF;
+    packed = (packed | (packed >> 8)) & 0x0000_FFFF_0000_FFFF;
+    packed = (packed | (packed >> 16)) & 0xFFFF_FFFF;
+    let bytes = packed.to_le_bytes();
+    [bytes[0], bytes[1], bytes[2], bytes[3]]
+}
+
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0_u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Packs the lowercase hex characters `text` begins with onto `out`; returns how many there are.
+fn pack_hex(text: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut done = 0;
+    // 32 characters a time while all are hex, then 8, then pairs.
+    for block in text.chunks_exact(32) {
+        let words = [
+            word(block),
+            word(&block[8..]),
+            word(&block[16..]),
+            word(&block[24..]),
+        ];
+        if !words.iter().all(|w| all_hex(*w)) {
+            break;
+        }
+        let mut packed = [0_u8; 16];
+        for (out, w) in packed.chunks_exact_mut(4).zip(words) {
+            out.copy_from_slice(&pack8(w));
+        }
+        out.extend_from_slice(&packed);
+        done += 32;
+    }
+    for block in text[done..].chunks_exact(8) {
+        let w = word(block);
+        if !all_hex(w) {
+            break;
+        }
+        out.extend_from_slice(&pack8(w));
+        done += 8;
+    }
+    let mut pairs = text[done..].chunks_exact(2);
+    for pair in &mut pairs {
+        let (high, low) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        if high == 0xFF {
+            return done;
+        }
+        if low == 0xFF {
+            out.push(high << 4);
+            return done + 1;
+        }
+        out.push((high << 4) | low);
+        done += 2;
+    }
+    if let Some(&last) = text.get(done) {
+        let high = NIBBLE[usize::from(last)];
+        if high != 0xFF {
+            out.push(high << 4);
+            done += 1;
+        }
+    }
+    done
+}
+
+/// Where [`Unpacker`] is in the record stream.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Before a record's literal length (or at the end of the stream).
+    Record,
+    /// This many literal bytes to copy, then the hex length.
+    Literal(usize),
+    /// This many hex characters to write.
+    Hex(usize),
+    /// A byte's low character, left over for a read of one byte; then `Hex(rest)`.
+    Low(u8, usize),
+}
+
+/// Reads a packed stream and yields the original bytes.
+#[derive(Debug)]
+pub(crate) struct Unpacker<R> {
+    inner: R,
+    state: State,
+}
+
+impl<R: BufRead> Unpacker<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Self {
+            inner,
+            state: State::Record,
+        }
+    }
+
+    /// A length field; `None` at a clean end of the stream where `at_end_ok`.
+    fn read_len(&mut self, at_end_ok: bool) -> io::Result<Option<usize>> {
+        let mut field = [0_u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = self.inner.read(&mut field[got..])?;
+            if n == 0 {
+                if got == 0 && at_end_ok {
+                    return Ok(None);
+                }
+                return Err(truncated());
+            }
+            got += n;
+        }
+        Ok(Some(u32::from_le_bytes(field) as usize))
+    }
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the {NAME} stream ends inside a record"),
+    )
+}
+
+impl<R: BufRead> Read for Unpacker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.state {
+                State::Record => match self.read_len(true)? {
+                    None => return Ok(0),
+                    Some(len) => self.state = State::Literal(len),
+                },
+                State::Literal(0) => {
+                    let len = self.read_len(false)?.unwrap_or_default();
+                    self.state = State::Hex(len);
+                }
+                State::Literal(left) => {
+                    let available = self.inner.fill_buf()?;
+                    if available.is_empty() {
+                        return Err(truncated());
+                    }
+                    let n = available.len().min(buf.len()).min(left);
+                    buf[..n].copy_from_slice(&available[..n]);
+                    self.inner.consume(n);
+                    self.state = State::Literal(left - n);
+                    return Ok(n);
+                }
+                State::Hex(0) => self.state = State::Record,
+                State::Low(low, left) => {
+                    buf[0] = low;
+                    self.state = State::Hex(left);
+                    return Ok(1);
+                }
+                State::Hex(left) => {
+                    let available = self.inner.fill_buf()?;
+                    if available.is_empty() {
+                        return Err(truncated());
+                    }
+                    let pairs = available.len().min(buf.len() / 2).min(left / 2);
+                    if pairs > 0 {
+                        for (out, byte) in buf.chunks_exact_mut(2).zip(&available[..pairs]) {
+                            out.copy_from_slice(&HEX[usize::from(*byte)]);
+                        }
+                        self.inner.consume(pairs);
+                        self.state = State::Hex(left - 2 * pairs);
+                        return Ok(2 * pairs);
+                    }
+                    // One character fits, or one is left: the byte's high one first.
+                    let [high, low] = HEX[usize::from(available[0])];
+                    self.inner.consume(1);
+                    buf[0] = high;
+                    self.state = if left == 1 {
+                        State::Hex(0)
+                    } else {
+                        State::Low(low, left - 2)
+                    };
+                    return Ok(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::io::{BufReader, Read as _};
+
+    use super::{MIN_RUN, Packer, Unpacker, all_hex, pack_hex, pack8};
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                state.to_be_bytes()[0]
+            })
+            .collect()
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().fold(String::new(), |mut text, b| {
+            let _ = write!(text, "{b:02x}");
+            text
+        })
+    }
+
+    /// `COPY` text of `rows` rows of an id and a `bytea` of `len` random bytes.
+    fn copy_text(rows: usize, len: usize, seed: u64) -> Vec<u8> {
+        let mut text = String::new();
+        for id in 0..rows {
+            let value = hex(&pseudo_random(len, seed + id as u64));
+            let _ = writeln!(text, "{id}\t\\\\x{value}");
+        }
+        text.into_bytes()
+    }
+
+    fn pack_pieces(data: &[u8], piece: usize) -> Vec<u8> {
+        let mut packer = Packer::default();
+        let mut stream = Vec::new();
+        let mut records = Vec::new();
+        for part in data.chunks(piece.max(1)) {
+            packer.pack(part, &mut records);
+            stream.extend_from_slice(&records);
+        }
+        stream
+    }
+
+    fn unpack(packed: &[u8], capacity: usize, read_size: usize) -> std::io::Result<Vec<u8>> {
+        let mut unpacker = Unpacker::new(BufReader::with_capacity(capacity, packed));
+        let mut plain = Vec::new();
+        let mut buf = vec![0_u8; read_size];
+        loop {
+            let n = unpacker.read(&mut buf)?;
+            if n == 0 {
+                return Ok(plain);
+            }
+            plain.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn pack8_takes_exactly_eight_lowercase_hex_characters() {
+        for text in ["0123abcd", "ffffffff", "00000000", "9a9a9a9a"] {
+            let mut bytes = [0_u8; 8];
+            bytes.copy_from_slice(text.as_bytes());
+            let x = u64::from_le_bytes(bytes);
+            let expected: Vec<u8> = (0..4)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or_default())
+                .collect();
+            assert!(all_hex(x), "{text}");
+            assert_eq!(pack8(x).to_vec(), expected, "{text}");
+        }
+        // Every byte that is not a lowercase hex character, in every position, is refused.
+        for byte in 0..=255_u8 {
+            if byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte) {
+                continue;
+            }
+            for position in 0..8 {
+                let mut bytes = *b"0123abcd";
+                bytes[position] = byte;
+                assert!(
+                    !all_hex(u64::from_le_bytes(bytes)),
+                    "{byte:#x} at {position}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pack_hex_stops_at_the_first_other_byte() {
+        for len in 0..80 {
+            let mut text = b"0123456789abcdef".repeat(5);
+            text.truncate(len);
+            text.extend_from_slice(b"G\t12");
+            let mut out = Vec::new();
+            assert_eq!(pack_hex(&text, &mut out), len, "{len}");
+            assert_eq!(out.len(), len.div_ceil(2), "{len}");
+        }
+    }
+
+    #[test]
+    fn copy_text_packs_to_about_half_and_round_trips_whatever_the_piece_and_read_sizes()
+    -> std::io::Result<()> {
+        let data = copy_text(200, 700, 1);
+        let packed = pack_pieces(&data, 1024 * 1024);
+        assert!(
+            packed.len() < data.len() * 52 / 100,
+            "{} of {}",
+            packed.len(),
+            data.len()
+        );
+        for piece in [1, 2, 3, 7, 64, 1000, 4096, 65_537, data.len()] {
+            let packed = pack_pieces(&data, piece);
+            for (capacity, read_size) in [(1, 1), (3, 2), (8192, 1), (8192, 3), (65_536, 65_536)] {
+                let plain = unpack(&packed, capacity, read_size)?;
+                assert!(plain == data, "pieces of {piece}, reads of {read_size}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn other_bytes_pass_through_and_round_trip() -> std::io::Result<()> {
+        let short_run = format!("1\t\\\\x{}\n", "ab".repeat(MIN_RUN / 2 - 1));
+        let long_run = format!("2\t\\\\x{}\n", "cd".repeat(MIN_RUN));
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            pseudo_random(300_000, 9),
+            b"\\\\x".to_vec(),
+            b"\\\\x\\\\x\\\\x".to_vec(),
+            format!("\\\\x{}", "A1".repeat(100)).into_bytes(),
+            format!("\\\\x{}7", "e1".repeat(100)).into_bytes(),
+            short_run.clone().into_bytes(),
+            [
+                short_run.as_bytes(),
+                long_run.as_bytes(),
+                &pseudo_random(5000, 3),
+            ]
+            .concat(),
+        ];
+        for data in cases {
+            for piece in [1, 5, 100, 1 << 20] {
+                let packed = pack_pieces(&data, piece);
+                assert!(unpack(&packed, 4096, 4096)? == data, "{} bytes", data.len());
+            }
+        }
+        // Text without a run costs one record's two length fields.
+        let text = pseudo_random(300_000, 9);
+        assert_eq!(pack_pieces(&text, 1 << 20).len(), text.len() + 8);
+        Ok(())
+    }
+
+    #[test]
+    fn a_cut_stream_is_an_error_not_a_shorter_result() {
+        let data = copy_text(20, 100, 5);
+        let packed = pack_pieces(&data, 1 << 20);
+        for cut in [1, 3, 4, 5, 9, packed.len() / 2, packed.len() - 1] {
+            let err = unpack(&packed[..cut], 4096, 4096).err();
+            assert!(
+                err.as_ref()
+                    .is_some_and(|e| e.to_string().contains("ends inside a record")),
+                "cut at {cut}: {err:?}"
+            );
+        }
+    }
+}
