@@ -16,6 +16,8 @@ mod local;
 mod manifest;
 mod metrics;
 #[cfg(feature = "postgres")]
+mod pg_archive;
+#[cfg(feature = "postgres")]
 mod physical;
 mod pipeline;
 #[cfg(feature = "postgres")]

@@ -18,6 +18,7 @@ use crate::manifest::{
     BackupId, BackupKind, BackupManifest, Completed, MANIFEST_FILE, STARTED_FILE, StartedMarker,
     backup_object, rfc3339,
 };
+use crate::pg_archive::HeadRecorder;
 use crate::pipeline::{self, DownloadSpec, Packing, PipelineOptions, Progress};
 use crate::process::{ChildGuard, last_secret, program_version, take_secrets};
 use crate::storage::Storage;
@@ -315,10 +316,6 @@ async fn backup_postgres_in(
             "it must be non-empty and contain no '/'",
         ));
     }
-    let pg_dump = options.pg_dump.clone();
-    // `pg_dump --version` (a Perl wrapper on Debian) runs while the session is set up.
-    let tool_version = tokio::task::spawn_blocking(move || program_version("pg_dump", &pg_dump));
-
     let started = SystemTime::now();
     let clock = Instant::now();
     let id = BackupId::at(started);
@@ -338,11 +335,7 @@ async fn backup_postgres_in(
         };
         Ok::<_, BackupError>((conn, server_version, snapshot))
     };
-    let (tool_version, session) = tokio::join!(tool_version, session);
-    // A missing pg_dump is reported first, as when it was looked for before connecting.
-    let tool_version =
-        tool_version.map_err(|err| BackupError::program("pg_dump", err.to_string()))??;
-    let (mut conn, server_version, snapshot) = session?;
+    let (mut conn, server_version, snapshot) = session.await?;
 
     let marker = StartedMarker {
         id: id.clone(),
@@ -395,8 +388,8 @@ async fn backup_postgres_in(
     let _ = conn.close().await;
     // A clean failure leaves nothing behind; a killed process leaves the marker, which `prune`
     // removes.
-    let (object, row_counts) = match (uploaded, counted) {
-        (Ok(((), object)), Ok(counts)) => (object, counts),
+    let (dump_version, object, row_counts) = match (uploaded, counted) {
+        (Ok((dump_version, object)), Ok(counts)) => (dump_version, object, counts),
         (Ok(_), Err(err)) => {
             let _ = storage.delete_object(&data_path).await;
             let _ = storage.delete_object(&marker_path).await;
@@ -408,6 +401,18 @@ async fn backup_postgres_in(
         }
     };
 
+    // Read from the archive's header; asked of pg_dump itself only where the header is of a
+    // format this version does not know (pg_dump just ran, so it answers).
+    let tool_version = if let Some(version) = dump_version {
+        version
+    } else {
+        let pg_dump = options.pg_dump.clone();
+        tokio::task::spawn_blocking(move || program_version("pg_dump", &pg_dump))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| "pg_dump (version not known)".to_owned())
+    };
     let manifest = BackupManifest::completed(Completed {
         id: id.clone(),
         kind: BackupKind::Postgres,
@@ -430,7 +435,9 @@ async fn backup_postgres_in(
     Ok(manifest)
 }
 
-fn run_dump(command: &mut Command, sink: &mut dyn Write) -> Result<(), BackupError> {
+/// Runs `pg_dump` into `sink`; the version of `pg_dump` named in the archive's header.
+fn run_dump(command: &mut Command, sink: &mut dyn Write) -> Result<Option<String>, BackupError> {
+    let mut sink = HeadRecorder::new(sink);
     let mut child = ChildGuard::spawn("pg_dump", command)?;
     let Some(mut stdout) = child.child_mut().and_then(|c| c.stdout.take()) else {
         return Err(BackupError::program(
@@ -438,10 +445,11 @@ fn run_dump(command: &mut Command, sink: &mut dyn Write) -> Result<(), BackupErr
             "its output was not captured",
         ));
     };
-    match pipeline::pump_pipe(&mut stdout, sink) {
+    match pipeline::pump_pipe(&mut stdout, &mut sink) {
         Ok(_) => {
             drop(stdout);
-            child.wait_success().map(drop)
+            child.wait_success()?;
+            Ok(sink.dump_version())
         }
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
             // The upload stopped; its error is reported by the pipeline.

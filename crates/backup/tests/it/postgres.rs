@@ -119,6 +119,12 @@ async fn round_trip_restores_a_database_whose_dump_is_identical() -> Result<()> 
     assert_eq!(manifest.row_counts.get("ops.empty_table"), Some(&0));
     assert!(manifest.stored_bytes < manifest.raw_bytes);
     assert!(manifest.encryption.is_none());
+    // Read from the archive's header: what `pg_dump --version` says.
+    let version = std::process::Command::new("pg_dump")
+        .arg("--version")
+        .output()?;
+    let version = String::from_utf8(version.stdout)?;
+    assert_eq!(Some(manifest.tool_version.as_str()), version.lines().next());
 
     let target = TestDatabase::create().await?;
     let report = restore(
