@@ -338,18 +338,7 @@ mod tests {
     use std::io::{BufReader, Read as _};
 
     use super::{MIN_RUN, Packer, Unpacker, all_hex, pack_hex, pack8};
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                state.to_be_bytes()[0]
-            })
-            .collect()
-    }
+    use crate::test_data::pseudo_random;
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().fold(String::new(), |mut text, b| {

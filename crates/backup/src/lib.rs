@@ -29,6 +29,8 @@ mod redis;
 #[cfg(feature = "postgres")]
 mod spool;
 mod storage;
+#[cfg(test)]
+mod test_data;
 #[cfg(feature = "postgres")]
 mod wal;
 
