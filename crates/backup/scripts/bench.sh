@@ -25,9 +25,11 @@ trap 'rm -rf "$WORK"' EXIT
 "$BIN" keygen --output "$WORK/key.txt" > "$WORK/recipient"
 RECIPIENT=$(cat "$WORK/recipient")
 
-# measure NAME CMD...: appends "seconds max_rss_kb" of one run to $WORK/NAME.
+# measure NAME CMD...: appends "seconds max_rss_kb" of one run to $WORK/NAME. The page cache is
+# written back first (untimed), so that the writes of the run before do not fall on this one.
 measure() {
     local name=$1; shift
+    sync
     /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" > /dev/null 2> "$WORK/stderr" || {
         cat "$WORK/stderr" >&2; return 1; }
     cat "$WORK/time" >> "$WORK/$name"
