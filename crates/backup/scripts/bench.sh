@@ -6,6 +6,12 @@
 #   cargo build -p groundwork-backup --release
 #   createdb bench_100mb && pgbench -i -s 7 bench_100mb      # ~110 MB
 #   createdb bench_1gb   && pgbench -i -s 70 bench_1gb       # ~1 GB
+#   createdb bench_rand && psql bench_rand -c 'CREATE EXTENSION pgcrypto' \
+#       -c 'CREATE TABLE blobs (id int PRIMARY KEY, data bytea)' \
+#       -c 'ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL' \
+#       -c 'INSERT INTO blobs SELECT i, gen_random_bytes(1024) FROM generate_series(1, 1000000) i'   # 2 GB dump
+#   createdb bench_hashes && psql bench_hashes -c 'CREATE TABLE digests (id int PRIMARY KEY, digest bytea NOT NULL)' \
+#       -c "INSERT INTO digests SELECT i, decode(md5(i::text), 'hex') FROM generate_series(1, 2000000) i"
 #   SERVER=postgres://postgres@127.0.0.1:5432 crates/backup/scripts/bench.sh bench_100mb bench_1gb
 #
 # SERVER is the server URL without a database; RUNS (default 3) runs of each, the median is shown.

@@ -30,8 +30,8 @@ use memchr::memmem;
 pub(crate) const NAME: &str = "pg-bytea-hex-1";
 
 /// A run of fewer hex characters stays literal: its two length fields would cost about what
-/// packing it saves.
-const MIN_RUN: usize = 64;
+/// packing it saves. 32 packs a 16-byte value, such as an MD5 digest.
+const MIN_RUN: usize = 32;
 
 /// What precedes a `bytea` value's hex text in `COPY`'s text format: a backslash, escaped, and `x`.
 const PREFIX: &[u8] = b"\\\\x";
@@ -71,25 +71,31 @@ impl Packer {
                     None => break,
                 }
             };
-            let record = out.len();
+            let rest = &piece[run_start..];
+            // A short run that ends inside the piece stays literal; it is found before anything
+            // is written, so the literal text is copied once, however many short runs it holds.
+            let leading = rest
+                .iter()
+                .take(MIN_RUN)
+                .take_while(|byte| NIBBLE[usize::from(**byte)] != 0xFF)
+                .count();
+            if leading < MIN_RUN && leading < rest.len() {
+                search_from = run_start + leading;
+                continue;
+            }
             push_len(out, run_start - literal_start);
             out.extend_from_slice(&piece[literal_start..run_start]);
             let hex_len_at = out.len();
             push_len(out, 0);
-            let run = pack_hex(&piece[run_start..], out);
+            let run = pack_hex(rest, out);
+            set_len(out, hex_len_at, run);
             let run_end = run_start + run;
             if run_end == piece.len() {
                 // The run (maybe still empty) can go on in the next piece.
-                set_len(out, hex_len_at, run);
                 self.in_run = true;
                 return;
             }
-            if run < MIN_RUN {
-                out.truncate(record);
-            } else {
-                set_len(out, hex_len_at, run);
-                literal_start = run_end;
-            }
+            literal_start = run_end;
             search_from = run_end;
         }
         push_len(out, piece.len() - literal_start);
@@ -438,9 +444,21 @@ mod tests {
                 assert!(unpack(&packed, 4096, 4096)? == data, "{} bytes", data.len());
             }
         }
-        // Text without a run costs one record's two length fields.
+        // Text without a run, or with short runs only, costs one record's two length fields.
         let text = pseudo_random(300_000, 9);
         assert_eq!(pack_pieces(&text, 1 << 20).len(), text.len() + 8);
+        let short = copy_text(10_000, MIN_RUN / 2 - 1, 4);
+        assert_eq!(pack_pieces(&short, 1 << 20).len(), short.len() + 8);
+        // 16-byte values (MD5 digests) are packed: 40 bytes a row here become 33.
+        let digests = copy_text(10_000, 16, 4);
+        let packed = pack_pieces(&digests, 1 << 20);
+        assert!(
+            packed.len() < digests.len() * 85 / 100,
+            "{} of {}",
+            packed.len(),
+            digests.len()
+        );
+        assert!(unpack(&packed, 4096, 4096)? == digests);
         Ok(())
     }
 
