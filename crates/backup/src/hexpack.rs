@@ -216,6 +216,9 @@ enum State {
 pub(crate) struct Unpacker<R> {
     inner: R,
     state: State,
+    /// The first error, returned by every read after it: a stream that failed never ends
+    /// cleanly (the bytes before the error are handed out first).
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<R: BufRead> Unpacker<R> {
@@ -223,6 +226,7 @@ impl<R: BufRead> Unpacker<R> {
         Self {
             inner,
             state: State::Record,
+            failed: None,
         }
     }
 
@@ -252,7 +256,27 @@ fn truncated() -> io::Error {
 }
 
 impl<R: BufRead> Read for Unpacker<R> {
+    /// Fills `buf` across records (a table of short values has a record every few dozen bytes,
+    /// and a consumer that wrote out each record on its own made a system call of each).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() && self.failed.is_none() {
+            match self.read_some(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) => self.failed = Some((err.kind(), err.to_string())),
+            }
+        }
+        match &self.failed {
+            Some((kind, message)) if filled == 0 => Err(io::Error::new(*kind, message.clone())),
+            _ => Ok(filled),
+        }
+    }
+}
+
+impl<R: BufRead> Unpacker<R> {
+    /// Up to the end of the current literal or hex part.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -466,13 +490,31 @@ mod tests {
     fn a_cut_stream_is_an_error_not_a_shorter_result() {
         let data = copy_text(20, 100, 5);
         let packed = pack_pieces(&data, 1 << 20);
-        for cut in [1, 3, 4, 5, 9, packed.len() / 2, packed.len() - 1] {
-            let err = unpack(&packed[..cut], 4096, 4096).err();
-            assert!(
-                err.as_ref()
-                    .is_some_and(|e| e.to_string().contains("ends inside a record")),
-                "cut at {cut}: {err:?}"
-            );
+        // Where each length field begins.
+        let mut fields = Vec::new();
+        let mut at = 0;
+        while at < packed.len() {
+            let literal = u32::from_le_bytes([0, 1, 2, 3].map(|i| packed[at + i])) as usize;
+            fields.push(at);
+            at += 4 + literal;
+            let hex = u32::from_le_bytes([0, 1, 2, 3].map(|i| packed[at + i])) as usize;
+            fields.push(at);
+            at += 4 + hex.div_ceil(2);
+        }
+        let inside_fields = fields
+            .iter()
+            .flat_map(|field| [field + 1, field + 2, field + 3]);
+        let inside_parts = [5, 9, packed.len() / 2, packed.len() - 1];
+        for cut in inside_fields.chain(inside_parts) {
+            // Large reads: the error comes after data was read in the same call.
+            for read_size in [7, 1 << 16] {
+                let err = unpack(&packed[..cut], 4096, read_size).err();
+                assert!(
+                    err.as_ref()
+                        .is_some_and(|e| e.to_string().contains("ends inside a record")),
+                    "cut at {cut}, reads of {read_size}: {err:?}"
+                );
+            }
         }
     }
 }
