@@ -1,19 +1,19 @@
 //! The streaming pipeline: source → (packing) → zstd → age → fixed-size multipart parts, and
 //! back.
 //!
-//! Compression and encryption are synchronous and CPU-bound, so they run on blocking threads:
-//! one reads the source into 1 MiB chunks, one packs them where the caller asks
-//! ([`Packing`]: the `bytea` hex text of a `pg_dump` archive) and compresses them, one encrypts,
-//! hashes and cuts parts, so the three overlap. Each chunk is compressed as it pays: a trial
-//! compression of its start picks the configured zstd level, the fast level 1 for poorly
-//! compressible data the configured level barely improves on (hex text left unpacked), or zstd
-//! raw blocks for incompressible data (random or already compressed bytes, packed `bytea`). The
-//! result is a stream of zstd frames that any zstd decoder reads as one (an older single-frame
-//! backup is the case of one mode throughout); a packed stream is unpacked after it. Finished parts cross a channel to an async task that uploads them
-//! one at a time, and a new part is begun only once every part but the last one sent was
-//! uploaded, so at most two parts are in memory (one being filled, one uploading), whatever the
-//! size of the backup. Downloads run the other way, hashing every stored byte before it is
-//! decrypted.
+//! Compression and encryption are synchronous and CPU-bound, so they run on blocking threads: one
+//! reads the source into 1 MiB chunks, one packs them where the caller asks ([`Packing`]: the
+//! `bytea` hex text of a `pg_dump` archive) and compresses them, one encrypts, hashes and cuts
+//! parts, so the three overlap. Each chunk is compressed as it pays: a trial compression of its
+//! start picks the configured zstd level, the fast level 1 for poorly compressible data the
+//! configured level barely improves on (hex text left unpacked), or zstd raw blocks for
+//! incompressible data (random or already compressed bytes, packed `bytea`). The result is a stream
+//! of zstd frames that any zstd decoder reads as one (an older single-frame backup is the case of
+//! one mode throughout); a packed stream is unpacked after it. Finished parts cross a channel to an
+//! async task that uploads them one at a time, and a new part is begun only once every part but the
+//! last one sent was uploaded, so at most two parts are in memory (one being filled, one
+//! uploading), whatever the size of the backup. Downloads run the other way, hashing every stored
+//! byte before it is decrypted.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
